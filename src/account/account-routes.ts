@@ -1,0 +1,44 @@
+/** `profile`, `users`, `history` (SPEC §4): what a logged-in softphone user sees of itself. */
+import { Elysia } from 'elysia'
+import * as v from 'valibot'
+import type { Clock } from '../clock'
+import { authPlugin } from '../auth/auth-plugin'
+import type { AccessGuard } from '../auth/access-guard'
+import type { DirectoryUser } from '../directory/directory'
+
+/** YYYY-MM-DD that is a real calendar day. */
+const CalendarDate = v.pipe(
+  v.string('must be a date YYYY-MM-DD'),
+  v.isoDate('must be a date YYYY-MM-DD'),
+  v.check((text) => new Date(`${text}T00:00:00Z`).toISOString().startsWith(text), 'must be a date YYYY-MM-DD'),
+)
+export const HistoryQuery = v.object({ date: v.optional(CalendarDate) })
+
+export function profileView(user: DirectoryUser) {
+  return { id: user.id, username: user.username, role: user.role, display_name: user.displayName }
+}
+
+export interface AccountRoutesDeps {
+  clock: Clock
+  guard: AccessGuard
+  /** The last `users-state` snapshot, or null until presence publishes one. */
+  lastUsersState: () => unknown
+}
+
+export function accountRoutes({ clock, guard, lastUsersState }: AccountRoutesDeps) {
+  return new Elysia({ name: 'account-routes' })
+    .use(authPlugin({ guard, clock }))
+    .get('/profile', ({ principal }) => ({ success: true, user: profileView(principal.user) }), { auth: 'access' })
+    .get(
+      '/users',
+      // The one-element array is how the legacy module wrapped it; apps index [0].
+      ({ principal }) => ({ success: true, user: profileView(principal.user), statuses: [lastUsersState() ?? null] }),
+      { auth: 'access' },
+    )
+    .get(
+      '/history',
+      // No call-history source exists yet, so the list is empty by contract (SPEC §4).
+      ({ principal }) => ({ success: true, user: { ...profileView(principal.user), mobile: principal.user.mobile }, history: [] }),
+      { auth: 'access', query: HistoryQuery },
+    )
+}

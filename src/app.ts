@@ -1,0 +1,38 @@
+/** Builds the HTTP app from its dependencies, so tests can pass a temp store and a movable clock. */
+import { Elysia } from 'elysia'
+import { accountRoutes } from './account/account-routes'
+import { AccessGuard } from './auth/access-guard'
+import { authRoutes } from './auth/auth-routes'
+import type { Clock } from './clock'
+import type { Directory } from './directory/directory'
+import { healthRoutes } from './health/health-routes'
+import { clientIpResolver } from './http/client-ip'
+import { httpPlugin, RouteIndex } from './http/http-plugin'
+import { mediaRoutes } from './media/media-routes'
+import type { SecurityLogSink } from './security-log/security-log'
+import type { TokenService } from './tokens/tokens'
+
+export interface AppDeps {
+  basePath: string
+  trustedProxies: readonly string[]
+  clock: Clock
+  directory: Directory
+  tokens: TokenService
+  securityLog: SecurityLogSink
+}
+
+export function buildApp({ basePath, trustedProxies, clock, directory, tokens, securityLog }: AppDeps) {
+  const routes = new RouteIndex()
+  const guard = new AccessGuard(tokens, directory)
+  const clientIpOf = clientIpResolver(trustedProxies)
+  const app = new Elysia({ prefix: basePath })
+    .use(httpPlugin({ clock, routes }))
+    .use(authRoutes({ clock, directory, tokens, guard, securityLog, clientIpOf }))
+    .use(accountRoutes({ clock, guard, lastUsersState: () => null }))
+    .use(mediaRoutes({ clock, guard, securityLog, clientIpOf }))
+    .use(healthRoutes({ clock }))
+  routes.load(app.routes)
+  return app
+}
+
+export type App = ReturnType<typeof buildApp>

@@ -1,0 +1,42 @@
+/**
+ * Decides whether a request's bearer token grants access, independent of HTTP. Callers map the
+ * outcome to statuses and challenges, which differ per route (SPEC §4.1, §4.3).
+ */
+import type { Directory, DirectoryUser } from '../directory/directory'
+import { TokenError } from '../tokens/jws'
+import { TokenTypeError, type TokenService, type TokenType, type VerifiedToken } from '../tokens/tokens'
+import { findBearerToken, type CredentialSources } from './credentials'
+
+export interface Principal {
+  user: DirectoryUser
+  token: VerifiedToken
+}
+
+export type AccessOutcome =
+  | { ok: true; principal: Principal }
+  | { ok: false; failure: 'missing' | 'malformed' | 'invalid' | 'wrong_type'; reason: string }
+
+export class AccessGuard {
+  constructor(
+    private readonly tokens: TokenService,
+    private readonly directory: Directory,
+  ) {}
+
+  check(sources: CredentialSources, type: TokenType): AccessOutcome {
+    const found = findBearerToken(sources)
+    if (found.kind === 'none') return { ok: false, failure: 'missing', reason: 'no token' }
+    if (found.kind === 'malformed') return { ok: false, failure: 'malformed', reason: 'malformed credentials' }
+    let token: VerifiedToken
+    try {
+      token = this.tokens.verify(found.token, type)
+    } catch (error) {
+      if (error instanceof TokenTypeError) return { ok: false, failure: 'wrong_type', reason: 'wrong token type' }
+      if (error instanceof TokenError) return { ok: false, failure: 'invalid', reason: error.name }
+      throw error
+    }
+    // A user disabled or removed in the directory loses access at the next request (SPEC §6).
+    const user = this.directory.findByUsername(token.username)
+    if (!user || user.disabled) return { ok: false, failure: 'invalid', reason: 'unknown or disabled user' }
+    return { ok: true, principal: { user, token } }
+  }
+}

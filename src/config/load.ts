@@ -1,0 +1,104 @@
+/**
+ * Merges configuration (SPEC §3): flags > SOFTPHONE_* environment > TOML file > defaults, then
+ * validates the result once. A bad value is an error naming the key and where it came from.
+ */
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import * as v from 'valibot'
+import { CONFIG_KEYS, ConfigSchema, DEFAULT_BASE_PATH, type Config, type ConfigKey } from './schema'
+
+export const DEFAULT_CONFIG_PATH = '/etc/softphone-backend/config.toml'
+/** sysexits.h EX_CONFIG. */
+export const EX_CONFIG = 78
+
+export class ConfigError extends Error {
+  override name = 'ConfigError'
+}
+
+export interface ConfigSources {
+  /** `--config PATH`; when absent the default path is read only if it exists. */
+  configPath?: string
+  /** Flag values by key, as typed (strings). */
+  flags: Partial<Record<ConfigKey, string>>
+  env: Record<string, string | undefined>
+}
+
+type Origin = string
+type Raw = Record<string, { value: unknown; origin: Origin }>
+
+export function loadConfig({ configPath, flags, env }: ConfigSources): Config {
+  const raw: Raw = {}
+  const file = readConfigFile(configPath ?? (env.CONFIGURATION_DIRECTORY ? join(env.CONFIGURATION_DIRECTORY, 'config.toml') : DEFAULT_CONFIG_PATH), configPath !== undefined)
+  if (file) for (const [name, value] of Object.entries(file.values)) raw[name] = { value, origin: file.path }
+  for (const name of Object.keys(CONFIG_KEYS) as ConfigKey[]) {
+    const fromEnv = env[`SOFTPHONE_${name.toUpperCase()}`]
+    if (fromEnv !== undefined) raw[name] = { value: coerce(name, fromEnv), origin: `SOFTPHONE_${name.toUpperCase()}` }
+    const fromFlag = flags[name]
+    if (fromFlag !== undefined) raw[name] = { value: coerce(name, fromFlag), origin: `--${name.replaceAll('_', '-')}` }
+  }
+  return validate(withDefaults(raw, env), raw)
+}
+
+function readConfigFile(path: string, required: boolean): { path: string; values: Record<string, unknown> } | null {
+  let text: string
+  try {
+    text = readFileSync(path, 'utf8')
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code
+    if (code === 'ENOENT' && !required) return null
+    throw new ConfigError(`cannot read config file ${path}: ${code ?? 'error'}`)
+  }
+  let values: unknown
+  try {
+    values = Bun.TOML.parse(text)
+  } catch (error) {
+    throw new ConfigError(`config file ${path} is not valid TOML: ${(error as Error).message}`)
+  }
+  return { path, values: values as Record<string, unknown> }
+}
+
+/** Strings from env and flags become the type the key wants; a bad string is left for the schema to name. */
+function coerce(name: ConfigKey, text: string): unknown {
+  switch (CONFIG_KEYS[name].kind) {
+    case 'integer':
+      return /^-?\d+$/.test(text.trim()) ? Number(text) : text
+    case 'boolean':
+      return text === 'true' ? true : text === 'false' ? false : text
+    case 'list':
+      return text.split(',').map((item) => item.trim()).filter(Boolean)
+    case 'string':
+      return text
+  }
+}
+
+function withDefaults(raw: Raw, env: ConfigSources['env']): Record<string, unknown> {
+  const value = (name: string) => raw[name]?.value
+  const dataDir = value('data_dir') ?? env.STATE_DIRECTORY ?? '/var/lib/softphone-backend'
+  const merged: Record<string, unknown> = {
+    host: '127.0.0.1',
+    port: 8080,
+    base_path: DEFAULT_BASE_PATH,
+    trusted_proxies: ['127.0.0.1', '::1'],
+    access_ttl: 3600,
+    refresh_ttl: 2592000,
+    accept_legacy_tokens: true,
+    directory: 'embedded',
+    password_hash_concurrency: 2,
+    ...Object.fromEntries(Object.entries(raw).map(([name, entry]) => [name, entry.value])),
+    data_dir: dataDir,
+  }
+  if (typeof dataDir === 'string') {
+    merged.secret_key_path ??= join(dataDir, 'secret.key')
+    merged.log_dir ??= env.LOGS_DIRECTORY ?? join(dataDir, 'log')
+  }
+  return merged
+}
+
+function validate(merged: Record<string, unknown>, raw: Raw): Config {
+  const result = v.safeParse(ConfigSchema, merged)
+  if (result.success) return result.output as Config
+  const issue = result.issues[0]
+  const name = String(issue.path?.[0]?.key ?? 'config')
+  const origin = raw[name]?.origin ?? 'default'
+  throw new ConfigError(`config error: ${name} ${issue.message} (from ${origin})`)
+}

@@ -1,0 +1,77 @@
+/**
+ * Every configuration key, once: its valibot schema, how a string from the environment or a flag is
+ * read, and its documentation (printed by `softphone-backend config --help`, copied into the README).
+ */
+import * as v from 'valibot'
+
+type Kind = 'string' | 'integer' | 'boolean' | 'list'
+
+interface KeySpec<S extends v.GenericSchema> {
+  schema: S
+  kind: Kind
+  doc: string
+}
+
+const key = <S extends v.GenericSchema>(kind: Kind, schema: S, doc: string): KeySpec<S> => ({ kind, schema, doc })
+
+const AbsolutePath = v.pipe(v.string('must be a string'), v.startsWith('/', 'must be an absolute path'))
+const Seconds = (min: number, max: number) =>
+  v.pipe(
+    v.number('must be an integer'),
+    v.integer('must be an integer'),
+    v.minValue(min, `must be at least ${min}`),
+    v.maxValue(max, `must be at most ${max}`),
+  )
+const IpAddress = v.pipe(v.string('must be an IP address'), v.ip('must be an IP address'))
+
+export const CONFIG_KEYS = {
+  host: key('string', v.pipe(v.string('must be a string'), v.minLength(1, 'must not be empty')), 'Address to listen on. Default 127.0.0.1: nginx on the same box proxies to it.'),
+  port: key('integer', Seconds(0, 65535), 'TCP port. Default 8080. 0 picks a free port and prints it.'),
+  base_path: key(
+    'string',
+    v.pipe(v.string('must be a string'), v.regex(/^(\/[A-Za-z0-9._~-]+)+$/, 'must look like /a/b, without a trailing slash')),
+    'URL prefix of every route. Default /pbxcore/api/module-softphone-backend/v1 (the legacy module\'s).',
+  ),
+  trusted_proxies: key(
+    'list',
+    v.array(IpAddress, 'must be a list of IP addresses'),
+    'Peers whose X-Real-IP header names the client. Default ["127.0.0.1", "::1"]. Comma-separated in env and flags.',
+  ),
+  data_dir: key('string', AbsolutePath, 'Database and default key location. Default $STATE_DIRECTORY, else /var/lib/softphone-backend.'),
+  secret_key_path: key(
+    'string',
+    AbsolutePath,
+    'HMAC key file (64 hex chars, mode 0600). Default <data_dir>/secret.key. Point it at the legacy module\'s db/secret.key to keep its tokens valid.',
+  ),
+  log_dir: key('string', AbsolutePath, 'Where security.log goes. Default $LOGS_DIRECTORY, else <data_dir>/log.'),
+  access_ttl: key('integer', Seconds(60, 86400), 'Access token lifetime in seconds. Default 3600.'),
+  refresh_ttl: key('integer', Seconds(300, 31536000), 'Refresh token lifetime in seconds. Default 2592000 (30 days).'),
+  accept_legacy_tokens: key(
+    'boolean',
+    v.boolean('must be true or false'),
+    'Accept tokens without jti/sid, as issued by ModuleSoftphoneBackend. Default true.',
+  ),
+  directory: key(
+    'string',
+    v.picklist(['embedded'], 'must be "embedded" (the MikoPBX directory is not available in this version)'),
+    'User directory. Default "embedded": users in the service\'s own database, managed with `softphone-backend users`.',
+  ),
+  password_hash_concurrency: key(
+    'integer',
+    Seconds(1, 64),
+    'How many argon2id hashes may run at once; further logins queue. Default 2.',
+  ),
+} as const
+
+type Keys = typeof CONFIG_KEYS
+export type ConfigKey = keyof Keys
+export type Config = { [K in ConfigKey]: v.InferOutput<Keys[K]['schema']> }
+
+export const ConfigSchema = v.strictObject(
+  Object.fromEntries(Object.entries(CONFIG_KEYS).map(([name, spec]) => [name, spec.schema])) as {
+    [K in ConfigKey]: Keys[K]['schema']
+  },
+  'unknown key',
+)
+
+export const DEFAULT_BASE_PATH = '/pbxcore/api/module-softphone-backend/v1'

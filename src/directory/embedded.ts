@@ -1,0 +1,110 @@
+/** Users stored in the service's own SQLite file, with argon2id password hashes. */
+import type { Database } from 'bun:sqlite'
+import { randomBytes } from 'node:crypto'
+import { unixSeconds, type Clock } from '../clock'
+import type { Directory, DirectoryUser, Role } from './directory'
+import { ConcurrencyLimiter } from './limiter'
+
+/** OWASP's argon2id minimum (m = 19 MiB, t = 2, p = 1). Bun's memoryCost is in KiB. */
+export const ARGON2_PARAMS = { algorithm: 'argon2id', memoryCost: 19456, timeCost: 2 } as const
+
+interface UserRow {
+  id: number
+  username: string
+  display_name: string
+  role: Role
+  password_hash: string
+  disabled: number
+  mobile: string
+}
+
+export class DirectoryError extends Error {
+  override name = 'DirectoryError'
+}
+
+export class EmbeddedDirectory implements Directory {
+  private readonly limiter: ConcurrencyLimiter
+  private dummyHash: Promise<string> | undefined
+  private readonly byUsername
+  private readonly byId
+
+  constructor(
+    private readonly db: Database,
+    private readonly clock: Clock,
+    hashConcurrency: number,
+  ) {
+    this.limiter = new ConcurrencyLimiter(hashConcurrency)
+    this.byUsername = db.query<UserRow, [string]>('SELECT * FROM users WHERE username = ?')
+    this.byId = db.query<UserRow, [number]>('SELECT * FROM users WHERE id = ?')
+  }
+
+  async authenticate(username: string, password: string): Promise<DirectoryUser | null> {
+    const row = this.byUsername.get(username)
+    // A missing user is checked against a dummy hash with the same parameters, so timing matches.
+    const hash = row?.password_hash ?? (await this.getDummyHash())
+    const matches = await this.limiter.run(() => Bun.password.verify(password, hash))
+    if (!row || !matches || row.disabled) return null
+    return toUser(row)
+  }
+
+  findById(id: number): DirectoryUser | null {
+    const row = this.byId.get(id)
+    return row ? toUser(row) : null
+  }
+
+  findByUsername(username: string): DirectoryUser | null {
+    const row = this.byUsername.get(username)
+    return row ? toUser(row) : null
+  }
+
+  list(): DirectoryUser[] {
+    return this.db.query<UserRow, []>('SELECT * FROM users ORDER BY username').all().map(toUser)
+  }
+
+  async add(input: { username: string; password: string; displayName: string; role: Role; mobile: string }): Promise<DirectoryUser> {
+    if (this.byUsername.get(input.username)) throw new DirectoryError(`user ${input.username} already exists`)
+    const hash = await this.hash(input.password)
+    this.db
+      .query('INSERT INTO users (username, display_name, role, password_hash, mobile, created_at) VALUES (?, ?, ?, ?, ?, ?)')
+      .run(input.username, input.displayName, input.role, hash, input.mobile, unixSeconds(this.clock))
+    return this.findByUsername(input.username)!
+  }
+
+  async setPassword(username: string, password: string): Promise<void> {
+    const hash = await this.hash(password)
+    this.update('UPDATE users SET password_hash = ? WHERE username = ?', hash, username)
+  }
+
+  setDisabled(username: string, disabled: boolean): void {
+    this.update('UPDATE users SET disabled = ? WHERE username = ?', disabled ? 1 : 0, username)
+  }
+
+  remove(username: string): void {
+    this.update('DELETE FROM users WHERE username = ?', username)
+  }
+
+  private update(sql: string, ...params: Array<string | number>): void {
+    const { changes } = this.db.query(sql).run(...params)
+    if (changes === 0) throw new DirectoryError(`no such user: ${params.at(-1)}`)
+  }
+
+  private hash(password: string): Promise<string> {
+    return this.limiter.run(() => Bun.password.hash(password, ARGON2_PARAMS))
+  }
+
+  private getDummyHash(): Promise<string> {
+    this.dummyHash ??= this.hash(randomBytes(16).toString('hex'))
+    return this.dummyHash
+  }
+}
+
+function toUser(row: UserRow): DirectoryUser {
+  return {
+    id: row.id,
+    username: row.username,
+    displayName: row.display_name,
+    role: row.role,
+    mobile: row.mobile,
+    disabled: row.disabled === 1,
+  }
+}

@@ -1,0 +1,51 @@
+/**
+ * The error envelope of SPEC §4.1. `error` texts are stable English (the legacy module's where it had
+ * one); `code` is for machines. `message` will carry the negotiated language once catalogues exist
+ * (SPEC §11); until then it is the English text. No error body ever carries a submitted value.
+ */
+export interface ErrorKind {
+  status: number
+  error: string
+  code: string
+}
+
+const kind = (status: number, error: string, code: string): ErrorKind => ({ status, error, code })
+
+export const ERRORS = {
+  credentialsMissing: kind(400, 'Invalid credentials provided', 'credentials_missing'),
+  invalidCredentials: kind(401, 'Invalid credentials', 'invalid_credentials'),
+  refreshTokenInvalid: kind(401, 'Invalid or missing token', 'invalid_token'),
+  refreshTokenRequired: kind(403, 'Invalid token type. Refresh token required', 'refresh_token_required'),
+  tokenRequired: kind(401, 'Unauthorized. Token required', 'token_required'),
+  tokenTypeInvalid: kind(403, 'Invalid token type', 'invalid_token_type'),
+  unauthorized: kind(401, 'Unauthorized', 'invalid_token'),
+  malformedCredentials: kind(400, 'Malformed credentials', 'invalid_request'),
+  invalidJson: kind(400, 'Request body is not valid JSON', 'invalid_json'),
+  unsupportedContentType: kind(400, 'Content-Type must be application/json', 'unsupported_content_type'),
+  payloadTooLarge: kind(413, 'Request body too large', 'payload_too_large'),
+  validationFailed: kind(400, 'Validation failed', 'validation_failed'),
+  notFound: kind(404, 'Not found', 'not_found'),
+  methodNotAllowed: kind(405, 'Method not allowed', 'method_not_allowed'),
+  internal: kind(500, 'Internal server error', 'internal_error'),
+} as const
+
+export interface ErrorBody {
+  success: false
+  error: string
+  code: string
+  message: string
+  timestamp: number
+  [extra: string]: unknown
+}
+
+export function errorBody(kind: ErrorKind, timestamp: number, extra?: Record<string, unknown>): ErrorBody {
+  return { success: false, error: kind.error, code: kind.code, message: kind.error, timestamp, ...extra }
+}
+
+/** Thrown where returning isn't possible (body parsing); the HTTP plugin turns it into the envelope. */
+export class HttpError extends Error {
+  override name = 'HttpError'
+  constructor(readonly kind: ErrorKind) {
+    super(kind.error)
+  }
+}

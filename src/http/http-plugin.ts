@@ -1,0 +1,98 @@
+/**
+ * Cross-cutting HTTP behaviour: JSON and nosniff headers on every response, the error envelope for
+ * everything Elysia or a handler throws, and 404 versus 405 with `Allow` (RFC 9110 §15.5.6).
+ */
+import { Elysia, ValidationError } from 'elysia'
+import { randomUUID } from 'node:crypto'
+import { unixSeconds, type Clock } from '../clock'
+import { ERRORS, errorBody, HttpError } from './errors'
+
+export const JSON_CONTENT_TYPE = 'application/json; charset=utf-8'
+
+export function httpPlugin({ clock, routes }: { clock: Clock; routes: RouteIndex }) {
+  return new Elysia({ name: 'http' })
+    .onRequest(({ set }) => {
+      set.headers['content-type'] = JSON_CONTENT_TYPE
+      set.headers['x-content-type-options'] = 'nosniff'
+      // Every answer is per-user or per-moment; nothing here is safe for a shared cache.
+      set.headers['cache-control'] = 'no-store'
+    })
+    .onError({ as: 'global' }, ({ code, error, set, request, path }) => {
+      const now = unixSeconds(clock)
+      if (error instanceof HttpError) {
+        set.status = error.kind.status
+        return errorBody(error.kind, now)
+      }
+      switch (code) {
+        case 'NOT_FOUND': {
+          const allowed = routes.methodsFor(path)
+          if (allowed.length === 0 || allowed.includes(request.method)) {
+            set.status = 404
+            return errorBody(ERRORS.notFound, now)
+          }
+          set.status = 405
+          set.headers['allow'] = allowed.join(', ')
+          return errorBody(ERRORS.methodNotAllowed, now)
+        }
+        case 'PARSE':
+          set.status = 400
+          return errorBody(ERRORS.invalidJson, now)
+        case 'VALIDATION':
+          set.status = 400
+          return errorBody(ERRORS.validationFailed, now, { errors: fieldErrors(error) })
+        default: {
+          const requestId = randomUUID()
+          console.error(JSON.stringify({ level: 'error', request_id: requestId, path, error: describe(error) }))
+          set.status = 500
+          return errorBody(ERRORS.internal, now, { request_id: requestId })
+        }
+      }
+    })
+}
+
+/** Paths and their methods, filled once the app has all its routes. */
+export class RouteIndex {
+  private readonly entries: Array<{ pattern: RegExp; methods: string[] }> = []
+
+  load(routes: ReadonlyArray<{ method: string; path: string }>): void {
+    const byPath = new Map<string, string[]>()
+    for (const { method, path } of routes) byPath.set(path, [...(byPath.get(path) ?? []), method])
+    for (const [path, methods] of byPath) {
+      const source = path.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/:[^/]+/g, '[^/]+').replace(/\*/g, '.*')
+      this.entries.push({ pattern: new RegExp(`^${source}$`), methods })
+    }
+  }
+
+  methodsFor(path: string): string[] {
+    return this.entries.find((entry) => entry.pattern.test(path))?.methods ?? []
+  }
+}
+
+/** Field → messages, from the schema's own messages. Submitted values are never included. */
+function fieldErrors(error: unknown): Record<string, string[]> {
+  if (!(error instanceof ValidationError)) return {}
+  const errors: Record<string, string[]> = {}
+  for (const issue of standardIssues(error)) {
+    const field = issue.path?.map((segment) => String(typeof segment === 'object' ? segment.key : segment)).join('.') || 'body'
+    ;(errors[field] ??= []).push(issue.message)
+  }
+  return errors
+}
+
+interface StandardIssue {
+  message: string
+  path?: ReadonlyArray<PropertyKey | { key: PropertyKey }>
+}
+
+function standardIssues(error: ValidationError): StandardIssue[] {
+  const validator = error.validator as { '~standard'?: unknown; schema?: { '~standard'?: unknown } }
+  const standard = (validator['~standard'] ?? validator.schema?.['~standard']) as
+    | { validate(value: unknown): { issues?: StandardIssue[] } | Promise<unknown> }
+    | undefined
+  const result = standard?.validate(error.value)
+  return result && !(result instanceof Promise) ? (result.issues ?? []) : []
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? (error.stack ?? error.message) : String(error)
+}

@@ -1,0 +1,55 @@
+/**
+ * `check-media-access`, nginx's auth_request target (SPEC §4.3). nginx turns any status other than
+ * 2xx, 401 and 403 into a 500 for the client, so this route answers only 200, 401 or 403.
+ * The token may arrive in the `X-Original-URI` query, since the subrequest itself has none.
+ */
+import { Elysia } from 'elysia'
+import { bearerChallenge } from '../auth/challenge'
+import type { AccessGuard, AccessOutcome } from '../auth/access-guard'
+import { queryOf } from '../auth/credentials'
+import { unixSeconds, type Clock } from '../clock'
+import type { ClientIpOf } from '../http/client-ip'
+import { ERRORS, errorBody } from '../http/errors'
+import type { SecurityLogSink } from '../security-log/security-log'
+
+const CHALLENGES = {
+  missing: bearerChallenge(),
+  malformed: bearerChallenge('invalid_request'),
+  invalid: bearerChallenge('invalid_token'),
+  wrong_type: bearerChallenge('insufficient_scope'),
+} as const
+
+export interface MediaRoutesDeps {
+  clock: Clock
+  guard: AccessGuard
+  securityLog: SecurityLogSink
+  clientIpOf: ClientIpOf
+}
+
+export function mediaRoutes({ clock, guard, securityLog, clientIpOf }: MediaRoutesDeps) {
+  return new Elysia({ name: 'media-routes' }).get('/check-media-access', ({ request, server, set, status }) => {
+    const headers = request.headers
+    let outcome: AccessOutcome
+    try {
+      outcome = guard.check(
+        { authorization: headers.get('authorization'), query: queryOf(headers.get('x-original-uri')), cookie: headers.get('cookie') },
+        'access',
+      )
+    } catch (error) {
+      // A store failure must still be a deny nginx understands, not a 500.
+      console.error(JSON.stringify({ level: 'error', route: 'check-media-access', error: String(error) }))
+      return status(403, errorBody(ERRORS.tokenTypeInvalid, unixSeconds(clock)))
+    }
+    if (outcome.ok) return { success: true }
+    securityLog.record({
+      event: 'MEDIA_ACCESS_DENIED',
+      ip: clientIpOf(request, server),
+      ua: headers.get('user-agent'),
+      reason: outcome.reason,
+    })
+    set.headers['www-authenticate'] = CHALLENGES[outcome.failure]
+    if (outcome.failure === 'wrong_type') return status(403, errorBody(ERRORS.tokenTypeInvalid, unixSeconds(clock)))
+    const kind = outcome.failure === 'missing' ? ERRORS.tokenRequired : ERRORS.unauthorized
+    return status(401, errorBody(kind, unixSeconds(clock)))
+  })
+}

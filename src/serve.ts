@@ -1,0 +1,86 @@
+/** `softphone-backend serve`: opens state, listens, and handles SIGTERM/SIGINT/SIGHUP (SPEC §12.5). */
+import { mkdirSync } from 'node:fs'
+import { join } from 'node:path'
+import { buildApp } from './app'
+import { systemClock, type Clock } from './clock'
+import type { Config } from './config/schema'
+import { EmbeddedDirectory } from './directory/embedded'
+import { SecurityLog } from './security-log/security-log'
+import { openStore } from './store/database'
+import { Revocations } from './tokens/revocations'
+import { loadOrCreateSecretKey } from './tokens/secret-key'
+import { TokenService } from './tokens/tokens'
+import { VERSION } from './version'
+
+/** sysexits.h EX_UNAVAILABLE: the port is taken, most likely by another instance. */
+export const EX_UNAVAILABLE = 69
+const SHUTDOWN_GRACE_MS = 5000
+const PURGE_INTERVAL_MS = 60 * 60 * 1000
+/** Largest body any route accepts (publish, SPEC §9), plus framing slack. */
+const MAX_REQUEST_BODY = 1024 * 1024 + 4096
+
+export class ListenError extends Error {
+  override name = 'ListenError'
+}
+
+export function databasePath(config: Config): string {
+  return join(config.data_dir, 'softphone.db')
+}
+
+export async function serve(config: Config, clock: Clock = systemClock): Promise<number> {
+  mkdirSync(config.data_dir, { recursive: true, mode: 0o700 })
+  const securityLog = new SecurityLog(join(config.log_dir, 'security.log'), clock)
+  const { key, generated } = loadOrCreateSecretKey(config.secret_key_path)
+  if (generated) securityLog.record({ event: 'KEY_GENERATED', reason: `new key at ${config.secret_key_path}` })
+  const db = openStore(databasePath(config))
+  const revocations = new Revocations(db, clock)
+  revocations.purgeExpired()
+  const purgeTimer = setInterval(() => revocations.purgeExpired(), PURGE_INTERVAL_MS)
+  purgeTimer.unref()
+
+  const app = buildApp({
+    basePath: config.base_path,
+    trustedProxies: config.trusted_proxies,
+    clock,
+    directory: new EmbeddedDirectory(db, clock, config.password_hash_concurrency),
+    tokens: new TokenService(key, clock, revocations, {
+      accessTtl: config.access_ttl,
+      refreshTtl: config.refresh_ttl,
+      acceptLegacyTokens: config.accept_legacy_tokens,
+    }),
+    securityLog,
+  })
+  try {
+    // reusePort off: a second instance must fail loudly rather than share the port (SPEC §12.5).
+    app.listen({ hostname: config.host, port: config.port, reusePort: false, maxRequestBodySize: MAX_REQUEST_BODY })
+  } catch (error) {
+    db.close()
+    securityLog.close()
+    const code = (error as NodeJS.ErrnoException).code
+    const hint = code === 'EADDRINUSE' ? 'is another instance running? change port or stop it' : String(code ?? error)
+    throw new ListenError(`cannot listen on ${config.host}:${config.port}: ${hint}`)
+  }
+  const port = app.server!.port
+  console.log(`softphone-backend ${VERSION} listening on http://${config.host}:${port}${config.base_path}`)
+  securityLog.record({ event: 'STARTUP', version: VERSION })
+
+  return new Promise((resolve) => {
+    let stopping = false
+    const shutdown = async (signal: string) => {
+      if (stopping) return
+      stopping = true
+      console.log(`${signal}: shutting down`)
+      clearInterval(purgeTimer)
+      // In-flight requests get a grace period; stop(true) then cuts whatever is still open.
+      await Promise.race([app.server?.stop(false), Bun.sleep(SHUTDOWN_GRACE_MS)])
+      await app.stop(true)
+      securityLog.record({ event: 'SHUTDOWN', reason: signal })
+      securityLog.close()
+      db.close()
+      resolve(0)
+    }
+    process.on('SIGTERM', () => void shutdown('SIGTERM'))
+    process.on('SIGINT', () => void shutdown('SIGINT'))
+    process.on('SIGHUP', () => securityLog.reopen())
+  })
+}

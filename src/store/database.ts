@@ -1,0 +1,52 @@
+/**
+ * The service's own SQLite file: embedded users, revocations and (later) sessions and throttling.
+ *
+ * synchronous=FULL: a revocation acknowledged to the client must survive power loss (SPEC §6). Writes
+ * happen only on login, refresh and logout, so one extra fsync per commit costs little.
+ */
+import { Database } from 'bun:sqlite'
+import { closeSync, openSync } from 'node:fs'
+import { MIGRATIONS } from './migrations'
+
+export class StoreError extends Error {
+  override name = 'StoreError'
+}
+
+export const BUSY_TIMEOUT_MS = 5000
+
+export function openStore(path: string): Database {
+  let db: Database
+  try {
+    // Password hashes live here: create the file owner-only before SQLite does (WAL files inherit its mode).
+    closeSync(openSync(path, 'a', 0o600))
+    db = new Database(path, { create: true, readwrite: true, strict: true })
+  } catch (error) {
+    throw new StoreError(`cannot open database ${path}: ${(error as Error).message}`)
+  }
+  try {
+    db.run(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`)
+    db.run('PRAGMA journal_mode = WAL')
+    db.run('PRAGMA synchronous = FULL')
+    db.run('PRAGMA foreign_keys = ON')
+    migrate(db)
+  } catch (error) {
+    db.close()
+    throw new StoreError(
+      `database ${path} is unusable (${(error as Error).message}); it was left untouched: restore it from a backup or move it away`,
+    )
+  }
+  return db
+}
+
+function migrate(db: Database): void {
+  const { user_version: current } = db.query<{ user_version: number }, []>('PRAGMA user_version').get()!
+  if (current > MIGRATIONS.length) {
+    throw new Error(`schema version ${current} is newer than this build knows (${MIGRATIONS.length})`)
+  }
+  for (let version = current; version < MIGRATIONS.length; version++) {
+    db.transaction(() => {
+      db.run(MIGRATIONS[version]!)
+      db.run(`PRAGMA user_version = ${version + 1}`)
+    }).immediate()
+  }
+}

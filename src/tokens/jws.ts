@@ -1,0 +1,123 @@
+/**
+ * Compact JWS with HS256 only (RFC 7515, RFC 7519), verified synchronously and strictly (RFC 8725).
+ *
+ * Why not jose or @elysiajs/jwt here: jose verifies through async WebCrypto, which costs about half
+ * the throughput of the hot path, and accepts non-canonical base64url; @elysiajs/jwt's sign() stamps
+ * `iat` from the wall clock, which an injected clock can't move. Tests use jose as the oracle.
+ */
+import { createHmac, timingSafeEqual } from 'node:crypto'
+
+export const MAX_TOKEN_LENGTH = 8192
+/** RFC 8725 §3.1: the algorithm is fixed by us, never taken from the token. */
+const HEADER = base64url(JSON.stringify({ alg: 'HS256', typ: 'JWT' }))
+const SIGNATURE_LENGTH = 43 // base64url of a 32-byte HMAC-SHA256, unpadded
+const BASE64URL = /^[A-Za-z0-9_-]+$/
+const ALLOWED_HEADER_KEYS = new Set(['alg', 'typ', 'kid'])
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true })
+
+/** Every way a token can fail, one class each, so callers map them without string matching. */
+export class TokenError extends Error {
+  override name = 'TokenError'
+}
+export class TokenMalformedError extends TokenError {
+  override name = 'TokenMalformedError'
+}
+export class TokenAlgorithmError extends TokenError {
+  override name = 'TokenAlgorithmError'
+}
+export class TokenSignatureError extends TokenError {
+  override name = 'TokenSignatureError'
+}
+export class TokenClaimError extends TokenError {
+  override name = 'TokenClaimError'
+}
+export class TokenExpiredError extends TokenError {
+  override name = 'TokenExpiredError'
+}
+export class TokenNotYetValidError extends TokenError {
+  override name = 'TokenNotYetValidError'
+}
+
+export type Claims = Record<string, unknown>
+
+export function signHs256(claims: Claims, key: Uint8Array): string {
+  const signingInput = `${HEADER}.${base64url(JSON.stringify(claims))}`
+  return `${signingInput}.${hmac(signingInput, key)}`
+}
+
+export interface TimeRules {
+  /** Current time, Unix seconds. */
+  now: number
+  /** Allowed clock skew in seconds (at most 60, per SPEC §5). */
+  tolerance: number
+}
+
+/**
+ * Verifies signature, encoding and the time claims; returns the payload.
+ * Claim semantics beyond time (type, subject, revocation) belong to the caller.
+ */
+export function verifyHs256(token: string, key: Uint8Array, time: TimeRules): Claims {
+  if (token.length > MAX_TOKEN_LENGTH) throw new TokenMalformedError('token too long')
+  const segments = token.split('.')
+  if (segments.length !== 3) throw new TokenMalformedError('expected three segments')
+  const [headerText, payloadText, signature] = segments as [string, string, string]
+  checkHeader(decodeSegment(headerText))
+  // Comparing base64url text also enforces canonical encoding of the signature.
+  const expected = hmac(`${headerText}.${payloadText}`, key)
+  if (signature.length !== SIGNATURE_LENGTH || !timingSafeEqual(Buffer.from(signature), Buffer.from(expected))) {
+    throw new TokenSignatureError('signature mismatch')
+  }
+  const claims = decodeSegment(payloadText)
+  checkTimes(claims, time)
+  return claims
+}
+
+function checkHeader(header: Claims): void {
+  if (header.alg !== 'HS256') throw new TokenAlgorithmError('algorithm not allowed')
+  if (header.typ !== undefined && header.typ !== 'JWT') throw new TokenMalformedError('bad typ')
+  // `crit`, `jku`, `x5u`, `jwk`, `b64`…: we never issue them, so a token carrying one is not ours.
+  for (const name of Object.keys(header)) {
+    if (!ALLOWED_HEADER_KEYS.has(name)) throw new TokenMalformedError('unexpected header parameter')
+  }
+}
+
+function checkTimes(claims: Claims, { now, tolerance }: TimeRules): void {
+  const exp = requireNumericDate(claims, 'exp')
+  const iat = requireNumericDate(claims, 'iat')
+  if (now - tolerance >= exp) throw new TokenExpiredError('expired')
+  if (iat > now + tolerance) throw new TokenNotYetValidError('issued in the future')
+  if (claims.nbf !== undefined && requireNumericDate(claims, 'nbf') > now + tolerance) {
+    throw new TokenNotYetValidError('not yet valid')
+  }
+}
+
+function requireNumericDate(claims: Claims, name: string): number {
+  const value = claims[name]
+  if (typeof value !== 'number' || !Number.isFinite(value)) throw new TokenClaimError(`${name} must be a number`)
+  return value
+}
+
+function decodeSegment(segment: string): Claims {
+  if (!BASE64URL.test(segment)) throw new TokenMalformedError('not base64url')
+  const bytes = Buffer.from(segment, 'base64url')
+  // Non-canonical spellings (sibling last characters) decode to the same bytes; refuse them.
+  if (bytes.toString('base64url') !== segment) throw new TokenMalformedError('non-canonical base64url')
+  let value: unknown
+  try {
+    value = JSON.parse(strictUtf8.decode(bytes))
+  } catch {
+    throw new TokenMalformedError('not JSON')
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new TokenMalformedError('not a JSON object')
+  }
+  return value as Claims
+}
+
+function hmac(input: string, key: Uint8Array): string {
+  return createHmac('sha256', key).update(input).digest('base64url')
+}
+
+function base64url(text: string): string {
+  return Buffer.from(text).toString('base64url')
+}

@@ -1,0 +1,107 @@
+/** Builds the real app on a temp SQLite file with a movable clock; every part is the production one. */
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { Database } from 'bun:sqlite'
+import { buildApp, type App } from '../src/app'
+import type { Clock } from '../src/clock'
+import { EmbeddedDirectory } from '../src/directory/embedded'
+import { SecurityLog } from '../src/security-log/security-log'
+import { openStore } from '../src/store/database'
+import { Revocations } from '../src/tokens/revocations'
+import { TokenService, type TokenSettings } from '../src/tokens/tokens'
+
+export const BASE = '/pbxcore/api/module-softphone-backend/v1'
+/** A fixed, obviously fake key: 64 hex chars. */
+export const TEST_KEY_TEXT = 'a1'.repeat(32)
+
+export class ManualClock implements Clock {
+  constructor(private ms = Date.UTC(2026, 10, 23, 12, 0, 0)) {}
+  now(): number {
+    return this.ms
+  }
+  advance(seconds: number): void {
+    this.ms += seconds * 1000
+  }
+  get seconds(): number {
+    return Math.floor(this.ms / 1000)
+  }
+}
+
+export interface Harness {
+  app: App
+  clock: ManualClock
+  db: Database
+  dir: string
+  directory: EmbeddedDirectory
+  tokens: TokenService
+  securityLog: SecurityLog
+  key: Uint8Array
+  request(path: string, init?: RequestInit): Promise<Response>
+  json(path: string, body: unknown, init?: RequestInit): Promise<Response>
+  login(username?: string, password?: string): Promise<{ access_token: string; refresh_token: string }>
+  logLines(): Array<Record<string, unknown>>
+  close(): void
+}
+
+export async function createHarness(settings: Partial<TokenSettings> = {}): Promise<Harness> {
+  const dir = mkdtempSync(join(tmpdir(), 'softphone-test-'))
+  const clock = new ManualClock()
+  const db = openStore(join(dir, 'softphone.db'))
+  const key = Buffer.from(TEST_KEY_TEXT, 'latin1')
+  const directory = new EmbeddedDirectory(db, clock, 2)
+  const tokens = new TokenService(key, clock, new Revocations(db, clock), {
+    accessTtl: 3600,
+    refreshTtl: 2592000,
+    acceptLegacyTokens: true,
+    ...settings,
+  })
+  const securityLog = new SecurityLog(join(dir, 'log', 'security.log'), clock)
+  const app = buildApp({
+    basePath: BASE,
+    trustedProxies: ['127.0.0.1', '::1'],
+    clock,
+    directory,
+    tokens,
+    securityLog,
+  })
+  const request = (path: string, init?: RequestInit) => app.handle(new Request(`http://localhost${path}`, init))
+  const json = (path: string, body: unknown, init: RequestInit = {}) =>
+    request(path, {
+      method: 'POST',
+      ...init,
+      headers: { 'content-type': 'application/json', ...(init.headers as Record<string, string>) },
+      body: typeof body === 'string' ? body : JSON.stringify(body),
+    })
+  return {
+    app,
+    clock,
+    db,
+    dir,
+    directory,
+    tokens,
+    securityLog,
+    key,
+    request,
+    json,
+    async login(username = '201', password = 'secret-201') {
+      const response = await json(`${BASE}/auth/login`, { username, password })
+      if (response.status !== 200) throw new Error(`login failed: ${response.status}`)
+      return (await response.json()) as { access_token: string; refresh_token: string }
+    },
+    logLines() {
+      const text = readFileSync(join(dir, 'log', 'security.log'), 'utf8')
+      return text
+        .split('\n')
+        .filter(Boolean)
+        .map((line) => JSON.parse(line))
+    },
+    close() {
+      securityLog.close()
+      db.close()
+      rmSync(dir, { recursive: true, force: true })
+    },
+  }
+}
+
+export const bearer = (token: string) => ({ authorization: `Bearer ${token}` })
