@@ -10,8 +10,14 @@ import type { DirectoryUser } from '../directory/directory'
 const CalendarDate = v.pipe(
   v.string('must be a date YYYY-MM-DD'),
   v.isoDate('must be a date YYYY-MM-DD'),
-  v.check((text) => new Date(`${text}T00:00:00Z`).toISOString().startsWith(text), 'must be a date YYYY-MM-DD'),
+  v.check(isCalendarDay, 'must be a date YYYY-MM-DD'),
 )
+/** Rejects 2026-02-30, which the ISO pattern allows. valibot runs the whole pipe, so any text can reach here. */
+function isCalendarDay(text: string): boolean {
+  const day = new Date(`${text}T00:00:00Z`)
+  return !Number.isNaN(day.getTime()) && day.toISOString().startsWith(text)
+}
+
 export const HistoryQuery = v.object({ date: v.optional(CalendarDate) })
 
 export function profileView(user: DirectoryUser) {

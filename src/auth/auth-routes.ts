@@ -16,17 +16,20 @@ import { bearerChallenge } from './challenge'
 export const LOGIN_LIMITS = { bodyBytes: 8 * 1024, usernameChars: 64, passwordBytes: 1024 } as const
 
 /** Missing or null fields are "empty", as in the legacy module; wrong types are validation errors. Extra keys are dropped. */
-export const LoginBody = v.object(
-  {
+export const LoginBody = v.pipe(
+  // valibot's object() lets arrays through; a login body is a JSON object.
+  v.custom<Record<string, unknown>>((input) => isPlainObject(input), 'must be a JSON object'),
+  v.object({
     username: v.nullish(
       v.pipe(v.string('must be a string'), v.maxLength(LOGIN_LIMITS.usernameChars, 'must be at most 64 characters')),
     ),
     password: v.nullish(
       v.pipe(v.string('must be a string'), v.maxBytes(LOGIN_LIMITS.passwordBytes, 'must be at most 1024 bytes')),
     ),
-  },
-  'must be a JSON object',
+  }),
 )
+
+const isPlainObject = (input: unknown) => typeof input === 'object' && input !== null && !Array.isArray(input)
 
 export interface AuthRoutesDeps {
   clock: Clock

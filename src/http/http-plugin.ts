@@ -19,9 +19,11 @@ export function httpPlugin({ clock, routes }: { clock: Clock; routes: RouteIndex
     })
     .onError({ as: 'global' }, ({ code, error, set, request, path }) => {
       const now = unixSeconds(clock)
-      if (error instanceof HttpError) {
-        set.status = error.kind.status
-        return errorBody(error.kind, now)
+      // Elysia wraps what a parse hook throws in a ParseError; the HttpError is its cause.
+      const httpError = error instanceof HttpError ? error : (error as Error | undefined)?.cause
+      if (httpError instanceof HttpError) {
+        set.status = httpError.kind.status
+        return errorBody(httpError.kind, now)
       }
       switch (code) {
         case 'NOT_FOUND': {
@@ -74,7 +76,8 @@ function fieldErrors(error: unknown): Record<string, string[]> {
   const errors: Record<string, string[]> = {}
   for (const issue of standardIssues(error)) {
     const field = issue.path?.map((segment) => String(typeof segment === 'object' ? segment.key : segment)).join('.') || 'body'
-    ;(errors[field] ??= []).push(issue.message)
+    const messages = (errors[field] ??= [])
+    if (!messages.includes(issue.message)) messages.push(issue.message)
   }
   return errors
 }

@@ -60,6 +60,7 @@ export function verifyHs256(token: string, key: Uint8Array, time: TimeRules): Cl
   if (token.length > MAX_TOKEN_LENGTH) throw new TokenMalformedError('token too long')
   const segments = token.split('.')
   if (segments.length !== 3) throw new TokenMalformedError('expected three segments')
+  if (!segments.every((segment) => BASE64URL.test(segment))) throw new TokenMalformedError('not base64url')
   const [headerText, payloadText, signature] = segments as [string, string, string]
   checkHeader(decodeSegment(headerText))
   // Comparing base64url text also enforces canonical encoding of the signature.
@@ -98,7 +99,6 @@ function requireNumericDate(claims: Claims, name: string): number {
 }
 
 function decodeSegment(segment: string): Claims {
-  if (!BASE64URL.test(segment)) throw new TokenMalformedError('not base64url')
   const bytes = Buffer.from(segment, 'base64url')
   // Non-canonical spellings (sibling last characters) decode to the same bytes; refuse them.
   if (bytes.toString('base64url') !== segment) throw new TokenMalformedError('non-canonical base64url')
