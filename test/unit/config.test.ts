@@ -1,0 +1,107 @@
+import { afterEach, beforeEach, describe, expect, test } from 'bun:test'
+import { mkdtempSync, rmSync, writeFileSync, chmodSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { ConfigError, loadConfig } from '../../src/config/load'
+import { CONFIG_KEYS } from '../../src/config/schema'
+
+let dir: string
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'softphone-config-'))
+})
+afterEach(() => rmSync(dir, { recursive: true, force: true }))
+
+const file = (text: string) => {
+  const path = join(dir, 'config.toml')
+  writeFileSync(path, text)
+  return path
+}
+/** CONFIGURATION_DIRECTORY points at the empty temp dir, so the machine's /etc is never read. */
+const load = (sources: { configPath?: string; flags?: Record<string, string>; env?: Record<string, string> } = {}) =>
+  loadConfig({ configPath: sources.configPath, flags: sources.flags ?? {}, env: { CONFIGURATION_DIRECTORY: dir, ...sources.env } })
+
+describe('defaults', () => {
+  test('without any source', () => {
+    const config = load()
+    expect(config).toEqual({
+      host: '127.0.0.1',
+      port: 8080,
+      base_path: '/pbxcore/api/module-softphone-backend/v1',
+      trusted_proxies: ['127.0.0.1', '::1'],
+      data_dir: '/var/lib/softphone-backend',
+      secret_key_path: '/var/lib/softphone-backend/secret.key',
+      log_dir: '/var/lib/softphone-backend/log',
+      access_ttl: 3600,
+      refresh_ttl: 2592000,
+      accept_legacy_tokens: true,
+      directory: 'embedded',
+      password_hash_concurrency: 2,
+    })
+    expect(Object.keys(config).sort()).toEqual(Object.keys(CONFIG_KEYS).sort())
+  })
+
+  test('paths come from systemd\'s STATE_DIRECTORY and LOGS_DIRECTORY when set', () => {
+    const config = load({ env: { STATE_DIRECTORY: '/var/lib/sb', LOGS_DIRECTORY: '/var/log/sb' } })
+    expect(config).toMatchObject({ data_dir: '/var/lib/sb', secret_key_path: '/var/lib/sb/secret.key', log_dir: '/var/log/sb' })
+  })
+
+  test('the config file is read from CONFIGURATION_DIRECTORY', () => {
+    file('port = 9001\n')
+    expect(load().port).toBe(9001)
+  })
+})
+
+describe('precedence: flags > environment > file > defaults', () => {
+  test('each layer overrides the one below', () => {
+    const configPath = file('port = 9001\naccess_ttl = 600\nrefresh_ttl = 7200\n')
+    const config = load({
+      configPath,
+      env: { SOFTPHONE_PORT: '9002', SOFTPHONE_ACCESS_TTL: '900' },
+      flags: { port: '9003' },
+    })
+    expect(config).toMatchObject({ port: 9003, access_ttl: 900, refresh_ttl: 7200 })
+  })
+
+  test('environment strings become the right types', () => {
+    const config = load({
+      env: { SOFTPHONE_ACCEPT_LEGACY_TOKENS: 'false', SOFTPHONE_TRUSTED_PROXIES: '10.0.0.1, ::1', SOFTPHONE_DATA_DIR: '/srv/sb' },
+    })
+    expect(config).toMatchObject({ accept_legacy_tokens: false, trusted_proxies: ['10.0.0.1', '::1'], data_dir: '/srv/sb' })
+    expect(config.secret_key_path).toBe('/srv/sb/secret.key')
+  })
+})
+
+describe('bad configuration stops the start with one line naming the key', () => {
+  const cases: Array<[string, () => unknown, RegExp]> = [
+    ['an unknown key in the file', () => load({ configPath: file('prot = 8080\n') }), /^config error: prot unknown key \(from .*config\.toml\)$/],
+    ['a wrong type in the file', () => load({ configPath: file('port = "8080"\n') }), /^config error: port must be an integer \(from .*config\.toml\)$/],
+    ['a port out of range', () => load({ env: { SOFTPHONE_PORT: '70000' } }), /^config error: port must be at most 65535 \(from SOFTPHONE_PORT\)$/],
+    ['a non-number in the environment', () => load({ env: { SOFTPHONE_ACCESS_TTL: '1h' } }), /access_ttl must be an integer \(from SOFTPHONE_ACCESS_TTL\)/],
+    ['a relative data dir', () => load({ flags: { data_dir: 'data' } }), /data_dir must be an absolute path \(from --data-dir\)/],
+    ['a bad boolean', () => load({ env: { SOFTPHONE_ACCEPT_LEGACY_TOKENS: 'yes' } }), /accept_legacy_tokens must be true or false/],
+    ['a bad proxy address', () => load({ flags: { trusted_proxies: '127.0.0.1,nginx' } }), /trusted_proxies must be an IP address/],
+    ['a base path with a trailing slash', () => load({ flags: { base_path: '/api/' } }), /base_path must look like/],
+    ['an unavailable directory', () => load({ flags: { directory: 'mikopbx:/cf/conf/mikopbx.db' } }), /directory must be "embedded"/],
+    ['invalid TOML', () => load({ configPath: file('port = = 1\n') }), /is not valid TOML/],
+    ['a missing explicit config file', () => load({ configPath: join(dir, 'absent.toml') }), /cannot read config file .*absent\.toml: ENOENT/],
+  ]
+  for (const [name, run, message] of cases) {
+    test(name, () => {
+      expect(run).toThrow(ConfigError)
+      expect(run).toThrow(message)
+    })
+  }
+
+  test('an unreadable config file', () => {
+    if (process.getuid?.() === 0) {
+      // root reads anything; a directory in its place is the unreadable file root still can't read.
+      const path = join(dir, 'config.toml')
+      Bun.spawnSync(['mkdir', path])
+      expect(() => load({ configPath: path })).toThrow(/cannot read config file .*: EISDIR/)
+      return
+    }
+    const path = file('port = 1\n')
+    chmodSync(path, 0o000)
+    expect(() => load({ configPath: path })).toThrow(/cannot read config file .*: EACCES/)
+  })
+})

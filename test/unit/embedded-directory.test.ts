@@ -1,0 +1,72 @@
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { Database } from 'bun:sqlite'
+import { DirectoryError, EmbeddedDirectory } from '../../src/directory/embedded'
+import { openStore } from '../../src/store/database'
+import { ManualClock } from '../helpers'
+
+let dir: string
+let db: Database
+let directory: EmbeddedDirectory
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'softphone-dir-'))
+  db = openStore(join(dir, 'softphone.db'))
+  directory = new EmbeddedDirectory(db, new ManualClock(), 2)
+  await directory.add({ username: '201', password: 'pw-201', displayName: 'Alice', role: 'admin', mobile: '0123456789' })
+})
+afterAll(() => {
+  db.close()
+  rmSync(dir, { recursive: true, force: true })
+})
+
+describe('EmbeddedDirectory', () => {
+  test('stores argon2id hashes with the documented parameters, never the password', () => {
+    const row = db.query<{ password_hash: string }, []>('SELECT password_hash FROM users').get()!
+    expect(row.password_hash).toStartWith('$argon2id$v=19$m=19456,t=2,p=1$')
+    expect(row.password_hash).not.toContain('pw-201')
+  })
+
+  test('authenticates the right password only', async () => {
+    expect(await directory.authenticate('201', 'pw-201')).toEqual({
+      id: 1,
+      username: '201',
+      displayName: 'Alice',
+      role: 'admin',
+      mobile: '0123456789',
+      disabled: false,
+    })
+    expect(await directory.authenticate('201', 'PW-201')).toBeNull()
+    expect(await directory.authenticate('999', 'pw-201')).toBeNull()
+  })
+
+  test('a disabled user cannot authenticate; enabling restores access', async () => {
+    directory.setDisabled('201', true)
+    expect(await directory.authenticate('201', 'pw-201')).toBeNull()
+    expect(directory.findByUsername('201')?.disabled).toBe(true)
+    directory.setDisabled('201', false)
+    expect(await directory.authenticate('201', 'pw-201')).not.toBeNull()
+  })
+
+  test('passwd replaces the hash', async () => {
+    await directory.setPassword('201', 'new-pw')
+    expect(await directory.authenticate('201', 'pw-201')).toBeNull()
+    expect(await directory.authenticate('201', 'new-pw')).not.toBeNull()
+  })
+
+  test('duplicates and unknown users are clear errors', async () => {
+    await expect(directory.add({ username: '201', password: 'x', displayName: '', role: 'user', mobile: '' })).rejects.toThrow(DirectoryError)
+    expect(() => directory.setDisabled('999', true)).toThrow('no such user: 999')
+    expect(() => directory.remove('999')).toThrow(DirectoryError)
+  })
+
+  test('findById and list', async () => {
+    await directory.add({ username: '202', password: 'pw', displayName: 'Bob', role: 'user', mobile: '' })
+    expect(directory.findById(1)?.username).toBe('201')
+    expect(directory.findById(42)).toBeNull()
+    expect(directory.list().map((user) => user.username)).toEqual(['201', '202'])
+    directory.remove('202')
+    expect(directory.findByUsername('202')).toBeNull()
+  })
+})

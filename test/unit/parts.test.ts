@@ -1,0 +1,73 @@
+import { describe, expect, test } from 'bun:test'
+import { findBearerToken, queryOf } from '../../src/auth/credentials'
+import { clientIp } from '../../src/http/client-ip'
+import { ConcurrencyLimiter } from '../../src/directory/limiter'
+
+describe('findBearerToken', () => {
+  const token = 'aaa.bbb.ccc'
+  test('finds exactly one token in any one place', () => {
+    expect(findBearerToken({ authorization: `Bearer ${token}` })).toEqual({ kind: 'token', token })
+    expect(findBearerToken({ query: `authorization=${token}` })).toEqual({ kind: 'token', token })
+    expect(findBearerToken({ query: `a=1&token=${token}` })).toEqual({ kind: 'token', token })
+    expect(findBearerToken({ cookie: `x=1; access_token=${token}` })).toEqual({ kind: 'token', token })
+    expect(findBearerToken({ query: 'a=1', cookie: 'x=1' })).toEqual({ kind: 'none' })
+    expect(findBearerToken({})).toEqual({ kind: 'none' })
+  })
+  test('anything ambiguous or malformed is malformed', () => {
+    for (const sources of [
+      { authorization: '' },
+      { authorization: 'Bearer' },
+      { authorization: `Bearer  ${token}` },
+      { authorization: `Bearer ${token} ` },
+      { authorization: `Token ${token}` },
+      { authorization: `Bearer ${token}`, cookie: `access_token=${token}` },
+      { query: `token=${token}&authorization=${token}` },
+      { query: `token=${token}&token=${token}` },
+      { query: 'token=' },
+      { cookie: `access_token=${token}; access_token=${token}` },
+      { cookie: 'access_token=' },
+    ]) {
+      expect(findBearerToken(sources)).toEqual({ kind: 'malformed' })
+    }
+  })
+  test('queryOf takes the query part of nginx\'s X-Original-URI', () => {
+    expect(queryOf('/rec/a.mp3?token=x&y=1')).toBe('token=x&y=1')
+    expect(queryOf('/rec/a.mp3')).toBeNull()
+    expect(queryOf(null)).toBeNull()
+  })
+})
+
+describe('clientIp', () => {
+  const trusted = new Set(['127.0.0.1', '::1'])
+  test('is the peer unless the peer is a trusted proxy', () => {
+    expect(clientIp('203.0.113.9', '10.0.0.1', trusted)).toBe('203.0.113.9')
+    expect(clientIp('127.0.0.1', '203.0.113.9', trusted)).toBe('203.0.113.9')
+    expect(clientIp('::ffff:127.0.0.1', '203.0.113.9', trusted)).toBe('203.0.113.9')
+    expect(clientIp('::1', null, trusted)).toBe('::1')
+    expect(clientIp('::ffff:203.0.113.9', null, trusted)).toBe('203.0.113.9')
+    expect(clientIp(undefined, '1.2.3.4', trusted)).toBe('unknown')
+  })
+})
+
+describe('ConcurrencyLimiter', () => {
+  test('runs at most `limit` tasks at once, in arrival order, and survives failures', async () => {
+    const limiter = new ConcurrencyLimiter(2)
+    let running = 0
+    let peak = 0
+    const order: number[] = []
+    const task = (id: number, fail = false) =>
+      limiter.run(async () => {
+        running++
+        peak = Math.max(peak, running)
+        await Bun.sleep(5)
+        order.push(id)
+        running--
+        if (fail) throw new Error('boom')
+        return id
+      })
+    const results = await Promise.allSettled([task(1), task(2, true), task(3), task(4), task(5)])
+    expect(peak).toBe(2)
+    expect(order).toEqual([1, 2, 3, 4, 5])
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled', 'fulfilled', 'fulfilled'])
+  })
+})

@@ -1,0 +1,79 @@
+import { afterEach, beforeEach, describe, expect, test } from 'bun:test'
+import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { SecurityLog } from '../../src/security-log/security-log'
+import { ManualClock } from '../helpers'
+
+let dir: string
+let clock: ManualClock
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'softphone-log-'))
+  clock = new ManualClock()
+})
+afterEach(() => rmSync(dir, { recursive: true, force: true }))
+
+const lines = (path: string) => readFileSync(path, 'utf8').split('\n').filter(Boolean)
+
+describe('security log', () => {
+  test('writes one JSON object per line with ts first, file mode 0640', () => {
+    const path = join(dir, 'log', 'security.log')
+    const log = new SecurityLog(path, clock)
+    log.record({ event: 'AUTH_FAILED', user: '201', ip: '10.0.0.5', method: 'password', reason: 'invalid credentials', ua: 'Phone/1' })
+    log.close()
+    expect(statSync(path).mode & 0o777).toBe(0o640)
+    expect(lines(path)).toEqual([
+      '{"ts":"2026-11-23T12:00:00.000Z","event":"AUTH_FAILED","ip":"10.0.0.5","method":"password","reason":"invalid credentials","user":"201","ua":"Phone/1"}',
+    ])
+  })
+
+  test('newlines and control characters stay inside one line; long fields are truncated', () => {
+    const path = join(dir, 'security.log')
+    const log = new SecurityLog(path, clock)
+    log.record({ event: 'AUTH_FAILED', user: `201\n{"event":"AUTH_SUCCESS"}\r\u0000\u001b[31m${'x'.repeat(100)}`, ua: 'a\nb'.repeat(200) })
+    log.close()
+    const written = lines(path)
+    expect(written).toHaveLength(1)
+    const event = JSON.parse(written[0]!)
+    expect(event.event).toBe('AUTH_FAILED')
+    expect(event.user).toHaveLength(64)
+    expect(event.user.startsWith('201\n{"event"')).toBe(true)
+    expect(event.ua).toHaveLength(200)
+  })
+
+  test('reopen() follows logrotate: after a rename, new events go to a new file at the path', () => {
+    const path = join(dir, 'security.log')
+    const log = new SecurityLog(path, clock)
+    log.record({ event: 'STARTUP' })
+    renameSync(path, `${path}.1`)
+    log.record({ event: 'AUTH_SUCCESS', user: '201' })
+    log.reopen()
+    log.record({ event: 'SHUTDOWN' })
+    log.close()
+    expect(lines(`${path}.1`).map((line) => JSON.parse(line).event)).toEqual(['STARTUP', 'AUTH_SUCCESS'])
+    expect(lines(path).map((line) => JSON.parse(line).event)).toEqual(['SHUTDOWN'])
+  })
+
+  test('an unwritable log keeps the service going and is reported at most once a minute', () => {
+    // A directory where the file should be: opening it for append fails, even for root.
+    const path = join(dir, 'security.log')
+    mkdirSync(path)
+    const reports: string[] = []
+    const log = new SecurityLog(path, clock, (message) => reports.push(message))
+    for (let i = 0; i < 5; i++) log.record({ event: 'AUTH_FAILED', user: '201' })
+    expect(reports).toHaveLength(1)
+    expect(reports[0]).toContain('EISDIR')
+    clock.advance(59)
+    log.record({ event: 'AUTH_FAILED' })
+    expect(reports).toHaveLength(1)
+    clock.advance(2)
+    log.record({ event: 'AUTH_FAILED' })
+    expect(reports).toHaveLength(2)
+    // Once the path is writable again, reopen() resumes logging.
+    rmSync(path, { recursive: true })
+    log.reopen()
+    log.record({ event: 'STARTUP' })
+    log.close()
+    expect(lines(path)).toHaveLength(1)
+  })
+})

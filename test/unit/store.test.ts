@@ -1,0 +1,102 @@
+import { afterEach, beforeEach, describe, expect, test } from 'bun:test'
+import { Database } from 'bun:sqlite'
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { openStore, StoreError } from '../../src/store/database'
+import { MIGRATIONS } from '../../src/store/migrations'
+import { Revocations } from '../../src/tokens/revocations'
+import { ManualClock } from '../helpers'
+
+let dir: string
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'softphone-store-'))
+})
+afterEach(() => rmSync(dir, { recursive: true, force: true }))
+
+describe('openStore', () => {
+  test('creates an owner-only file in WAL mode with FULL sync, foreign keys and the latest schema', () => {
+    const path = join(dir, 'softphone.db')
+    const db = openStore(path)
+    expect(statSync(path).mode & 0o777).toBe(0o600)
+    expect(db.query('PRAGMA journal_mode').get()).toEqual({ journal_mode: 'wal' })
+    expect(db.query('PRAGMA synchronous').get()).toEqual({ synchronous: 2 })
+    expect(db.query('PRAGMA foreign_keys').get()).toEqual({ foreign_keys: 1 })
+    expect(db.query('PRAGMA busy_timeout').get()).toEqual({ timeout: 5000 })
+    expect(db.query('PRAGMA user_version').get()).toEqual({ user_version: MIGRATIONS.length })
+    db.close()
+  })
+
+  test('reopening keeps data and does not re-run migrations', () => {
+    const path = join(dir, 'softphone.db')
+    const first = openStore(path)
+    first.run("INSERT INTO revoked_tokens VALUES ('a', 1)")
+    first.close()
+    const second = openStore(path)
+    expect(second.query('SELECT jti FROM revoked_tokens').all()).toEqual([{ jti: 'a' }])
+    second.close()
+  })
+
+  test('a corrupt file stops with a clear error and is left untouched', () => {
+    const path = join(dir, 'softphone.db')
+    const garbage = 'this is not a database '.repeat(300)
+    writeFileSync(path, garbage, { mode: 0o600 })
+    expect(() => openStore(path)).toThrow(StoreError)
+    expect(() => openStore(path)).toThrow(/unusable .*restore it from a backup/)
+    expect(readFileSync(path, 'utf8')).toBe(garbage)
+  })
+
+  test('a schema from a newer build is refused, not downgraded', () => {
+    const path = join(dir, 'softphone.db')
+    const db = new Database(path)
+    db.run(`PRAGMA user_version = ${MIGRATIONS.length + 5}`)
+    db.close()
+    expect(() => openStore(path)).toThrow(/newer than this build knows/)
+  })
+
+  test('an unopenable path stops with a clear error', () => {
+    expect(() => openStore(join(dir, 'missing-dir', 'softphone.db'))).toThrow(StoreError)
+  })
+})
+
+describe('Revocations', () => {
+  test('survive a restart and expire with their tokens', () => {
+    const clock = new ManualClock()
+    const path = join(dir, 'softphone.db')
+    const db = openStore(path)
+    const revocations = new Revocations(db, clock)
+    revocations.revokeTokenId('live', clock.seconds + 600)
+    revocations.revokeTokenId('dead', clock.seconds + 10)
+    revocations.revokeLegacyTokensIssuedBy('201', clock.seconds)
+    db.close()
+
+    const reopened = openStore(path)
+    const loaded = new Revocations(reopened, clock)
+    expect(loaded.isTokenIdRevoked('live')).toBe(true)
+    expect(loaded.isTokenIdRevoked('dead')).toBe(true)
+    expect(loaded.isTokenIdRevoked('other')).toBe(false)
+    expect(loaded.isLegacyTokenRevoked('201', clock.seconds)).toBe(true)
+    expect(loaded.isLegacyTokenRevoked('201', clock.seconds + 1)).toBe(false)
+    expect(loaded.isLegacyTokenRevoked('202', clock.seconds)).toBe(false)
+
+    clock.advance(11)
+    expect(loaded.purgeExpired()).toBe(1)
+    expect(loaded.isTokenIdRevoked('dead')).toBe(false)
+    expect(loaded.isTokenIdRevoked('live')).toBe(true)
+    expect(reopened.query('SELECT jti FROM revoked_tokens').all()).toEqual([{ jti: 'live' }])
+    reopened.close()
+  })
+
+  test('purge removes many expired rows in batches', () => {
+    const clock = new ManualClock()
+    const db = openStore(join(dir, 'softphone.db'))
+    const revocations = new Revocations(db, clock)
+    db.transaction(() => {
+      for (let i = 0; i < 1234; i++) revocations.revokeTokenId(`jti-${i}`, clock.seconds + 1)
+    })()
+    clock.advance(2)
+    expect(revocations.purgeExpired()).toBe(1234)
+    expect(db.query('SELECT count(*) AS n FROM revoked_tokens').get()).toEqual({ n: 0 })
+    db.close()
+  })
+})
