@@ -29,14 +29,20 @@ const connections = positiveInt('--connections', options.connections)
 
 /** What must be undone on exit (child processes, temp dirs), even on error or Ctrl-C. */
 const cleanups = new Set<() => unknown>()
+let interrupted = false
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.on(signal, () => void cleanUp().finally(() => process.exit(130)))
+  process.on(signal, () => {
+    interrupted = true
+    console.error(`bench interrupted by ${signal}`)
+    void cleanUp().finally(() => process.exit(130))
+  })
 }
 
 try {
   await main()
 } catch (error) {
-  console.error(`bench failed: ${error instanceof Error ? error.message : String(error)}`)
+  // Once interrupted, the errors are just the cleanup killing what main() waits on.
+  if (!interrupted) console.error(`bench failed: ${error instanceof Error ? error.message : String(error)}`)
   process.exitCode = 1
 } finally {
   await cleanUp()

@@ -47,15 +47,31 @@ function parseAuthorization(header: string): string | null {
   return B64TOKEN.test(token) ? token : null
 }
 
+/**
+ * Names are compared as sent, not percent-decoded: `%61uthorization=` is not `authorization=`, so the
+ * nginx log mask (which sees raw names) and this parser always agree on what carries a token.
+ */
 function collectQuery(query: string, found: string[]): boolean {
-  if (!QUERY_NAMES.some((name) => query.includes(`${name}=`))) return true
-  const params = new URLSearchParams(query)
-  for (const name of QUERY_NAMES) {
-    const values = params.getAll(name)
-    if (values.length > 1 || values[0] === '') return false
-    if (values.length === 1) found.push(values[0]!)
+  const seen = new Set<string>()
+  for (const pair of query.split('&')) {
+    const eq = pair.indexOf('=')
+    const name = eq === -1 ? pair : pair.slice(0, eq)
+    if (!(QUERY_NAMES as readonly string[]).includes(name)) continue
+    if (seen.has(name) || eq === -1 || eq === pair.length - 1) return false
+    seen.add(name)
+    const value = decodeQueryValue(pair.slice(eq + 1))
+    if (value === null) return false
+    found.push(value)
   }
   return true
+}
+
+function decodeQueryValue(text: string): string | null {
+  try {
+    return decodeURIComponent(text)
+  } catch {
+    return null
+  }
 }
 
 function collectCookie(header: string, found: string[]): boolean {

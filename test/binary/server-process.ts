@@ -32,7 +32,9 @@ export async function runCli(args: string[], options: { stdin?: string; env?: Re
 export class ServerProcess {
   readonly dataDir: string
   private child: ReturnType<typeof Bun.spawn> | null = null
+  /** Output of the current run (parsed for the listening line) and of every run (for secret greps). */
   private output = ''
+  private allOutput = ''
   private errors = ''
   url = ''
   port = 0
@@ -46,7 +48,7 @@ export class ServerProcess {
   }
 
   get stdout(): string {
-    return this.output
+    return this.allOutput
   }
 
   get stderr(): string {
@@ -67,7 +69,12 @@ export class ServerProcess {
       env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env },
     })
     this.child = child
+    this.output = ''
     void this.drain(child.stderr as ReadableStream<Uint8Array>, (text) => (this.errors += text))
+    const onStdout = (text: string) => {
+      this.output += text
+      this.allOutput += text
+    }
     const reader = (child.stdout as ReadableStream<Uint8Array>).getReader()
     const decoder = new TextDecoder()
     const deadline = Date.now() + 10_000
@@ -75,10 +82,10 @@ export class ServerProcess {
       if (Date.now() > deadline) throw new Error(`server did not start: ${this.errors}`)
       const { value, done } = await reader.read()
       if (done) throw new Error(`server exited: ${this.errors}`)
-      this.output += decoder.decode(value)
+      onStdout(decoder.decode(value))
     }
     reader.releaseLock()
-    void this.drain(child.stdout as ReadableStream<Uint8Array>, (text) => (this.output += text))
+    void this.drain(child.stdout as ReadableStream<Uint8Array>, onStdout)
     this.url = /listening on (http:\/\/[^\s/]+)/.exec(this.output)![1]!
     this.port = Number(new URL(this.url).port)
   }

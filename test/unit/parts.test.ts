@@ -71,3 +71,12 @@ describe('ConcurrencyLimiter', () => {
     expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled', 'fulfilled', 'fulfilled'])
   })
 })
+
+describe('findBearerToken query parsing', () => {
+  test('parameter names are matched as sent, never percent-decoded', () => {
+    expect(findBearerToken({ query: '%61uthorization=aaa.bbb.ccc&xauthorization=1' })).toEqual({ kind: 'none' })
+    expect(findBearerToken({ query: 'authorization=aaa%2Ebbb.ccc' })).toEqual({ kind: 'token', token: 'aaa.bbb.ccc' })
+    expect(findBearerToken({ query: 'authorization' })).toEqual({ kind: 'malformed' })
+    expect(findBearerToken({ query: 'authorization=%E0%A4%A' })).toEqual({ kind: 'malformed' })
+  })
+})

@@ -1,0 +1,250 @@
+/**
+ * The shipped nginx snippets (SPEC §12.6) under a real nginx, in front of the compiled binary.
+ * The snippets are used as shipped; only the backend port, the recordings path and the access log
+ * path are rewritten in temp copies, because those name places on a real PBX.
+ */
+import { afterAll, beforeAll, expect, test } from 'bun:test'
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { BASE, BINARY, ServerProcess } from './server-process'
+
+const SYSTEMD = resolve(import.meta.dir, '../../systemd')
+const NGINX = ['/usr/sbin/nginx', '/usr/local/sbin/nginx', '/usr/local/nginx/sbin/nginx'].find(existsSync) ?? Bun.which('nginx')
+const RECORDINGS_URI = '/pbxcore/softphone/recordings'
+const RECORDING = 'call-201.mp3'
+const RECORDING_BYTES = crypto.getRandomValues(new Uint8Array(4096))
+const USER = '201'
+const PASSWORD = 'nginx-test-secret'
+
+let server: ServerProcess
+let nginx: ReturnType<typeof Bun.spawn> | null = null
+let prefix = ''
+let nginxUrl = ''
+let accessLog = ''
+let tokens: { access_token: string; refresh_token: string }
+/** Every token this file obtains, so the log check covers them all. */
+const issued: string[] = []
+
+/** Replaces text that must be present: if the shipped file changes, this fails instead of testing nothing. */
+function substitute(text: string, from: string, to: string, file: string): string {
+  if (!text.includes(from)) throw new Error(`${file} no longer contains ${from}`)
+  return text.replaceAll(from, to)
+}
+
+function freePort(): number {
+  const listener = Bun.listen({ hostname: '127.0.0.1', port: 0, socket: { data() {} } })
+  const port = listener.port
+  listener.stop(true)
+  return port
+}
+
+function writeNginxConfig(backendPort: number, nginxPort: number, recordings: string): string {
+  const http = substitute(
+    readFileSync(join(SYSTEMD, 'nginx-softphone-backend-http.conf'), 'utf8'),
+    '127.0.0.1:8080',
+    `127.0.0.1:${backendPort}`,
+    'nginx-softphone-backend-http.conf',
+  )
+  let snippet = readFileSync(join(SYSTEMD, 'nginx-softphone-backend.conf'), 'utf8')
+  snippet = substitute(snippet, '/storage/usbdisk1/mikopbx/voicemailarchive/', `${recordings}/`, 'nginx-softphone-backend.conf')
+  snippet = substitute(snippet, '/var/log/nginx/softphone-backend.access.log', accessLog, 'nginx-softphone-backend.conf')
+  writeFileSync(join(prefix, 'softphone-http.conf'), http)
+  writeFileSync(join(prefix, 'softphone-server.conf'), snippet)
+  const conf = join(prefix, 'nginx.conf')
+  // No `user` directive: as root, workers run as nobody, which is why setup makes the prefix
+  // world-readable; a PBX's nginx workers are unprivileged too.
+  writeFileSync(
+    conf,
+    `error_log ${prefix}/error.log info;
+events { worker_connections 256; }
+http {
+    client_body_temp_path ${prefix}/client_body;
+    proxy_temp_path ${prefix}/proxy;
+    fastcgi_temp_path ${prefix}/fastcgi;
+    uwsgi_temp_path ${prefix}/uwsgi;
+    scgi_temp_path ${prefix}/scgi;
+    access_log ${prefix}/server-access.log;
+    include ${prefix}/softphone-http.conf;
+    server {
+        listen 127.0.0.1:${nginxPort};
+        server_name localhost;
+        # Like a PBX's own rules: a regex location that would serve recordings if it won.
+        location ~* \\.(mp3|wav)$ { root ${recordings}; }
+        include ${prefix}/softphone-server.conf;
+    }
+}
+`,
+  )
+  return conf
+}
+
+async function startNginx(conf: string, port: number): Promise<void> {
+  const child = Bun.spawn([NGINX!, '-p', prefix, '-c', conf, '-g', `daemon off; pid ${prefix}/nginx.pid;`], {
+    stdout: 'pipe',
+    stderr: 'pipe',
+  })
+  nginx = child
+  const deadline = Date.now() + 10_000
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) break
+    try {
+      await fetch(`http://127.0.0.1:${port}${BASE}/health`)
+      return
+    } catch {
+      await Bun.sleep(50)
+    }
+  }
+  const errorLog = existsSync(join(prefix, 'error.log')) ? readFileSync(join(prefix, 'error.log'), 'utf8') : ''
+  throw new Error(`nginx did not start: ${await new Response(child.stderr).text()}${errorLog}`)
+}
+
+beforeAll(async () => {
+  if (!NGINX) throw new Error('nginx not found: apt-get install nginx-light (it has auth_request)')
+  if (!existsSync(BINARY)) throw new Error(`${BINARY} is missing: run bun run build.ts --host first`)
+  prefix = mkdtempSync(join(tmpdir(), 'softphone-nginx-'))
+  chmodSync(prefix, 0o755)
+  accessLog = join(prefix, 'softphone-access.log')
+  const recordings = join(prefix, 'recordings')
+  mkdirSync(recordings, { mode: 0o755 })
+  writeFileSync(join(recordings, RECORDING), RECORDING_BYTES, { mode: 0o644 })
+
+  server = new ServerProcess()
+  await server.addUser(USER, PASSWORD)
+  await server.start()
+  const nginxPort = freePort()
+  nginxUrl = `http://127.0.0.1:${nginxPort}`
+  await startNginx(writeNginxConfig(server.port, nginxPort, recordings), nginxPort)
+  tokens = await login()
+}, 30_000)
+
+afterAll(async () => {
+  if (nginx) {
+    nginx.kill('SIGTERM')
+    await nginx.exited
+  }
+  await server?.cleanup()
+  if (prefix) rmSync(prefix, { recursive: true, force: true })
+})
+
+async function login(password = PASSWORD, headers: Record<string, string> = {}): Promise<{ access_token: string; refresh_token: string }> {
+  const response = await fetch(`${nginxUrl}${BASE}/auth/login`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: JSON.stringify({ username: USER, password }),
+  })
+  expect(response.status).toBe(200)
+  const body = (await response.json()) as { access_token: string; refresh_token: string }
+  issued.push(body.access_token, body.refresh_token)
+  return body
+}
+
+const recording = (query = '', headers: Record<string, string> = {}) =>
+  fetch(`${nginxUrl}${RECORDINGS_URI}/${RECORDING}${query}`, { headers })
+
+async function expectRecording(response: Response): Promise<void> {
+  expect(response.status).toBe(200)
+  expect(new Uint8Array(await response.arrayBuffer())).toEqual(RECORDING_BYTES)
+}
+
+test('login through nginx returns tokens', async () => {
+  const response = await fetch(`${nginxUrl}${BASE}/auth/login`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ username: USER, password: PASSWORD }),
+  })
+  expect(response.status).toBe(200)
+  const body = (await response.json()) as Record<string, unknown>
+  expect(body).toMatchObject({ success: true, token_type: 'Bearer' })
+  expect(typeof body.access_token).toBe('string')
+  expect(typeof body.refresh_token).toBe('string')
+  issued.push(body.access_token as string, body.refresh_token as string)
+})
+
+test('recording with ?authorization=<access> is served', async () => {
+  await expectRecording(await recording(`?authorization=${tokens.access_token}`))
+})
+
+test('recording with an Authorization: Bearer header is served', async () => {
+  await expectRecording(await recording('', { authorization: `Bearer ${tokens.access_token}` }))
+})
+
+test('recording with an access_token cookie is served', async () => {
+  await expectRecording(await recording('', { cookie: `access_token=${tokens.access_token}` }))
+})
+
+test('recording without a token is 401 with a Bearer challenge', async () => {
+  const response = await recording()
+  expect(response.status).toBe(401)
+  expect(response.headers.get('www-authenticate') ?? '').toStartWith('Bearer realm="softphone"')
+})
+
+test('recording with a garbage token is 401', async () => {
+  expect((await recording('?authorization=not.a.token')).status).toBe(401)
+})
+
+test('recording with a refresh token is 403', async () => {
+  expect((await recording(`?authorization=${tokens.refresh_token}`)).status).toBe(403)
+})
+
+test('after logout through nginx the access token no longer opens recordings', async () => {
+  const own = await login()
+  await expectRecording(await recording(`?authorization=${own.access_token}`))
+  const logout = await fetch(`${nginxUrl}${BASE}/auth/logout`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${own.access_token}` },
+  })
+  expect(logout.status).toBe(200)
+  expect((await recording(`?authorization=${own.access_token}`)).status).toBe(401)
+})
+
+test('publishing through nginx is refused', async () => {
+  const response = await fetch(`${nginxUrl}${BASE}/pub/users-state`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ states: {} }),
+  })
+  expect(response.status).toBe(403)
+})
+
+test('the access log masks tokens', async () => {
+  // Both parameter names, repeated, so every masking branch has a line to prove it.
+  await recording(`?token=${tokens.access_token}`)
+  await recording(`?x=1&authorization=${tokens.access_token}&token=${tokens.refresh_token}`)
+  let log = ''
+  // nginx writes the line after sending the response.
+  for (let i = 0; i < 40 && !log.includes('?x=1&authorization=***'); i++) {
+    await Bun.sleep(25)
+    log = readFileSync(accessLog, 'utf8')
+  }
+  expect(log).toContain('authorization=***')
+  expect(log).toContain('token=***')
+  expect(issued.length).toBeGreaterThan(0)
+  for (const token of issued) {
+    expect(log.includes(token)).toBe(false)
+    // The signature alone is the secret part; it must not appear either.
+    expect(log.includes(token.split('.')[2]!)).toBe(false)
+  }
+})
+
+test('a client-sent X-Forwarded-For or X-Real-IP does not become the client IP', async () => {
+  const spoofed = { 'x-forwarded-for': '1.2.3.4', 'x-real-ip': '1.2.3.4', forwarded: 'for=1.2.3.4' }
+  const response = await fetch(`${nginxUrl}${BASE}/auth/login`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...spoofed },
+    body: JSON.stringify({ username: USER, password: 'wrong-password' }),
+  })
+  expect(response.status).toBe(401)
+  const securityLog = join(server.dataDir, 'log', 'security.log')
+  let failures: { ip?: string }[] = []
+  for (let i = 0; i < 40 && failures.length === 0; i++) {
+    if (existsSync(securityLog)) {
+      const events = readFileSync(securityLog, 'utf8').trim().split('\n').map((line) => JSON.parse(line) as { event: string; ip?: string })
+      failures = events.filter((event) => event.event === 'AUTH_FAILED')
+    }
+    if (failures.length === 0) await Bun.sleep(25)
+  }
+  expect(failures.length).toBe(1)
+  expect(failures[0]!.ip).toBe('127.0.0.1')
+  expect(readFileSync(securityLog, 'utf8')).not.toContain('1.2.3.4')
+})
