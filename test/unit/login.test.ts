@@ -34,7 +34,7 @@ describe('login succeeds', () => {
   test('issues tokens whose claims carry username, role, type, jti and sid', async () => {
     const { text } = await login({ username: '201', password: PASSWORD })
     const { access_token, refresh_token } = JSON.parse(text)
-    const claims = (token: string) => JSON.parse(Buffer.from(token.split('.')[1], 'base64url').toString())
+    const claims = (token: string) => JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString())
     const access = claims(access_token)
     const refresh = claims(refresh_token)
     expect(access).toMatchObject({ sub: '1', username: '201', role: 'user', type: 'access', iat: h.clock.seconds, exp: h.clock.seconds + 3600 })
