@@ -69,7 +69,7 @@ async function main(): Promise<void> {
   cleanups.add(() => server.cleanup())
   await server.addUser(USER.name, USER.password)
   await server.start()
-  const pid = pidOf(server.dataDir)
+  const pid = server.pid!
   await Bun.sleep(1000)
   const idleRssMiB = rssMiB(pid)
   const { access_token } = await server.login(USER.name, USER.password)
@@ -200,13 +200,6 @@ async function wrk(target: Target, seconds: number): Promise<{ rps: number; p99M
 async function get(url: string, headers: Record<string, string> = {}): Promise<{ status: number; text: string }> {
   const response = await fetch(url, { headers })
   return { status: response.status, text: await response.text() }
-}
-
-/** ServerProcess does not expose its child's pid; its temp data dir is unique to its command line. */
-function pidOf(dataDir: string): number {
-  const pids = Bun.spawnSync(['pgrep', '-f', '--', dataDir]).stdout.toString().trim().split('\n').filter(Boolean)
-  if (pids.length !== 1) throw new Error(`expected one server process for ${dataDir}, found ${pids.length}`)
-  return Number(pids[0])
 }
 
 function rssMiB(pid: number): number {

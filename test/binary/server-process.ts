@@ -43,6 +43,10 @@ export class ServerProcess {
     this.dataDir = dataDir ?? mkdtempSync(join(tmpdir(), 'softphone-bin-'))
   }
 
+  get pid(): number | undefined {
+    return this.child?.pid
+  }
+
   get baseUrl(): string {
     return `${this.url}${BASE}`
   }
