@@ -24,7 +24,7 @@ export interface AppDeps {
 export function buildApp({ basePath, trustedProxies, clock, directory, tokens, securityLog }: AppDeps) {
   const routes = new RouteIndex()
   const guard = new AccessGuard(tokens, directory)
-  const clientIpOf = clientIpResolver(trustedProxies)
+  const clientIpOf = clientIpResolver(trustedProxies, () => app.server)
   const app = new Elysia({ prefix: basePath })
     .use(httpPlugin({ clock, routes }))
     .use(authRoutes({ clock, directory, tokens, guard, securityLog, clientIpOf }))

@@ -4,8 +4,10 @@ import { join } from 'node:path'
 import { buildApp } from './app'
 import { systemClock, type Clock } from './clock'
 import type { Config } from './config/schema'
+import { CachedDirectory } from './directory/cached'
 import { EmbeddedDirectory } from './directory/embedded'
 import { SecurityLog } from './security-log/security-log'
+import { watchDatabaseChanges } from './store/change-watch'
 import { openStore } from './store/database'
 import { Revocations } from './tokens/revocations'
 import { loadOrCreateSecretKey } from './tokens/secret-key'
@@ -33,6 +35,9 @@ export async function serve(config: Config, clock: Clock = systemClock): Promise
   const { key, generated } = loadOrCreateSecretKey(config.secret_key_path)
   if (generated) securityLog.record({ event: 'KEY_GENERATED', reason: `new key at ${config.secret_key_path}` })
   const db = openStore(databasePath(config))
+  const directory = new CachedDirectory(new EmbeddedDirectory(db, clock, config.password_hash_concurrency))
+  // `softphone-backend users disable` runs in another process; its commit must reach this cache.
+  const directoryChanges = watchDatabaseChanges(db, databasePath(config), () => directory.invalidate())
   const revocations = new Revocations(db, clock)
   revocations.purgeExpired()
   const purgeTimer = setInterval(() => revocations.purgeExpired(), PURGE_INTERVAL_MS)
@@ -42,7 +47,7 @@ export async function serve(config: Config, clock: Clock = systemClock): Promise
     basePath: config.base_path,
     trustedProxies: config.trusted_proxies,
     clock,
-    directory: new EmbeddedDirectory(db, clock, config.password_hash_concurrency),
+    directory,
     tokens: new TokenService(key, clock, revocations, {
       accessTtl: config.access_ttl,
       refreshTtl: config.refresh_ttl,
@@ -71,6 +76,7 @@ export async function serve(config: Config, clock: Clock = systemClock): Promise
       stopping = true
       console.log(`${signal}: shutting down`)
       clearInterval(purgeTimer)
+      directoryChanges.close()
       // In-flight requests get a grace period; stop(true) then cuts whatever is still open.
       await Promise.race([app.server?.stop(false), Bun.sleep(SHUTDOWN_GRACE_MS)])
       await app.stop(true)

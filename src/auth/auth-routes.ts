@@ -46,10 +46,10 @@ export function authRoutes({ clock, directory, tokens, guard, securityLog, clien
     .use(authPlugin({ guard, clock }))
     .post(
       '/auth/login',
-      async ({ body, request, server, set, status }) => {
+      async ({ body, request, set, status }) => {
         const { username, password } = body
         if (!username || !password) return status(400, errorBody(ERRORS.credentialsMissing, unixSeconds(clock)))
-        const context = { user: username, ip: clientIpOf(request, server), ua: request.headers.get('user-agent'), method: 'password' as const }
+        const context = { user: username, ip: clientIpOf(request), ua: request.headers.get('user-agent'), method: 'password' as const }
         const user = await directory.authenticate(username, password)
         if (!user) {
           securityLog.record({ event: 'AUTH_FAILED', ...context, reason: 'invalid credentials' })
@@ -70,12 +70,12 @@ export function authRoutes({ clock, directory, tokens, guard, securityLog, clien
     )
     .post(
       '/auth/refresh',
-      ({ principal: { user, token }, request, server }) => {
+      ({ principal: { user, token }, request }) => {
         const accessToken = tokens.issueAccessFor(user, token)
         securityLog.record({
           event: 'TOKEN_REFRESH',
           user: user.username,
-          ip: clientIpOf(request, server),
+          ip: clientIpOf(request),
           ua: request.headers.get('user-agent'),
           method: 'refresh',
           sid: token.sid,
@@ -87,12 +87,12 @@ export function authRoutes({ clock, directory, tokens, guard, securityLog, clien
     )
     .post(
       '/auth/logout',
-      ({ principal: { user, token }, request, server }) => {
+      ({ principal: { user, token }, request }) => {
         tokens.revoke(token)
         securityLog.record({
           event: 'LOGOUT',
           user: user.username,
-          ip: clientIpOf(request, server),
+          ip: clientIpOf(request),
           ua: request.headers.get('user-agent'),
           sid: token.sid,
           jti: token.jti,

@@ -14,9 +14,17 @@ export function unmapIpv4(address: string): string {
   return address.toLowerCase().startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address
 }
 
-export type ClientIpOf = (request: Request, server: { requestIP(request: Request): { address: string } | null } | null) => string
+export type ClientIpOf = (request: Request) => string
 
-export function clientIpResolver(trustedProxies: readonly string[]): ClientIpOf {
+interface PeerSource {
+  requestIP(request: Request): { address: string } | null
+}
+
+/**
+ * `server` is a getter rather than Elysia's per-request `server` context property: handlers that
+ * name `server` pay for a property definition on every request, hot ones included.
+ */
+export function clientIpResolver(trustedProxies: readonly string[], server: () => PeerSource | null | undefined): ClientIpOf {
   const trusted = new Set(trustedProxies.map(unmapIpv4))
-  return (request, server) => clientIp(server?.requestIP(request)?.address, request.headers.get('x-real-ip'), trusted)
+  return (request) => clientIp(server()?.requestIP(request)?.address, request.headers.get('x-real-ip'), trusted)
 }

@@ -11,11 +11,12 @@ export const JSON_CONTENT_TYPE = 'application/json; charset=utf-8'
 
 export function httpPlugin({ clock, routes }: { clock: Clock; routes: RouteIndex }) {
   return new Elysia({ name: 'http' })
-    .onRequest(({ set }) => {
-      set.headers['content-type'] = JSON_CONTENT_TYPE
-      set.headers['x-content-type-options'] = 'nosniff'
+    // Default headers are copied into every context's `set`, errors included; cheaper than a hook.
+    .headers({
+      'content-type': JSON_CONTENT_TYPE,
+      'x-content-type-options': 'nosniff',
       // Every answer is per-user or per-moment; nothing here is safe for a shared cache.
-      set.headers['cache-control'] = 'no-store'
+      'cache-control': 'no-store',
     })
     .onError({ as: 'global' }, ({ code, error, set, request, path }) => {
       const now = unixSeconds(clock)

@@ -27,7 +27,7 @@ export interface MediaRoutesDeps {
 }
 
 export function mediaRoutes({ clock, guard, securityLog, clientIpOf }: MediaRoutesDeps) {
-  return new Elysia({ name: 'media-routes' }).get('/check-media-access', ({ request, server, set, status }) => {
+  return new Elysia({ name: 'media-routes' }).get('/check-media-access', ({ request, set, status }) => {
     const headers = request.headers
     let outcome: AccessOutcome
     try {
@@ -43,7 +43,7 @@ export function mediaRoutes({ clock, guard, securityLog, clientIpOf }: MediaRout
     if (outcome.ok) return { success: true }
     securityLog.record({
       event: 'MEDIA_ACCESS_DENIED',
-      ip: clientIpOf(request, server),
+      ip: clientIpOf(request),
       ua: headers.get('user-agent'),
       reason: outcome.reason,
     })

@@ -82,14 +82,22 @@ function checkHeader(header: Claims): void {
   }
 }
 
-function checkTimes(claims: Claims, { now, tolerance }: TimeRules): void {
-  const exp = requireNumericDate(claims, 'exp')
-  const iat = requireNumericDate(claims, 'iat')
+function checkTimes(claims: Claims, rules: TimeRules): void {
+  const nbf = claims.nbf === undefined ? undefined : requireNumericDate(claims, 'nbf')
+  checkTimeClaims({ exp: requireNumericDate(claims, 'exp'), iat: requireNumericDate(claims, 'iat'), nbf }, rules)
+}
+
+export interface TimeClaims {
+  exp: number
+  iat: number
+  nbf?: number
+}
+
+/** Exported for callers that re-check a token verified earlier: time moves, signatures don't. */
+export function checkTimeClaims({ exp, iat, nbf }: TimeClaims, { now, tolerance }: TimeRules): void {
   if (now - tolerance >= exp) throw new TokenExpiredError('expired')
   if (iat > now + tolerance) throw new TokenNotYetValidError('issued in the future')
-  if (claims.nbf !== undefined && requireNumericDate(claims, 'nbf') > now + tolerance) {
-    throw new TokenNotYetValidError('not yet valid')
-  }
+  if (nbf !== undefined && nbf > now + tolerance) throw new TokenNotYetValidError('not yet valid')
 }
 
 function requireNumericDate(claims: Claims, name: string): number {

@@ -2,13 +2,15 @@
 import { randomBytes } from 'node:crypto'
 import { unixSeconds, type Clock } from '../clock'
 import type { Role } from '../directory/directory'
-import { signHs256, TokenClaimError, TokenError, verifyHs256, type Claims } from './jws'
+import { checkTimeClaims, signHs256, TokenClaimError, TokenError, verifyHs256, type Claims } from './jws'
 import type { Revocations } from './revocations'
 
 export type TokenType = 'access' | 'refresh'
 
 /** Allowed clock skew between the PBX and whoever minted the token; SPEC §5 caps it at 60 s. */
 export const CLOCK_TOLERANCE_SECONDS = 30
+/** Apps reuse one access token for minutes; remembering recent verifications skips HMAC and JSON work. */
+const VERIFIED_CACHE_SIZE = 10_000
 
 export class TokenTypeError extends TokenError {
   override name = 'TokenTypeError'
@@ -28,6 +30,7 @@ export interface VerifiedToken {
   username: string
   issuedAt: number
   expiresAt: number
+  notBefore?: number
   /** Absent only on legacy tokens from ModuleSoftphoneBackend. */
   jti?: string
   sid?: string
@@ -46,6 +49,13 @@ export interface IssuedPair {
 }
 
 export class TokenService {
+  /**
+   * Exact token text → its verified claims. Keyed by the full text, so a malleated variant of a
+   * token misses and goes through full verification. Time, revocation and type are checked on
+   * every use, hit or miss.
+   */
+  private readonly verified = new Map<string, VerifiedToken>()
+
   constructor(
     private readonly key: Uint8Array,
     private readonly clock: Clock,
@@ -78,8 +88,9 @@ export class TokenService {
 
   /** Throws a TokenError subclass; TokenTypeError means "valid, but not for this route". */
   verify(token: string, expected: TokenType): VerifiedToken {
-    const claims = verifyHs256(token, this.key, { now: unixSeconds(this.clock), tolerance: CLOCK_TOLERANCE_SECONDS })
-    const verified = this.readClaims(claims)
+    const now = unixSeconds(this.clock)
+    const verified = this.verified.get(token) ?? this.verifyAndRemember(token, now)
+    checkTimeClaims({ exp: verified.expiresAt, iat: verified.issuedAt, nbf: verified.notBefore }, { now, tolerance: CLOCK_TOLERANCE_SECONDS })
     if (this.isRevoked(verified)) throw new TokenRevokedError('revoked')
     if (verified.type !== expected) throw new TokenTypeError(`${expected} token required`)
     return verified
@@ -89,6 +100,13 @@ export class TokenService {
   revoke(token: VerifiedToken): void {
     if (token.jti) this.revocations.revokeTokenId(token.jti, token.expiresAt)
     else this.revocations.revokeLegacyTokensIssuedBy(token.username, unixSeconds(this.clock))
+  }
+
+  private verifyAndRemember(token: string, now: number): VerifiedToken {
+    const verified = this.readClaims(verifyHs256(token, this.key, { now, tolerance: CLOCK_TOLERANCE_SECONDS }))
+    if (this.verified.size >= VERIFIED_CACHE_SIZE) this.verified.delete(this.verified.keys().next().value!)
+    this.verified.set(token, verified)
+    return verified
   }
 
   private isRevoked(token: VerifiedToken): boolean {
@@ -103,7 +121,13 @@ export class TokenService {
     if (typeof username !== 'string' || username.length === 0) throw new TokenClaimError('username required')
     // The PHP module wrote sub as the number 1; RFC 7519 says string. Both carry no meaning here.
     if (typeof sub !== 'string' && typeof sub !== 'number') throw new TokenClaimError('sub required')
-    const token: VerifiedToken = { type, username, issuedAt: claims.iat as number, expiresAt: claims.exp as number }
+    const token: VerifiedToken = {
+      type,
+      username,
+      issuedAt: claims.iat as number,
+      expiresAt: claims.exp as number,
+      notBefore: claims.nbf as number | undefined,
+    }
     if (jti === undefined && sid === undefined) {
       if (!this.settings.acceptLegacyTokens) throw new TokenClaimError('jti and sid required')
       return token

@@ -31,6 +31,15 @@ const post = (path: string, init: { token?: string; body?: unknown } = {}) =>
     body: init.body === undefined ? undefined : JSON.stringify(init.body),
   })
 const get = (path: string, headers: Record<string, string> = {}) => fetch(`${server.baseUrl}${path}`, { headers })
+/** Repeats a request until it answers `status` or `ms` pass; returns the last status seen. */
+async function statusWithin(ms: number, status: number, send: () => Promise<Response>): Promise<number> {
+  const deadline = Date.now() + ms
+  for (;;) {
+    const seen = (await send()).status
+    if (seen === status || Date.now() > deadline) return seen
+    await Bun.sleep(10)
+  }
+}
 const logEvents = () =>
   readFileSync(join(server.dataDir, 'log', 'security.log'), 'utf8')
     .split('\n')
@@ -153,10 +162,11 @@ describe('operations', () => {
   test('users disable/enable through the CLI take effect on the running server', async () => {
     const { access_token } = await server.login('201', PASSWORD)
     expect((await runCli(['users', 'disable', '201', '--data-dir', server.dataDir])).exitCode).toBe(0)
-    expect((await get('/profile', { authorization: `Bearer ${access_token}` })).status).toBe(401)
+    // The server learns of the other process's commit through a file watch, at worst its 1 s poll.
+    expect(await statusWithin(1500, 401, () => get('/profile', { authorization: `Bearer ${access_token}` }))).toBe(401)
     expect((await post('/auth/login', { body: { username: '201', password: PASSWORD } })).status).toBe(401)
     expect((await runCli(['users', 'enable', '201', '--data-dir', server.dataDir])).exitCode).toBe(0)
-    expect((await get('/profile', { authorization: `Bearer ${access_token}` })).status).toBe(200)
+    expect(await statusWithin(1500, 200, () => get('/profile', { authorization: `Bearer ${access_token}` }))).toBe(200)
     const list = await runCli(['users', 'list', '--data-dir', server.dataDir])
     expect(list.stdout).toBe('1\t201\tuser\tenabled\tAlice\n')
   })
