@@ -11,6 +11,8 @@ import { httpPlugin, RouteIndex } from './http/http-plugin'
 import { mediaRoutes } from './media/media-routes'
 import type { SecurityLogSink } from './security-log/security-log'
 import type { TokenService } from './tokens/tokens'
+import type { SessionService } from './sessions/sessions'
+import { sessionRoutes } from './sessions/session-routes'
 
 export interface AppDeps {
   basePath: string
@@ -18,16 +20,18 @@ export interface AppDeps {
   clock: Clock
   directory: Directory
   tokens: TokenService
+  sessions: SessionService
   securityLog: SecurityLogSink
 }
 
-export function buildApp({ basePath, trustedProxies, clock, directory, tokens, securityLog }: AppDeps) {
+export function buildApp({ basePath, trustedProxies, clock, directory, tokens, sessions, securityLog }: AppDeps) {
   const routes = new RouteIndex()
   const guard = new AccessGuard(tokens, directory)
   const clientIpOf = clientIpResolver(trustedProxies, () => app.server)
   const app = new Elysia({ prefix: basePath })
     .use(httpPlugin({ clock, routes }))
-    .use(authRoutes({ clock, directory, tokens, guard, securityLog, clientIpOf }))
+    .use(authRoutes({ clock, directory, sessions, accessTtl: tokens.settings.accessTtl, guard, securityLog, clientIpOf }))
+    .use(sessionRoutes({ clock, guard, sessions, securityLog, clientIpOf }))
     .use(accountRoutes({ clock, guard, lastUsersState: () => null }))
     .use(mediaRoutes({ clock, guard, securityLog, clientIpOf }))
     .use(healthRoutes({ clock }))

@@ -2,6 +2,7 @@
 /** The command line: parses argv, loads configuration, runs one command, maps failures to exit codes. */
 import { mkdirSync } from 'node:fs'
 import { parseArgs, UsageError, EX_USAGE, type ParsedArgs } from './cli/args'
+import { SESSIONS_HELP, SESSIONS_OPTIONS, sessionsCommand } from './cli/sessions-command'
 import { USERS_HELP, USERS_OPTIONS, USERS_SWITCHES, usersCommand } from './cli/users-command'
 import { systemClock } from './clock'
 import { ConfigError, EX_CONFIG, loadConfig } from './config/load'
@@ -22,6 +23,7 @@ Usage: softphone-backend [command] [--config PATH] [--<key> VALUE ...]
 Commands:
   serve                 run the server (the default)
   users ...             manage the embedded user directory (users --help)
+  sessions ...          list or end a user's sessions (sessions --help)
   config check          validate the configuration and print it
   config --help         list every configuration key
   --version, --help
@@ -29,24 +31,32 @@ Every configuration key can be given as a flag, e.g. --port 8081 --data-dir /srv
 
 async function main(argv: readonly string[]): Promise<number> {
   const args = parseArgs(argv, {
-    options: ['config', ...CONFIG_FLAGS, ...USERS_OPTIONS],
+    options: ['config', ...CONFIG_FLAGS, ...USERS_OPTIONS, ...SESSIONS_OPTIONS],
     switches: ['help', 'version', ...USERS_SWITCHES],
   })
   const command = args.positionals[0] ?? 'serve'
   if (args.switches.has('version')) return print(VERSION)
-  if (args.switches.has('help')) return print(command === 'users' ? USERS_HELP : command === 'config' ? configHelp() : HELP)
+  if (args.switches.has('help')) return print(COMMAND_HELP[command]?.() ?? HELP)
   const config = loadConfig({ configPath: args.options.get('config'), flags: configFlags(args), env: process.env })
   switch (command) {
     case 'serve':
       return serve(config)
     case 'users':
       return withStore(config, (db) => usersCommand(args, db, systemClock, config.password_hash_concurrency))
+    case 'sessions':
+      return withStore(config, async (db) => sessionsCommand(args, db, systemClock))
     case 'config':
       if (args.positionals[1] !== 'check') throw new UsageError('usage: softphone-backend config check | config --help')
       return print(`config ok\n${JSON.stringify(config, null, 2)}`)
     default:
       throw new UsageError(`unknown command ${command}; see --help`)
   }
+}
+
+const COMMAND_HELP: Record<string, () => string> = {
+  users: () => USERS_HELP,
+  sessions: () => SESSIONS_HELP,
+  config: configHelp,
 }
 
 function configFlags(args: ParsedArgs): Partial<Record<ConfigKey, string>> {

@@ -2,16 +2,15 @@
 import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { buildApp } from './app'
-import { systemClock, type Clock } from './clock'
+import { systemClock, unixSeconds, type Clock } from './clock'
 import type { Config } from './config/schema'
 import { CachedDirectory } from './directory/cached'
 import { EmbeddedDirectory } from './directory/embedded'
 import { SecurityLog } from './security-log/security-log'
 import { watchDatabaseChanges } from './store/change-watch'
 import { openStore } from './store/database'
-import { Revocations } from './tokens/revocations'
+import { createServices } from './services'
 import { loadOrCreateSecretKey } from './tokens/secret-key'
-import { TokenService } from './tokens/tokens'
 import { VERSION } from './version'
 
 /** sysexits.h EX_UNAVAILABLE: the port is taken, most likely by another instance. */
@@ -36,23 +35,33 @@ export async function serve(config: Config, clock: Clock = systemClock): Promise
   if (generated) securityLog.record({ event: 'KEY_GENERATED', reason: `new key at ${config.secret_key_path}` })
   const db = openStore(databasePath(config))
   const directory = new CachedDirectory(new EmbeddedDirectory(db, clock, config.password_hash_concurrency))
-  // `softphone-backend users disable` runs in another process; its commit must reach this cache.
-  const directoryChanges = watchDatabaseChanges(db, databasePath(config), () => directory.invalidate())
-  const revocations = new Revocations(db, clock)
-  revocations.purgeExpired()
-  const purgeTimer = setInterval(() => revocations.purgeExpired(), PURGE_INTERVAL_MS)
+  const { revocations, sessionStore, tokens, sessions } = createServices(db, key, clock, {
+    accessTtl: config.access_ttl,
+    refreshTtl: config.refresh_ttl,
+    acceptLegacyTokens: config.accept_legacy_tokens,
+    rotation: config.refresh_rotation,
+  })
+  const purge = () => {
+    revocations.purgeExpired()
+    sessionStore.purgeExpired(unixSeconds(clock))
+  }
+  purge()
+  const purgeTimer = setInterval(purge, PURGE_INTERVAL_MS)
   purgeTimer.unref()
+
+  // The `users` and `sessions` CLI commands run in other processes; their commits must reach memory.
+  const storeChanges = watchDatabaseChanges(db, databasePath(config), () => {
+    directory.invalidate()
+    revocations.reload()
+  })
 
   const app = buildApp({
     basePath: config.base_path,
     trustedProxies: config.trusted_proxies,
     clock,
     directory,
-    tokens: new TokenService(key, clock, revocations, {
-      accessTtl: config.access_ttl,
-      refreshTtl: config.refresh_ttl,
-      acceptLegacyTokens: config.accept_legacy_tokens,
-    }),
+    tokens,
+    sessions,
     securityLog,
   })
   try {
@@ -76,7 +85,7 @@ export async function serve(config: Config, clock: Clock = systemClock): Promise
       stopping = true
       console.log(`${signal}: shutting down`)
       clearInterval(purgeTimer)
-      directoryChanges.close()
+      storeChanges.close()
       // In-flight requests get a grace period; stop(true) then cuts whatever is still open.
       await Promise.race([app.server?.stop(false), Bun.sleep(SHUTDOWN_GRACE_MS)])
       await app.stop(true)

@@ -8,8 +8,7 @@ import type { Clock } from '../src/clock'
 import { EmbeddedDirectory } from '../src/directory/embedded'
 import { SecurityLog } from '../src/security-log/security-log'
 import { openStore } from '../src/store/database'
-import { Revocations } from '../src/tokens/revocations'
-import { TokenService, type TokenSettings } from '../src/tokens/tokens'
+import { createServices, type ServiceSettings, type Services } from '../src/services'
 
 export const BASE = '/pbxcore/api/module-softphone-backend/v1'
 /** A fixed, obviously fake key: 64 hex chars. */
@@ -34,7 +33,8 @@ export interface Harness {
   db: Database
   dir: string
   directory: EmbeddedDirectory
-  tokens: TokenService
+  tokens: Services['tokens']
+  services: Services
   securityLog: SecurityLog
   key: Uint8Array
   request(path: string, init?: RequestInit): Promise<Response>
@@ -44,18 +44,20 @@ export interface Harness {
   close(): void
 }
 
-export async function createHarness(settings: Partial<TokenSettings> = {}): Promise<Harness> {
+export async function createHarness(settings: Partial<ServiceSettings> = {}): Promise<Harness> {
   const dir = mkdtempSync(join(tmpdir(), 'softphone-test-'))
   const clock = new ManualClock()
   const db = openStore(join(dir, 'softphone.db'))
   const key = Buffer.from(TEST_KEY_TEXT, 'latin1')
   const directory = new EmbeddedDirectory(db, clock, 2)
-  const tokens = new TokenService(key, clock, new Revocations(db, clock), {
+  const services = createServices(db, key, clock, {
     accessTtl: 3600,
     refreshTtl: 2592000,
     acceptLegacyTokens: true,
+    rotation: 'compatible',
     ...settings,
   })
+  const { tokens, sessions } = services
   const securityLog = new SecurityLog(join(dir, 'log', 'security.log'), clock)
   const app = buildApp({
     basePath: BASE,
@@ -63,6 +65,7 @@ export async function createHarness(settings: Partial<TokenSettings> = {}): Prom
     clock,
     directory,
     tokens,
+    sessions,
     securityLog,
   })
   const request = (path: string, init?: RequestInit) => app.handle(new Request(`http://localhost${path}`, init))
@@ -80,6 +83,7 @@ export async function createHarness(settings: Partial<TokenSettings> = {}): Prom
     dir,
     directory,
     tokens,
+    services,
     securityLog,
     key,
     request,

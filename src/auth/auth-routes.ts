@@ -7,7 +7,7 @@ import type { ClientIpOf } from '../http/client-ip'
 import { ERRORS, errorBody } from '../http/errors'
 import { parseJsonBody } from '../http/json-body'
 import type { SecurityLogSink } from '../security-log/security-log'
-import type { TokenService } from '../tokens/tokens'
+import type { SessionService } from '../sessions/sessions'
 import { authPlugin } from './auth-plugin'
 import type { AccessGuard } from './access-guard'
 import { bearerChallenge } from './challenge'
@@ -34,14 +34,15 @@ const isPlainObject = (input: unknown) => typeof input === 'object' && input !==
 export interface AuthRoutesDeps {
   clock: Clock
   directory: Directory
-  tokens: TokenService
+  sessions: SessionService
+  accessTtl: number
   guard: AccessGuard
   securityLog: SecurityLogSink
   clientIpOf: ClientIpOf
 }
 
-export function authRoutes({ clock, directory, tokens, guard, securityLog, clientIpOf }: AuthRoutesDeps) {
-  const expiresIn = tokens.settings.accessTtl
+export function authRoutes({ clock, directory, sessions, accessTtl, guard, securityLog, clientIpOf }: AuthRoutesDeps) {
+  const client = (request: Request) => ({ ip: clientIpOf(request), ua: (request.headers.get('user-agent') ?? '').slice(0, 200) })
   return new Elysia({ name: 'auth-routes' })
     .use(authPlugin({ guard, clock }))
     .post(
@@ -49,54 +50,58 @@ export function authRoutes({ clock, directory, tokens, guard, securityLog, clien
       async ({ body, request, set, status }) => {
         const { username, password } = body
         if (!username || !password) return status(400, errorBody(ERRORS.credentialsMissing, unixSeconds(clock)))
-        const context = { user: username, ip: clientIpOf(request), ua: request.headers.get('user-agent'), method: 'password' as const }
+        const from = client(request)
+        const context = { user: username, ip: from.ip, ua: from.ua, method: 'password' as const }
         const user = await directory.authenticate(username, password)
         if (!user) {
           securityLog.record({ event: 'AUTH_FAILED', ...context, reason: 'invalid credentials' })
           set.headers['www-authenticate'] = bearerChallenge()
           return status(401, errorBody(ERRORS.invalidCredentials, unixSeconds(clock)))
         }
-        const pair = tokens.issuePair(user)
-        securityLog.record({ event: 'AUTH_SUCCESS', ...context, sid: pair.sid })
+        const session = sessions.start(user, from)
+        securityLog.record({ event: 'AUTH_SUCCESS', ...context, sid: session.sid })
         return {
           success: true,
-          access_token: pair.accessToken,
-          refresh_token: pair.refreshToken,
+          access_token: session.accessToken,
+          refresh_token: session.refreshToken,
           token_type: 'Bearer',
-          expires_in: expiresIn,
+          expires_in: accessTtl,
         }
       },
       { parse: parseJsonBody(LOGIN_LIMITS.bodyBytes), body: LoginBody },
     )
     .post(
       '/auth/refresh',
-      ({ principal: { user, token }, request }) => {
-        const accessToken = tokens.issueAccessFor(user, token)
-        securityLog.record({
-          event: 'TOKEN_REFRESH',
-          user: user.username,
-          ip: clientIpOf(request),
-          ua: request.headers.get('user-agent'),
-          method: 'refresh',
-          sid: token.sid,
-          jti: token.jti,
-        })
-        return { success: true, access_token: accessToken, token_type: 'Bearer', expires_in: expiresIn }
+      ({ principal: { user, token }, request, set, status }) => {
+        const from = client(request)
+        const outcome = sessions.refresh(token, user, from)
+        const event = { user: user.username, ip: from.ip, ua: from.ua, method: 'refresh' as const, jti: token.jti }
+        if (!outcome.ok) {
+          securityLog.record(
+            outcome.reason === 'reuse'
+              ? { event: 'TOKEN_REUSE', ...event, sid: outcome.sid, reason: 'refresh token used again; session revoked' }
+              : { event: 'AUTH_FAILED', ...event, sid: token.sid, reason: outcome.reason },
+          )
+          set.headers['www-authenticate'] = bearerChallenge('invalid_token')
+          return status(401, errorBody(ERRORS.refreshTokenInvalid, unixSeconds(clock)))
+        }
+        securityLog.record({ event: 'TOKEN_REFRESH', ...event, sid: outcome.sid })
+        return {
+          success: true,
+          access_token: outcome.accessToken,
+          token_type: 'Bearer',
+          expires_in: accessTtl,
+          ...(outcome.refreshToken && { refresh_token: outcome.refreshToken }),
+        }
       },
       { auth: 'refresh' },
     )
     .post(
       '/auth/logout',
       ({ principal: { user, token }, request }) => {
-        tokens.revoke(token)
-        securityLog.record({
-          event: 'LOGOUT',
-          user: user.username,
-          ip: clientIpOf(request),
-          ua: request.headers.get('user-agent'),
-          sid: token.sid,
-          jti: token.jti,
-        })
+        sessions.logout(token)
+        const from = client(request)
+        securityLog.record({ event: 'LOGOUT', user: user.username, ip: from.ip, ua: from.ua, sid: token.sid, jti: token.jti })
         return { success: true, message: 'Logged out successfully' }
       },
       { auth: 'access' },

@@ -81,6 +81,7 @@ function withDefaults(raw: Raw, env: ConfigSources['env']): Record<string, unkno
     trusted_proxies: ['127.0.0.1', '::1'],
     access_ttl: 3600,
     refresh_ttl: 2592000,
+    refresh_rotation: 'compatible',
     accept_legacy_tokens: true,
     directory: 'embedded',
     password_hash_concurrency: 2,

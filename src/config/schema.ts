@@ -3,6 +3,7 @@
  * read, and its documentation (printed by `softphone-backend config --help`, copied into the README).
  */
 import * as v from 'valibot'
+import { ROTATION_MODES } from '../sessions/sessions'
 
 type Kind = 'string' | 'integer' | 'boolean' | 'list'
 
@@ -46,6 +47,11 @@ export const CONFIG_KEYS = {
   log_dir: key('string', AbsolutePath, 'Where security.log goes. Default $LOGS_DIRECTORY, else <data_dir>/log.'),
   access_ttl: key('integer', Seconds(60, 86400), 'Access token lifetime in seconds. Default 3600.'),
   refresh_ttl: key('integer', Seconds(300, 31536000), 'Refresh token lifetime in seconds. Default 2592000 (30 days).'),
+  refresh_rotation: key(
+    'string',
+    v.picklist(ROTATION_MODES, 'must be one of compatible, strict, off'),
+    'Refresh token rotation. Default "compatible": rotate, and give a lost or ignored successor again to its immediate predecessor; "strict": any second use is reuse; "off": never rotate (legacy).',
+  ),
   accept_legacy_tokens: key(
     'boolean',
     v.boolean('must be true or false'),

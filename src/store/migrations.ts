@@ -21,4 +21,27 @@ export const MIGRATIONS: readonly string[] = [
     not_before INTEGER NOT NULL
   ) WITHOUT ROWID;
   `,
+  `
+  -- A login's refresh-token family (SPEC §6). Refresh token ids are stored only as SHA-256 hashes;
+  -- the current token can be re-minted for the compatible-mode grace because its id derives from
+  -- its predecessor's through the signing key.
+  CREATE TABLE sessions (
+    id               TEXT    PRIMARY KEY,
+    username         TEXT    NOT NULL,
+    role             TEXT    NOT NULL,
+    user_id          INTEGER NOT NULL,
+    created_at       INTEGER NOT NULL,
+    last_used_at     INTEGER NOT NULL,
+    ip               TEXT    NOT NULL,
+    user_agent       TEXT    NOT NULL,
+    current_hash     TEXT    NOT NULL,
+    current_iat      INTEGER NOT NULL,
+    current_exp      INTEGER NOT NULL,
+    previous_hash    TEXT,
+    revoked_at       INTEGER,
+    revoke_reason    TEXT
+  ) WITHOUT ROWID;
+  CREATE INDEX sessions_by_user ON sessions (username);
+  CREATE INDEX sessions_by_expiry ON sessions (current_exp);
+  `,
 ]

@@ -1,17 +1,26 @@
 /**
- * Revoked token ids, and per-user cut-offs for legacy tokens (issued by the PHP module, without `jti`).
- * SQLite is the record; the hot path reads the
- * in-memory copy, which is loaded at start and updated on every write (SPEC §6).
+ * What is revoked: token ids (logout), sessions (logout, logout-all, reuse, admin), and per-user
+ * cut-offs for legacy tokens (issued by the PHP module, without `jti`). SQLite is the record; the
+ * hot path reads the in-memory copy, which is loaded at start and updated on every write (SPEC §6).
  */
 import type { Database } from 'bun:sqlite'
 import { unixSeconds, type Clock } from '../clock'
 
 const PURGE_BATCH = 500
+/**
+ * An access token minted at a session's last refresh can outlive the refresh token by up to the
+ * largest access_ttl allowed (86400 s), so a revoked session is remembered that much longer.
+ */
+export const SESSION_REVOCATION_MARGIN = 86_400
 
 export class Revocations {
   /** jti → expiry (Unix seconds), so a purge can drop entries without reloading. */
   private readonly revokedIds = new Map<string, number>()
   private readonly notBefore = new Map<string, number>()
+  /** sid → until when (Unix seconds) it must be remembered. */
+  private readonly revokedSessions = new Map<string, number>()
+  private readonly loadRevokedSessions
+  private readonly loadCutoffs
   private readonly insertId
   private readonly upsertNotBefore
   private readonly purgeBatch
@@ -33,9 +42,33 @@ export class Revocations {
     const now = unixSeconds(clock)
     const live = db.query<{ jti: string; expires_at: number }, [number]>('SELECT * FROM revoked_tokens WHERE expires_at > ?')
     for (const row of live.iterate(now)) this.revokedIds.set(row.jti, row.expires_at)
-    for (const row of db.query<{ username: string; not_before: number }, []>('SELECT * FROM legacy_not_before').iterate()) {
-      this.notBefore.set(row.username, row.not_before)
+    this.loadCutoffs = db.query<{ username: string; not_before: number }, []>('SELECT * FROM legacy_not_before')
+    this.loadRevokedSessions = db.query<{ id: string; current_exp: number }, [number]>(
+      'SELECT id, current_exp FROM sessions WHERE revoked_at IS NOT NULL AND current_exp > ?',
+    )
+    this.reload()
+  }
+
+  /**
+   * Re-reads session revocations and legacy cut-offs, for commits made by another process (the
+   * `sessions revoke` CLI). Token ids are only ever revoked by the server itself, so they stay.
+   */
+  reload(): void {
+    this.notBefore.clear()
+    for (const row of this.loadCutoffs.iterate()) this.notBefore.set(row.username, row.not_before)
+    this.revokedSessions.clear()
+    for (const row of this.loadRevokedSessions.iterate(unixSeconds(this.clock) - SESSION_REVOCATION_MARGIN)) {
+      this.revokedSessions.set(row.id, row.current_exp + SESSION_REVOCATION_MARGIN)
     }
+  }
+
+  /** Mirrors a session revocation the caller has just committed. */
+  noteSessionRevoked(sid: string, refreshExpiresAt: number): void {
+    this.revokedSessions.set(sid, refreshExpiresAt + SESSION_REVOCATION_MARGIN)
+  }
+
+  isSessionRevoked(sid: string): boolean {
+    return this.revokedSessions.has(sid)
   }
 
   /** Durable before it returns: the caller acknowledges the logout only after this. */
@@ -70,6 +103,9 @@ export class Revocations {
     }
     for (const [jti, expiresAt] of this.revokedIds) {
       if (expiresAt <= now) this.revokedIds.delete(jti)
+    }
+    for (const [sid, until] of this.revokedSessions) {
+      if (until <= now) this.revokedSessions.delete(sid)
     }
     return total
   }

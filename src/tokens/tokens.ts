@@ -1,5 +1,5 @@
 /** Issues and checks our access and refresh tokens (SPEC §5): claims, type, revocation. */
-import { randomBytes } from 'node:crypto'
+import { createHmac, randomBytes } from 'node:crypto'
 import { unixSeconds, type Clock } from '../clock'
 import type { Role } from '../directory/directory'
 import { checkTimeClaims, signHs256, TokenClaimError, TokenError, verifyHs256, type Claims } from './jws'
@@ -42,10 +42,12 @@ export interface TokenSettings {
   acceptLegacyTokens: boolean
 }
 
-export interface IssuedPair {
-  accessToken: string
-  refreshToken: string
+/** What a refresh token says beyond the subject; sessions keep these to re-mint the same token. */
+export interface RefreshClaims {
   sid: string
+  jti: string
+  iat: number
+  exp: number
 }
 
 export class TokenService {
@@ -63,27 +65,42 @@ export class TokenService {
     readonly settings: TokenSettings,
   ) {}
 
-  issuePair(subject: TokenSubject): IssuedPair {
-    const sid = randomId()
-    return {
-      accessToken: this.issue(subject, 'access', sid),
-      refreshToken: this.issue(subject, 'refresh', sid),
-      sid,
-    }
-  }
-
-  /** A new access token in the refresh token's session; a legacy refresh token starts one. */
-  issueAccessFor(subject: TokenSubject, refresh: VerifiedToken): string {
-    return this.issue(subject, 'access', refresh.sid ?? randomId())
-  }
-
-  private issue(subject: TokenSubject, type: TokenType, sid: string): string {
+  mintAccess(subject: TokenSubject, sid: string): string {
     const iat = unixSeconds(this.clock)
-    const ttl = type === 'access' ? this.settings.accessTtl : this.settings.refreshTtl
-    return signHs256(
-      { sub: String(subject.id), username: subject.username, role: subject.role, type, iat, exp: iat + ttl, jti: randomId(), sid },
-      this.key,
-    )
+    return this.mint(subject, { type: 'access', iat, exp: iat + this.settings.accessTtl, jti: randomId(), sid })
+  }
+
+  /** Deterministic: the same subject and claims give the same text, which the rotation grace relies on. */
+  mintRefresh(subject: TokenSubject, claims: RefreshClaims): string {
+    return this.mint(subject, { type: 'refresh', iat: claims.iat, exp: claims.exp, jti: claims.jti, sid: claims.sid })
+  }
+
+  /** Claims for a new refresh token issued now, with the given id. */
+  refreshClaimsNow(sid: string, jti: string = randomId()): RefreshClaims {
+    const iat = unixSeconds(this.clock)
+    return { sid, jti, iat, exp: iat + this.settings.refreshTtl }
+  }
+
+  /**
+   * The id of the refresh token that follows `jti` in a rotation. Keyed with the signing key, so
+   * nobody without it can predict the next id, and the store never needs the id itself.
+   */
+  successorId(jti: string): string {
+    return createHmac('sha256', this.key).update(`refresh-successor:${jti}`).digest().subarray(0, 16).toString('base64url')
+  }
+
+  /**
+   * A stable identity for a legacy (PHP) token, which has no jti: its claims identify it, since
+   * the module signed deterministically. Used as session id and token id of its tracked session.
+   */
+  legacyTokenId(token: VerifiedToken): string {
+    const input = `legacy:${token.username}:${token.type}:${token.issuedAt}:${token.expiresAt}`
+    return createHmac('sha256', this.key).update(input).digest().subarray(0, 16).toString('base64url')
+  }
+
+  private mint(subject: TokenSubject, claims: { type: TokenType; iat: number; exp: number; jti: string; sid: string }): string {
+    const { type, iat, exp, jti, sid } = claims
+    return signHs256({ sub: String(subject.id), username: subject.username, role: subject.role, type, iat, exp, jti, sid }, this.key)
   }
 
   /** Throws a TokenError subclass; TokenTypeError means "valid, but not for this route". */
@@ -96,12 +113,6 @@ export class TokenService {
     return verified
   }
 
-  /** Durable before it returns. Legacy tokens have no id, so they are cut off by issue time. */
-  revoke(token: VerifiedToken): void {
-    if (token.jti) this.revocations.revokeTokenId(token.jti, token.expiresAt)
-    else this.revocations.revokeLegacyTokensIssuedBy(token.username, unixSeconds(this.clock))
-  }
-
   private verifyAndRemember(token: string, now: number): VerifiedToken {
     const verified = this.readClaims(verifyHs256(token, this.key, { now, tolerance: CLOCK_TOLERANCE_SECONDS }))
     if (this.verified.size >= VERIFIED_CACHE_SIZE) this.verified.delete(this.verified.keys().next().value!)
@@ -110,9 +121,8 @@ export class TokenService {
   }
 
   private isRevoked(token: VerifiedToken): boolean {
-    return token.jti
-      ? this.revocations.isTokenIdRevoked(token.jti)
-      : this.revocations.isLegacyTokenRevoked(token.username, token.issuedAt)
+    if (!token.jti) return this.revocations.isLegacyTokenRevoked(token.username, token.issuedAt)
+    return this.revocations.isTokenIdRevoked(token.jti) || this.revocations.isSessionRevoked(token.sid!)
   }
 
   private readClaims(claims: Claims): VerifiedToken {
@@ -139,6 +149,6 @@ export class TokenService {
 }
 
 /** 128 random bits, base64url. */
-function randomId(): string {
+export function randomId(): string {
   return randomBytes(16).toString('base64url')
 }

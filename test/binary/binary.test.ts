@@ -76,7 +76,8 @@ describe('the README walkthrough', () => {
     const response = await post('/auth/refresh', { token: refresh })
     expect(response.status).toBe(200)
     const body = await response.json()
-    expect(Object.keys(body)).toEqual(['success', 'access_token', 'token_type', 'expires_in'])
+    expect(Object.keys(body)).toEqual(['success', 'access_token', 'token_type', 'expires_in', 'refresh_token'])
+    seenSecrets.push(body.refresh_token)
     seenSecrets.push(body.access_token)
     expect((await get('/profile', { authorization: `Bearer ${body.access_token}` })).status).toBe(200)
   })
@@ -169,6 +170,25 @@ describe('operations', () => {
     expect(await statusWithin(1500, 200, () => get('/profile', { authorization: `Bearer ${access_token}` }))).toBe(200)
     const list = await runCli(['users', 'list', '--data-dir', server.dataDir])
     expect(list.stdout).toBe('1\t201\tuser\tenabled\tAlice\n')
+  })
+})
+
+describe('sessions through the CLI', () => {
+  test('list shows the user\'s sessions; revoke ends them on the running server', async () => {
+    await server.addUser('207', PASSWORD)
+    const one = await server.login('207', PASSWORD)
+    const two = await server.login('207', PASSWORD)
+    const list = await runCli(['sessions', 'list', '--user', '207', '--data-dir', server.dataDir])
+    expect(list.exitCode).toBe(0)
+    expect(list.stdout.trim().split('\n')).toHaveLength(2)
+    expect(list.stdout).toContain('127.0.0.1')
+    const revoke = await runCli(['sessions', 'revoke', '--user', '207', '--data-dir', server.dataDir])
+    expect(revoke).toMatchObject({ exitCode: 0, stdout: 'ended 2 sessions of 207\n' })
+    for (const token of [one.access_token, two.access_token]) {
+      expect(await statusWithin(1500, 401, () => get('/profile', { authorization: `Bearer ${token}` }))).toBe(401)
+    }
+    expect((await post('/auth/refresh', { token: one.refresh_token })).status).toBe(401)
+    expect((await runCli(['sessions', 'list', '--user', '207', '--data-dir', server.dataDir])).stdout).toBe('')
   })
 })
 

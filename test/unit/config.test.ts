@@ -33,6 +33,7 @@ describe('defaults', () => {
       log_dir: '/var/lib/softphone-backend/log',
       access_ttl: 3600,
       refresh_ttl: 2592000,
+      refresh_rotation: 'compatible',
       accept_legacy_tokens: true,
       directory: 'embedded',
       password_hash_concurrency: 2,

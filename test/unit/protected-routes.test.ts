@@ -179,7 +179,7 @@ describe('refresh', () => {
     expect(response.status).toBe(200)
     expect(response.headers.get('cache-control')).toBe('no-store')
     const body = await response.json()
-    expect(Object.keys(body)).toEqual(['success', 'access_token', 'token_type', 'expires_in'])
+    expect(Object.keys(body)).toEqual(['success', 'access_token', 'token_type', 'expires_in', 'refresh_token'])
     expect(body).toMatchObject({ success: true, token_type: 'Bearer', expires_in: 3600 })
     const claim = (token: string) => JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString())
     expect(claim(body.access_token).sid).toBe(claim(tokens.refresh_token).sid)

@@ -1,0 +1,21 @@
+/** The token and session services over one store, composed the same way for the server and the tests. */
+import type { Database } from 'bun:sqlite'
+import type { Clock } from './clock'
+import { SessionStore } from './sessions/session-store'
+import { SessionService, type RotationMode } from './sessions/sessions'
+import { Revocations } from './tokens/revocations'
+import { TokenService, type TokenSettings } from './tokens/tokens'
+
+export interface ServiceSettings extends TokenSettings {
+  rotation: RotationMode
+}
+
+export function createServices(db: Database, key: Uint8Array, clock: Clock, settings: ServiceSettings) {
+  const revocations = new Revocations(db, clock)
+  const sessionStore = new SessionStore(db)
+  const tokens = new TokenService(key, clock, revocations, settings)
+  const sessions = new SessionService(sessionStore, tokens, revocations, clock, settings.rotation)
+  return { revocations, sessionStore, tokens, sessions }
+}
+
+export type Services = ReturnType<typeof createServices>

@@ -1,0 +1,67 @@
+/** `GET sessions`, `DELETE sessions/<sid>`, `POST auth/logout-all` (SPEC §6): a user manages its own logins. */
+import { Elysia } from 'elysia'
+import * as v from 'valibot'
+import { authPlugin } from '../auth/auth-plugin'
+import type { AccessGuard } from '../auth/access-guard'
+import { unixSeconds, type Clock } from '../clock'
+import type { ClientIpOf } from '../http/client-ip'
+import { ERRORS, errorBody } from '../http/errors'
+import type { SecurityLogSink } from '../security-log/security-log'
+import type { SessionRow } from './session-store'
+import type { SessionService } from './sessions'
+
+export const SessionParams = v.object({
+  sid: v.pipe(v.string(), v.regex(/^[A-Za-z0-9_-]{22}$/, 'must be a session id')),
+})
+
+function sessionView(session: SessionRow, currentSid: string | undefined) {
+  return {
+    id: session.id,
+    created_at: session.created_at,
+    last_used_at: session.last_used_at,
+    ip: session.ip,
+    user_agent: session.user_agent,
+    current: session.id === currentSid,
+  }
+}
+
+export interface SessionRoutesDeps {
+  clock: Clock
+  guard: AccessGuard
+  sessions: SessionService
+  securityLog: SecurityLogSink
+  clientIpOf: ClientIpOf
+}
+
+export function sessionRoutes({ clock, guard, sessions, securityLog, clientIpOf }: SessionRoutesDeps) {
+  const revoked = (request: Request, user: string, sid: string | undefined, reason: string) =>
+    securityLog.record({ event: 'SESSION_REVOKED', user, sid, reason, ip: clientIpOf(request), ua: request.headers.get('user-agent') })
+  return new Elysia({ name: 'session-routes' })
+    .use(authPlugin({ guard, clock }))
+    .get(
+      '/sessions',
+      ({ principal: { user, token } }) => ({
+        success: true,
+        sessions: sessions.list(user.username).map((session) => sessionView(session, token.sid)),
+      }),
+      { auth: 'access' },
+    )
+    .delete(
+      '/sessions/:sid',
+      ({ principal: { user }, params: { sid }, request, status }) => {
+        if (!sessions.end(user.username, sid, 'ended by its user')) return status(404, errorBody(ERRORS.notFound, unixSeconds(clock)))
+        revoked(request, user.username, sid, 'ended by its user')
+        return { success: true, message: 'Session ended' }
+      },
+      { auth: 'access', params: SessionParams },
+    )
+    .post(
+      '/auth/logout-all',
+      ({ principal: { user }, request }) => {
+        const ended = sessions.endAll(user.username, 'logout-all')
+        revoked(request, user.username, undefined, `logout-all: ${ended} sessions`)
+        return { success: true, message: 'Logged out from all sessions', sessions_ended: ended }
+      },
+      { auth: 'access' },
+    )
+}
