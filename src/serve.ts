@@ -35,15 +35,21 @@ export async function serve(config: Config, clock: Clock = systemClock): Promise
   if (generated) securityLog.record({ event: 'KEY_GENERATED', reason: `new key at ${config.secret_key_path}` })
   const db = openStore(databasePath(config))
   const directory = new CachedDirectory(new EmbeddedDirectory(db, clock, config.password_hash_concurrency))
-  const { revocations, sessionStore, tokens, sessions } = createServices(db, key, clock, {
+  const { revocations, sessionStore, tokens, sessions, throttle } = createServices(db, key, clock, {
     accessTtl: config.access_ttl,
     refreshTtl: config.refresh_ttl,
     acceptLegacyTokens: config.accept_legacy_tokens,
     rotation: config.refresh_rotation,
+    throttle: {
+      accountFreeFailures: config.throttle_account_failures,
+      ipFreeFailures: config.throttle_ip_failures,
+      maxDelay: config.throttle_max_delay,
+    },
   })
   const purge = () => {
     revocations.purgeExpired()
     sessionStore.purgeExpired(unixSeconds(clock))
+    throttle.purgeExpired()
   }
   purge()
   const purgeTimer = setInterval(purge, PURGE_INTERVAL_MS)
@@ -62,6 +68,7 @@ export async function serve(config: Config, clock: Clock = systemClock): Promise
     directory,
     tokens,
     sessions,
+    throttle,
     securityLog,
   })
   try {

@@ -1,13 +1,15 @@
-/** The token and session services over one store, composed the same way for the server and the tests. */
+/** The stateful services over one store, composed the same way for the server and the tests. */
 import type { Database } from 'bun:sqlite'
 import type { Clock } from './clock'
 import { SessionStore } from './sessions/session-store'
 import { SessionService, type RotationMode } from './sessions/sessions'
+import { LoginThrottle, type ThrottleSettings } from './throttle/login-throttle'
 import { Revocations } from './tokens/revocations'
 import { TokenService, type TokenSettings } from './tokens/tokens'
 
 export interface ServiceSettings extends TokenSettings {
   rotation: RotationMode
+  throttle: ThrottleSettings
 }
 
 export function createServices(db: Database, key: Uint8Array, clock: Clock, settings: ServiceSettings) {
@@ -15,7 +17,8 @@ export function createServices(db: Database, key: Uint8Array, clock: Clock, sett
   const sessionStore = new SessionStore(db)
   const tokens = new TokenService(key, clock, revocations, settings)
   const sessions = new SessionService(sessionStore, tokens, revocations, clock, settings.rotation)
-  return { revocations, sessionStore, tokens, sessions }
+  const throttle = new LoginThrottle(db, clock, settings.throttle)
+  return { revocations, sessionStore, tokens, sessions, throttle }
 }
 
 export type Services = ReturnType<typeof createServices>

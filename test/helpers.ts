@@ -37,8 +37,9 @@ export interface Harness {
   services: Services
   securityLog: SecurityLog
   key: Uint8Array
-  request(path: string, init?: RequestInit): Promise<Response>
-  json(path: string, body: unknown, init?: RequestInit): Promise<Response>
+  /** `peer` is the socket address the request comes from; default 127.0.0.1 (nginx). */
+  request(path: string, init?: RequestInit & { peer?: string }): Promise<Response>
+  json(path: string, body: unknown, init?: RequestInit & { peer?: string }): Promise<Response>
   login(username?: string, password?: string): Promise<{ access_token: string; refresh_token: string }>
   logLines(): Array<Record<string, unknown>>
   close(): void
@@ -55,21 +56,30 @@ export async function createHarness(settings: Partial<ServiceSettings> = {}): Pr
     refreshTtl: 2592000,
     acceptLegacyTokens: true,
     rotation: 'compatible',
+    throttle: { accountFreeFailures: 5, ipFreeFailures: 20, maxDelay: 900 },
     ...settings,
   })
-  const { tokens, sessions } = services
+  const { tokens, sessions, throttle } = services
   const securityLog = new SecurityLog(join(dir, 'log', 'security.log'), clock)
+  // In-process requests have no socket: by default they arrive as nginx's would, from loopback.
+  const peers = new WeakMap<Request, string>()
   const app = buildApp({
+    peers: () => ({ requestIP: (request: Request) => ({ address: peers.get(request) ?? '127.0.0.1' }) }),
     basePath: BASE,
     trustedProxies: ['127.0.0.1', '::1'],
     clock,
     directory,
     tokens,
     sessions,
+    throttle,
     securityLog,
   })
-  const request = (path: string, init?: RequestInit) => app.handle(new Request(`http://localhost${path}`, init))
-  const json = (path: string, body: unknown, init: RequestInit = {}) =>
+  const request = (path: string, init?: RequestInit & { peer?: string }) => {
+    const built = new Request(`http://localhost${path}`, init)
+    if (init?.peer) peers.set(built, init.peer)
+    return app.handle(built)
+  }
+  const json = (path: string, body: unknown, init: RequestInit & { peer?: string } = {}) =>
     request(path, {
       method: 'POST',
       ...init,

@@ -8,6 +8,7 @@ import { ERRORS, errorBody } from '../http/errors'
 import { parseJsonBody } from '../http/json-body'
 import type { SecurityLogSink } from '../security-log/security-log'
 import type { SessionService } from '../sessions/sessions'
+import type { LoginThrottle } from '../throttle/login-throttle'
 import { authPlugin } from './auth-plugin'
 import type { AccessGuard } from './access-guard'
 import { bearerChallenge } from './challenge'
@@ -35,13 +36,14 @@ export interface AuthRoutesDeps {
   clock: Clock
   directory: Directory
   sessions: SessionService
+  throttle: LoginThrottle
   accessTtl: number
   guard: AccessGuard
   securityLog: SecurityLogSink
   clientIpOf: ClientIpOf
 }
 
-export function authRoutes({ clock, directory, sessions, accessTtl, guard, securityLog, clientIpOf }: AuthRoutesDeps) {
+export function authRoutes({ clock, directory, sessions, throttle, accessTtl, guard, securityLog, clientIpOf }: AuthRoutesDeps) {
   const client = (request: Request) => ({ ip: clientIpOf(request), ua: (request.headers.get('user-agent') ?? '').slice(0, 200) })
   return new Elysia({ name: 'auth-routes' })
     .use(authPlugin({ guard, clock }))
@@ -52,12 +54,21 @@ export function authRoutes({ clock, directory, sessions, accessTtl, guard, secur
         if (!username || !password) return status(400, errorBody(ERRORS.credentialsMissing, unixSeconds(clock)))
         const from = client(request)
         const context = { user: username, ip: from.ip, ua: from.ua, method: 'password' as const }
+        // Before any password work, and the same for existing and unknown users (SPEC §7).
+        const decision = throttle.check(username, from.ip)
+        if (!decision.allowed) {
+          securityLog.record({ event: 'LOGIN_THROTTLED', ...context, reason: `retry after ${decision.retryAfter}s` })
+          set.headers['retry-after'] = String(decision.retryAfter)
+          return status(429, errorBody(ERRORS.loginThrottled, unixSeconds(clock)))
+        }
         const user = await directory.authenticate(username, password)
         if (!user) {
+          throttle.recordFailure(username, from.ip)
           securityLog.record({ event: 'AUTH_FAILED', ...context, reason: 'invalid credentials' })
           set.headers['www-authenticate'] = bearerChallenge()
           return status(401, errorBody(ERRORS.invalidCredentials, unixSeconds(clock)))
         }
+        throttle.recordSuccess(username, from.ip)
         const session = sessions.start(user, from)
         securityLog.record({ event: 'AUTH_SUCCESS', ...context, sid: session.sid })
         return {

@@ -85,6 +85,9 @@ function withDefaults(raw: Raw, env: ConfigSources['env']): Record<string, unkno
     accept_legacy_tokens: true,
     directory: 'embedded',
     password_hash_concurrency: 2,
+    throttle_account_failures: 5,
+    throttle_ip_failures: 20,
+    throttle_max_delay: 900,
     ...Object.fromEntries(Object.entries(raw).map(([name, entry]) => [name, entry.value])),
     data_dir: dataDir,
   }

@@ -67,6 +67,17 @@ export const CONFIG_KEYS = {
     Seconds(1, 64),
     'How many argon2id hashes may run at once; further logins queue. Default 2.',
   ),
+  throttle_account_failures: key(
+    'integer',
+    Seconds(1, 1000),
+    'Failed logins allowed per (extension, client IP) before each further failure doubles a delay. Default 5.',
+  ),
+  throttle_ip_failures: key(
+    'integer',
+    Seconds(1, 100000),
+    'Failed logins allowed per client IP, across extensions, before delays start. Default 20.',
+  ),
+  throttle_max_delay: key('integer', Seconds(1, 86400), 'Longest login delay in seconds. Default 900 (15 minutes).'),
 } as const
 
 type Keys = typeof CONFIG_KEYS

@@ -16,7 +16,7 @@ export function unmapIpv4(address: string): string {
 
 export type ClientIpOf = (request: Request) => string
 
-interface PeerSource {
+export interface PeerSource {
   requestIP(request: Request): { address: string } | null
 }
 

@@ -44,4 +44,13 @@ export const MIGRATIONS: readonly string[] = [
   CREATE INDEX sessions_by_user ON sessions (username);
   CREATE INDEX sessions_by_expiry ON sessions (current_exp);
   `,
+  `
+  -- Login failures per "account:<ip>:<user>" and per "ip:<ip>" (SPEC §7).
+  CREATE TABLE login_failures (
+    key           TEXT    PRIMARY KEY,
+    failures      INTEGER NOT NULL,
+    last_failure  INTEGER NOT NULL,
+    blocked_until INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  `,
 ]

@@ -37,6 +37,9 @@ describe('defaults', () => {
       accept_legacy_tokens: true,
       directory: 'embedded',
       password_hash_concurrency: 2,
+      throttle_account_failures: 5,
+      throttle_ip_failures: 20,
+      throttle_max_delay: 900,
     })
     expect(Object.keys(config).sort()).toEqual(Object.keys(CONFIG_KEYS).sort())
   })

@@ -80,6 +80,17 @@ describe('login refuses bad credentials without telling them apart', () => {
     })
   })
 
+  test('logs the client IP: X-Real-IP only from a trusted proxy, never X-Forwarded-For', async () => {
+    const attempt = async (peer: string, headers: Record<string, string>) => {
+      await h.json(LOGIN, { username: '201', password: 'nope' }, { peer, headers })
+      return h.logLines().at(-1)!.ip
+    }
+    expect(await attempt('127.0.0.1', { 'x-real-ip': '198.51.100.23' })).toBe('198.51.100.23')
+    expect(await attempt('203.0.113.5', { 'x-real-ip': '198.51.100.23' })).toBe('203.0.113.5')
+    expect(await attempt('127.0.0.1', { 'x-forwarded-for': '198.51.100.24' })).toBe('127.0.0.1')
+    expect(await attempt('::ffff:127.0.0.1', { 'x-real-ip': '2001:db8::1' })).toBe('2001:db8::1')
+  })
+
   test('records AUTH_FAILED with the attempted user and reason, never the password', async () => {
     await login({ username: '201', password: 'wrong-password-canary' })
     const event = h.logLines().filter((line) => line.event === 'AUTH_FAILED').at(-1)!

@@ -31,7 +31,7 @@ describe('login starts a session', () => {
     expect(claims(tokens.access_token).sid).toBe(sid)
     expect(sessionRow(sid)).toMatchObject({
       username: '201',
-      ip: 'unknown',
+      ip: '127.0.0.1',
       current_hash: hashTokenId(jti),
       previous_hash: null,
       revoked_at: null,
@@ -56,8 +56,8 @@ describe('login starts a session', () => {
     expect(response.status).toBe(200)
     const { sessions } = await response.json()
     expect(sessions).toEqual([
-      { id: claims(first.access_token).sid, created_at: h.clock.seconds - 5, last_used_at: h.clock.seconds - 5, ip: 'unknown', user_agent: '', current: true },
-      { id: claims(secondTokens.access_token).sid, created_at: h.clock.seconds, last_used_at: h.clock.seconds, ip: 'unknown', user_agent: 'Phone/2', current: false },
+      { id: claims(first.access_token).sid, created_at: h.clock.seconds - 5, last_used_at: h.clock.seconds - 5, ip: '127.0.0.1', user_agent: '', current: true },
+      { id: claims(secondTokens.access_token).sid, created_at: h.clock.seconds, last_used_at: h.clock.seconds, ip: '127.0.0.1', user_agent: 'Phone/2', current: false },
     ])
   })
 })

@@ -1,0 +1,86 @@
+/**
+ * Login throttling (SPEC §7), checked before any password work. Failures are counted per
+ * (account, client IP) and per client IP; past a few free failures each further one doubles the
+ * wait, up to a cap. Only the failing client's address is slowed, so nobody elsewhere can lock a
+ * user out, and the cap keeps even a shared address from being locked out for long. The counters
+ * live in SQLite: a restart doesn't reset them.
+ */
+import type { Database } from 'bun:sqlite'
+import { unixSeconds, type Clock } from '../clock'
+
+export interface ThrottleSettings {
+  /** Failures allowed per (account, IP) before delays start. */
+  accountFreeFailures: number
+  /** Failures allowed per IP, across accounts, before delays start. */
+  ipFreeFailures: number
+  /** The longest delay, in seconds. */
+  maxDelay: number
+}
+
+/** A key with no failure for this long starts again from zero. */
+const FORGET_AFTER_SECONDS = 3600
+
+interface FailureRow {
+  failures: number
+  last_failure: number
+  blocked_until: number
+}
+
+export type ThrottleDecision = { allowed: true } | { allowed: false; retryAfter: number }
+
+export class LoginThrottle {
+  private readonly read
+  private readonly write
+  private readonly forget
+
+  constructor(
+    private readonly db: Database,
+    private readonly clock: Clock,
+    private readonly settings: ThrottleSettings,
+  ) {
+    this.read = db.query<FailureRow, [string]>('SELECT failures, last_failure, blocked_until FROM login_failures WHERE key = ?')
+    this.write = db.query(
+      `INSERT INTO login_failures (key, failures, last_failure, blocked_until) VALUES ($key, $failures, $now, $until)
+       ON CONFLICT (key) DO UPDATE SET failures = $failures, last_failure = $now, blocked_until = $until`,
+    )
+    this.forget = db.query<unknown, [string]>('DELETE FROM login_failures WHERE key = ?')
+  }
+
+  check(username: string, ip: string): ThrottleDecision {
+    const now = unixSeconds(this.clock)
+    const until = Math.max(this.blockedUntil(accountKey(username, ip)), this.blockedUntil(ipKey(ip)))
+    return until > now ? { allowed: false, retryAfter: until - now } : { allowed: true }
+  }
+
+  recordFailure(username: string, ip: string): void {
+    this.db.transaction(() => {
+      this.bump(accountKey(username, ip), this.settings.accountFreeFailures)
+      this.bump(ipKey(ip), this.settings.ipFreeFailures)
+    }).immediate()
+  }
+
+  /** The account's counter for this address starts over; the address's own counter stays. */
+  recordSuccess(username: string, ip: string): void {
+    this.forget.run(accountKey(username, ip))
+  }
+
+  purgeExpired(): number {
+    return this.db.query<unknown, [number]>('DELETE FROM login_failures WHERE last_failure < ?').run(unixSeconds(this.clock) - FORGET_AFTER_SECONDS).changes
+  }
+
+  private blockedUntil(key: string): number {
+    return this.read.get(key)?.blocked_until ?? 0
+  }
+
+  private bump(key: string, freeFailures: number): void {
+    const now = unixSeconds(this.clock)
+    const row = this.read.get(key)
+    const failures = row && now - row.last_failure < FORGET_AFTER_SECONDS ? row.failures + 1 : 1
+    const excess = failures - freeFailures
+    const until = excess > 0 ? now + Math.min(2 ** (excess - 1), this.settings.maxDelay) : 0
+    this.write.run({ key, failures, now, until })
+  }
+}
+
+const accountKey = (username: string, ip: string) => `account:${ip}:${username}`
+const ipKey = (ip: string) => `ip:${ip}`
