@@ -6,7 +6,7 @@ import { systemClock, unixSeconds, type Clock } from './clock'
 import type { Config } from './config/schema'
 import { CachedDirectory } from './directory/cached'
 import { EmbeddedDirectory } from './directory/embedded'
-import { SecurityLog } from './security-log/security-log'
+import { DEFAULT_LOG_LIMITS, SecurityLog } from './security-log/security-log'
 import { watchDatabaseChanges } from './store/change-watch'
 import { openStore } from './store/database'
 import { createServices } from './services'
@@ -30,7 +30,10 @@ export function databasePath(config: Config): string {
 
 export async function serve(config: Config, clock: Clock = systemClock): Promise<number> {
   mkdirSync(config.data_dir, { recursive: true, mode: 0o700 })
-  const securityLog = new SecurityLog(join(config.log_dir, 'security.log'), clock)
+  const securityLog = new SecurityLog(join(config.log_dir, 'security.log'), clock, {
+    ...DEFAULT_LOG_LIMITS,
+    maxBytes: config.security_log_max_bytes,
+  })
   const { key, generated } = loadOrCreateSecretKey(config.secret_key_path)
   if (generated) securityLog.record({ event: 'KEY_GENERATED', reason: `new key at ${config.secret_key_path}` })
   const db = openStore(databasePath(config))

@@ -79,6 +79,7 @@ function withDefaults(raw: Raw, env: ConfigSources['env']): Record<string, unkno
     port: 8080,
     base_path: DEFAULT_BASE_PATH,
     trusted_proxies: ['127.0.0.1', '::1'],
+    security_log_max_bytes: 10 * 1024 * 1024,
     access_ttl: 3600,
     refresh_ttl: 2592000,
     refresh_rotation: 'compatible',

@@ -45,6 +45,11 @@ export const CONFIG_KEYS = {
     'HMAC key file (64 hex chars, mode 0600). Default <data_dir>/secret.key. Point it at the legacy module\'s db/secret.key to keep its tokens valid.',
   ),
   log_dir: key('string', AbsolutePath, 'Where security.log goes. Default $LOGS_DIRECTORY, else <data_dir>/log.'),
+  security_log_max_bytes: key(
+    'integer',
+    Seconds(65536, 1073741824),
+    'Size at which security.log is rotated to security.log.1 (5 files are kept). Default 10485760 (10 MiB).',
+  ),
   access_ttl: key('integer', Seconds(60, 86400), 'Access token lifetime in seconds. Default 3600.'),
   refresh_ttl: key('integer', Seconds(300, 31536000), 'Refresh token lifetime in seconds. Default 2592000 (30 days).'),
   refresh_rotation: key(

@@ -3,7 +3,7 @@
  * and newlines into escapes, so an event is always exactly one line. Callers pass only fields listed in
  * SecurityEvent; there is no field for a password, token or key, so none can be logged by accident.
  */
-import { closeSync, mkdirSync, openSync, writeSync } from 'node:fs'
+import { closeSync, fstatSync, mkdirSync, openSync, renameSync, writeSync } from 'node:fs'
 import { dirname } from 'node:path'
 import type { Clock } from '../clock'
 
@@ -40,13 +40,24 @@ export interface SecurityLogSink {
   record(event: SecurityEvent): void
 }
 
+export interface SecurityLogLimits {
+  /** Rotate before the file would grow past this. */
+  maxBytes: number
+  /** Rotated files kept: security.log.1 … security.log.<keep>. */
+  keep: number
+}
+
+export const DEFAULT_LOG_LIMITS: SecurityLogLimits = { maxBytes: 10 * 1024 * 1024, keep: 5 }
+
 export class SecurityLog implements SecurityLogSink {
   private fd: number | null = null
+  private size = 0
   private lastReport = -Infinity
 
   constructor(
     readonly path: string,
     private readonly clock: Clock,
+    private readonly limits: SecurityLogLimits = DEFAULT_LOG_LIMITS,
     private readonly reportError: (message: string) => void = (message) => console.error(message),
   ) {
     this.open()
@@ -54,9 +65,13 @@ export class SecurityLog implements SecurityLogSink {
 
   record(event: SecurityEvent): void {
     const line = `${JSON.stringify(this.sanitise(event))}\n`
+    const bytes = Buffer.byteLength(line)
     try {
       if (this.fd === null) this.open()
-      if (this.fd !== null) writeSync(this.fd, line)
+      if (this.fd === null) return
+      if (this.size > 0 && this.size + bytes > this.limits.maxBytes) this.rotate()
+      writeSync(this.fd!, line)
+      this.size += bytes
     } catch (error) {
       this.fail(error)
     }
@@ -80,10 +95,23 @@ export class SecurityLog implements SecurityLogSink {
     try {
       mkdirSync(dirname(this.path), { recursive: true, mode: 0o750 })
       this.fd = openSync(this.path, 'a', 0o640)
+      this.size = fstatSync(this.fd).size
     } catch (error) {
       this.fd = null
       this.fail(error)
     }
+  }
+
+  /** Our own size cap, on top of logrotate: security.log → .1 → … → .<keep>, the oldest dropped. */
+  private rotate(): void {
+    this.close()
+    for (let index = this.limits.keep - 1; index >= 1; index--) {
+      try {
+        renameSync(`${this.path}.${index}`, `${this.path}.${index + 1}`)
+      } catch {}
+    }
+    renameSync(this.path, `${this.path}.1`)
+    this.open()
   }
 
   /** Keeps serving when the log can't be written, and says so at most once a minute. */
@@ -95,13 +123,22 @@ export class SecurityLog implements SecurityLogSink {
     this.reportError(`security log ${this.path} is not writable (${code}); events are being dropped`)
   }
 
+  /**
+   * A fixed field order: `ip` right after `event`, before any client-controlled text, so the
+   * fail2ban filter can anchor on it (systemd/fail2ban/).
+   */
   private sanitise(event: SecurityEvent): Record<string, unknown> {
-    const { user, ua, ...rest } = event
     return {
       ts: new Date(this.clock.now()).toISOString(),
-      ...rest,
-      ...(user !== undefined && { user: user.slice(0, MAX_USER) }),
-      ...(ua != null && { ua: ua.slice(0, MAX_UA) }),
+      event: event.event,
+      ip: event.ip,
+      user: event.user?.slice(0, MAX_USER),
+      method: event.method,
+      reason: event.reason,
+      sid: event.sid,
+      jti: event.jti,
+      ua: event.ua?.slice(0, MAX_UA) || undefined,
+      version: event.version,
     }
   }
 }

@@ -31,6 +31,7 @@ describe('defaults', () => {
       data_dir: '/var/lib/softphone-backend',
       secret_key_path: '/var/lib/softphone-backend/secret.key',
       log_dir: '/var/lib/softphone-backend/log',
+      security_log_max_bytes: 10485760,
       access_ttl: 3600,
       refresh_ttl: 2592000,
       refresh_rotation: 'compatible',

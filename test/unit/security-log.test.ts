@@ -23,7 +23,7 @@ describe('security log', () => {
     log.close()
     expect(statSync(path).mode & 0o777).toBe(0o640)
     expect(lines(path)).toEqual([
-      '{"ts":"2026-11-23T12:00:00.000Z","event":"AUTH_FAILED","ip":"10.0.0.5","method":"password","reason":"invalid credentials","user":"201","ua":"Phone/1"}',
+      '{"ts":"2026-11-23T12:00:00.000Z","event":"AUTH_FAILED","ip":"10.0.0.5","user":"201","method":"password","reason":"invalid credentials","ua":"Phone/1"}',
     ])
   })
 
@@ -39,6 +39,24 @@ describe('security log', () => {
     expect(event.user).toHaveLength(64)
     expect(event.user.startsWith('201\n{"event"')).toBe(true)
     expect(event.ua).toHaveLength(200)
+  })
+
+  test('rotates by size, keeping the configured number of files', () => {
+    const path = join(dir, 'security.log')
+    const log = new SecurityLog(path, clock, { maxBytes: 400, keep: 2 })
+    for (let i = 0; i < 20; i++) log.record({ event: 'AUTH_FAILED', user: `user-${i}`, ip: '10.0.0.1', reason: 'invalid credentials' })
+    log.close()
+    const files = [path, `${path}.1`, `${path}.2`]
+    for (const file of files) {
+      expect(statSync(file).size).toBeLessThanOrEqual(400)
+      expect(lines(file).every((line) => JSON.parse(line).event === 'AUTH_FAILED')).toBe(true)
+    }
+    expect(() => statSync(`${path}.3`)).toThrow()
+    const newest = lines(path).map((line) => JSON.parse(line).user)
+    expect(newest.at(-1)).toBe('user-19')
+    // Nothing lost between the live file and .1: their users run consecutively.
+    const recent = [...lines(`${path}.1`), ...lines(path)].map((line) => Number(JSON.parse(line).user.slice(5)))
+    expect(recent).toEqual(Array.from({ length: recent.length }, (_, i) => 20 - recent.length + i))
   })
 
   test('reopen() follows logrotate: after a rename, new events go to a new file at the path', () => {
@@ -59,7 +77,7 @@ describe('security log', () => {
     const path = join(dir, 'security.log')
     mkdirSync(path)
     const reports: string[] = []
-    const log = new SecurityLog(path, clock, (message) => reports.push(message))
+    const log = new SecurityLog(path, clock, undefined, (message) => reports.push(message))
     for (let i = 0; i < 5; i++) log.record({ event: 'AUTH_FAILED', user: '201' })
     expect(reports).toHaveLength(1)
     expect(reports[0]).toContain('EISDIR')

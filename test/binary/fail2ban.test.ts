@@ -1,0 +1,50 @@
+/** The shipped fail2ban filter, run by the real fail2ban-regex over a log the binary wrote. */
+import { afterAll, beforeAll, expect, test } from 'bun:test'
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { ServerProcess } from './server-process'
+
+const FILTER = 'systemd/fail2ban/filter.d/softphone-backend.conf'
+let server: ServerProcess
+
+beforeAll(async () => {
+  server = new ServerProcess()
+  await server.addUser('201', 'Pw-201')
+  await server.start(['--throttle-account-failures', '2'])
+})
+afterAll(() => server.cleanup())
+
+/** The test connects from loopback, a trusted proxy, so X-Real-IP plays the client's address. */
+const login = (username: string, password: string, ip: string) =>
+  fetch(`${server.baseUrl}/auth/login`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', 'x-real-ip': ip },
+    body: JSON.stringify({ username, password }),
+  })
+
+test('fail2ban-regex finds exactly the addresses of failed and throttled logins', async () => {
+  const fail2banRegex = Bun.which('fail2ban-regex')
+  if (!fail2banRegex) throw new Error('fail2ban-regex not found: apt-get install fail2ban')
+  expect((await login('201', 'wrong', '198.51.100.7')).status).toBe(401)
+  expect((await login('201', 'wrong', '198.51.100.7')).status).toBe(401)
+  expect((await login('201', 'wrong', '198.51.100.7')).status).toBe(401)
+  expect((await login('201', 'Pw-201', '198.51.100.7')).status).toBe(429)
+  // A username crafted to look like another ip field must not redirect the ban.
+  expect((await login('202","ip":"10.9.9.9', 'x', '2001:db8::5')).status).toBe(401)
+  expect((await login('201', 'Pw-201', '192.0.2.44')).status).toBe(200)
+
+  const log = join(server.dataDir, 'log', 'security.log')
+  const events = readFileSync(log, 'utf8').trim().split('\n').map((line) => JSON.parse(line).event)
+  expect(events.filter((event) => event === 'AUTH_FAILED')).toHaveLength(4)
+  expect(events.filter((event) => event === 'LOGIN_THROTTLED')).toHaveLength(1)
+
+  const result = Bun.spawnSync([fail2banRegex, '-o', 'ip', log, FILTER], { stdout: 'pipe', stderr: 'pipe' })
+  expect(result.exitCode).toBe(0)
+  expect(result.stdout.toString().trim().split('\n')).toEqual([
+    '198.51.100.7',
+    '198.51.100.7',
+    '198.51.100.7',
+    '198.51.100.7',
+    '2001:db8::5',
+  ])
+})
