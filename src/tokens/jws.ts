@@ -110,16 +110,49 @@ function decodeSegment(segment: string): Claims {
   const bytes = Buffer.from(segment, 'base64url')
   // Non-canonical spellings (sibling last characters) decode to the same bytes; refuse them.
   if (bytes.toString('base64url') !== segment) throw new TokenMalformedError('non-canonical base64url')
+  let text: string
   let value: unknown
   try {
-    value = JSON.parse(strictUtf8.decode(bytes))
+    text = strictUtf8.decode(bytes)
+    value = JSON.parse(text)
   } catch {
     throw new TokenMalformedError('not JSON')
   }
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     throw new TokenMalformedError('not a JSON object')
   }
+  // JSON.parse keeps the last of two equal keys, other parsers the first: refuse the ambiguity.
+  if (hasDuplicateKey(text)) throw new TokenMalformedError('duplicate member name')
   return value as Claims
+}
+
+/** Whether the top-level object of valid JSON `text` names a member twice (escapes compared decoded). */
+function hasDuplicateKey(text: string): boolean {
+  const names = new Set<string>()
+  let depth = 0
+  let expectName = false
+  for (let i = 0; i < text.length; i++) {
+    const char = text[i]
+    if (char === '"') {
+      let end = i + 1
+      while (text[end] !== '"') end += text[end] === '\\' ? 2 : 1
+      if (depth === 1 && expectName) {
+        const name = JSON.parse(text.slice(i, end + 1)) as string
+        if (names.has(name)) return true
+        names.add(name)
+        expectName = false
+      }
+      i = end
+    } else if (char === '{' || char === '[') {
+      depth++
+      expectName = depth === 1
+    } else if (char === '}' || char === ']') {
+      depth--
+    } else if (char === ',' && depth === 1) {
+      expectName = true
+    }
+  }
+  return false
 }
 
 function hmac(input: string, key: Uint8Array): string {

@@ -136,3 +136,26 @@ describe('verifyHs256 accepts', () => {
     expect(verifyHs256(forge({ alg: 'HS256', typ: 'JWT', kid: 'k1' }, claims()), KEY, TIME).username).toBe('201')
   })
 })
+
+describe('duplicate member names', () => {
+  const raw = (header: string, payload: string) => {
+    const input = `${Buffer.from(header).toString('base64url')}.${Buffer.from(payload).toString('base64url')}`
+    return `${input}.${createHmac('sha256', KEY).update(input).digest('base64url')}`
+  }
+  const header = '{"alg":"HS256","typ":"JWT"}'
+  const payload = (extra: string) => `{"sub":"1","username":"201","iat":${NOW},"exp":${NOW + 3600}${extra}}`
+
+  test('a repeated claim is refused, also when spelled with escapes', () => {
+    expect(() => verifyHs256(raw(header, payload(',"username":"202"')), KEY, TIME)).toThrow('duplicate member name')
+    expect(() => verifyHs256(raw(header, payload(',"\\u0075sername":"202"')), KEY, TIME)).toThrow('duplicate member name')
+  })
+
+  test('a repeated header parameter is refused', () => {
+    expect(() => verifyHs256(raw('{"alg":"none","alg":"HS256"}', payload('')), KEY, TIME)).toThrow('duplicate member name')
+  })
+
+  test('the same names inside nested values, and quotes inside strings, are fine', () => {
+    const nested = payload(',"ctx":{"username":"x","list":[{"sub":1},{"sub":2}]},"note":"\\"sub\\":,{"')
+    expect(verifyHs256(raw(header, nested), KEY, TIME).username).toBe('201')
+  })
+})
