@@ -27,6 +27,7 @@ export const ERRORS = {
   validationFailed: kind(400, 'Validation failed', 'validation_failed'),
   notFound: kind(404, 'Not found', 'not_found'),
   methodNotAllowed: kind(405, 'Method not allowed', 'method_not_allowed'),
+  storeBusy: kind(503, 'Service busy, try again', 'store_busy'),
   internal: kind(500, 'Internal server error', 'internal_error'),
 } as const
 

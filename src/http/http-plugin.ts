@@ -44,6 +44,13 @@ export function httpPlugin({ clock, routes }: { clock: Clock; routes: RouteIndex
           set.status = 400
           return errorBody(ERRORS.validationFailed, now, { errors: fieldErrors(error) })
         default: {
+          // Another writer held the database past the busy timeout: a clean, retryable answer.
+          if (isStoreBusy(error)) {
+            set.status = 503
+            set.headers['retry-after'] = '1'
+            console.error(JSON.stringify({ level: 'warn', path, error: 'database busy past the timeout' }))
+            return errorBody(ERRORS.storeBusy, now)
+          }
           const requestId = randomUUID()
           console.error(JSON.stringify({ level: 'error', request_id: requestId, path, error: describe(error) }))
           set.status = 500
@@ -95,6 +102,11 @@ function standardIssues(error: ValidationError): StandardIssue[] {
     | undefined
   const result = standard?.validate(error.value)
   return result && !(result instanceof Promise) ? (result.issues ?? []) : []
+}
+
+function isStoreBusy(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code
+  return typeof code === 'string' && (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED'))
 }
 
 function describe(error: unknown): string {
