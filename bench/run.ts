@@ -4,7 +4,10 @@
  * Servers are pinned to CPU 0 and wrk to CPU 1 (when possible), and the load is repeated in rounds, each
  * measuring the baseline and then every target, so each ratio is against its own round's baseline and
  * slow drift on the machine hits all alike; the table shows the median ratio over the rounds and its range.
- *   node_modules/.bin/bun bench/run.ts [--duration 10] [--rounds 3] [--connections 64] [--json]
+ * After the rounds, a login storm (skip with --skip-storm): 64 connections of bad logins (bench/bad-login.lua) on a
+ * fresh server, once from one address (throttled to 429s) and once from random addresses (every login an argon2id
+ * verify), while a second wrk with 4 connections measures /health p99, which SPEC wants under 50 ms.
+ *   node_modules/.bin/bun bench/run.ts [--duration 10] [--rounds 3] [--connections 64] [--skip-storm] [--json]
  * Missing a SPEC target is reported, not fatal: the exit code is 1 only when the bench itself broke.
  */
 import { existsSync, readFileSync, statSync } from 'node:fs'
@@ -25,6 +28,18 @@ const USER = { name: '201', password: 'bench-password-201' }
 const MiB = 1024 * 1024
 /** wrk prints latencies with these units. */
 const MS_PER_UNIT: Record<string, number> = { us: 0.001, ms: 1, s: 1000, m: 60_000 }
+const STORM_SCRIPT = join(import.meta.dir, 'bad-login.lua')
+const STORM_CONNECTIONS = 64
+const PROBE_CONNECTIONS = 4
+/** The storm starts this long before the /health probe and ends this long after it. */
+const STORM_MARGIN_SECONDS = 1
+/** Queued logins wait for the hash pool, so they may take longer than wrk's default 2 s timeout. */
+const STORM_TIMEOUT = '10s'
+const HEALTH_P99_LIMIT_MS = 50
+const STORMS = [
+  { name: 'one address', mode: 'one', addresses: 'X-Real-IP 203.0.113.7' },
+  { name: 'distributed', mode: 'distributed', addresses: 'random X-Real-IP 10.x.y.z' },
+] as const
 
 const { values: options } = parseArgs({
   options: {
@@ -32,6 +47,7 @@ const { values: options } = parseArgs({
     rounds: { type: 'string', default: '3' },
     connections: { type: 'string', default: '64' },
     json: { type: 'boolean', default: false },
+    'skip-storm': { type: 'boolean', default: false },
   },
 })
 const duration = positiveInt('--duration', options.duration)
@@ -121,6 +137,11 @@ async function main(): Promise<void> {
   }
   const rssAfterLoadMiB = rssMiB(pid)
 
+  const storms: StormResult[] = []
+  if (!options['skip-storm']) {
+    for (const storm of STORMS) storms.push(await loginStorm(wrkPrefix, pin, storm))
+  }
+
   const results = targets.map(({ name, spec }, i) => {
     const of = (key: 'rps' | 'p99Ms' | 'rpsPct' | 'p99x') => perRound.map((r) => r.results[i]![key])
     const range = (values: number[]) => ({ median: median(values), min: Math.min(...values), max: Math.max(...values) })
@@ -156,6 +177,24 @@ async function main(): Promise<void> {
     ['idle RSS after start', `${idleRssMiB.toFixed(1)} MiB`, `SPEC < 80 MiB: ${verdict(idleRssMiB < 80)}`],
     ['RSS after the load', `${rssAfterLoadMiB.toFixed(1)} MiB`, ''],
   ])
+  if (storms.length) {
+    const stormSeconds = duration + 2 * STORM_MARGIN_SECONDS
+    console.log(`\nlogin storm: wrk -t1 -c${STORM_CONNECTIONS} -d${stormSeconds}s of bad logins (bench/bad-login.lua, random usernames), a fresh server each;`)
+    console.log(`/health probed meanwhile by wrk -t1 -c${PROBE_CONNECTIONS} -d${duration}s, starting ${STORM_MARGIN_SECONDS}s into the storm; absolute numbers, no baseline\n`)
+    printTable([
+      ['storm', 'addresses', 'login req/s', '401/s', '429/s', 'login p99 ms', '/health p99 ms', `SPEC /health p99 < ${HEALTH_P99_LIMIT_MS} ms`],
+      ...storms.map((s) => [
+        s.name,
+        s.addresses,
+        s.loginRps.toFixed(1),
+        s.perSecond['401']!.toFixed(1),
+        s.perSecond['429']!.toFixed(1),
+        s.loginP99Ms.toFixed(0),
+        s.health.p99Ms.toFixed(2) + (s.health.timeouts ? ` (${s.health.timeouts} timeouts)` : ''),
+        verdict(s.pass),
+      ]),
+    ])
+  }
 
   if (options.json) {
     const settings = {
@@ -168,7 +207,10 @@ async function main(): Promise<void> {
       bun: Bun.version,
     }
     const binary = { path: BINARY, sizeMiB: binaryMiB }
-    console.log(JSON.stringify({ settings, binary, startup, idleRssMiB, rssAfterLoadMiB, targets: results, rounds: perRound }, null, 2))
+    const loginStorm = storms.length
+      ? { connections: STORM_CONNECTIONS, probeConnections: PROBE_CONNECTIONS, stormSeconds: duration + 2 * STORM_MARGIN_SECONDS, probeSeconds: duration, healthP99LimitMs: HEALTH_P99_LIMIT_MS, storms }
+      : null
+    console.log(JSON.stringify({ settings, binary, startup, idleRssMiB, rssAfterLoadMiB, targets: results, rounds: perRound, loginStorm }, null, 2))
   }
 }
 
@@ -217,7 +259,30 @@ async function startBaseline(): Promise<{ url: string; pid: number }> {
 
 async function wrk(prefix: string[], target: Target, seconds: number): Promise<{ rps: number; p99Ms: number }> {
   const headers = Object.entries(target.headers).flatMap(([name, value]) => ['-H', `${name}: ${value}`])
-  const child = Bun.spawn([...prefix, WRK, '-t1', `-c${connections}`, `-d${seconds}s`, '--latency', ...headers, target.url], {
+  const { rps, p99Ms } = await runWrk(target.name, prefix, ['-t1', `-c${connections}`, ...headers, target.url], seconds)
+  return { rps, p99Ms }
+}
+
+interface WrkRun {
+  rps: number
+  p99Ms: number
+  /** Requests wrk gave up on after its --timeout; they are missing from the latencies. */
+  timeouts: number
+  out: string
+}
+
+/**
+ * Runs wrk --latency for `seconds` and parses it. A run with failed requests measures something else than
+ * the route, so it is a broken bench, not a slow one, unless `allow` says the failure is what is measured.
+ */
+async function runWrk(
+  name: string,
+  prefix: string[],
+  args: string[],
+  seconds: number,
+  allow: { non2xx?: boolean; timeouts?: boolean } = {},
+): Promise<WrkRun> {
+  const child = Bun.spawn([...prefix, WRK, `-d${seconds}s`, '--latency', ...args], {
     stdout: 'pipe',
     stderr: 'pipe',
     timeout: (seconds + 15) * 1000,
@@ -227,16 +292,87 @@ async function wrk(prefix: string[], target: Target, seconds: number): Promise<{
   cleanups.add(kill)
   const [out, err, exitCode] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited])
   cleanups.delete(kill)
-  if (exitCode !== 0) throw new Error(`${target.name}: wrk exited with ${exitCode}: ${err}${out}`)
-  // A run with failed requests measures something else than the route, so it is a broken bench, not a slow one.
+  if (exitCode !== 0 || err.trim()) throw new Error(`${name}: wrk exited with ${exitCode}: ${err}${out}`)
   const non2xx = /Non-2xx or 3xx responses:\s*(\d+)/.exec(out)
-  if (non2xx) throw new Error(`${target.name}: wrk got ${non2xx[1]} non-2xx responses\n${out}`)
-  const socketErrors = /Socket errors:.*/.exec(out)
-  if (socketErrors) throw new Error(`${target.name}: wrk reported ${socketErrors[0]}\n${out}`)
+  if (non2xx && !allow.non2xx) throw new Error(`${name}: wrk got ${non2xx[1]} non-2xx responses\n${out}`)
+  const socketErrors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out)
+  const [connect, read, write, timeouts] = (socketErrors?.slice(1) ?? [0, 0, 0, 0]).map(Number) as [number, number, number, number]
+  if (connect + read + write > 0 || (timeouts > 0 && !allow.timeouts)) throw new Error(`${name}: wrk reported ${socketErrors![0]}\n${out}`)
   const rps = /Requests\/sec:\s+([\d.]+)/.exec(out)
   const p99 = /^\s*99%\s+([\d.]+)(us|ms|s|m)\s*$/m.exec(out)
-  if (!rps || !p99) throw new Error(`${target.name}: cannot parse wrk output:\n${out}`)
-  return { rps: Number(rps[1]), p99Ms: Number(p99[1]) * MS_PER_UNIT[p99[2]!]! }
+  if (!rps || !p99) throw new Error(`${name}: cannot parse wrk output:\n${out}`)
+  return { rps: Number(rps[1]), p99Ms: Number(p99[1]) * MS_PER_UNIT[p99[2]!]!, timeouts, out }
+}
+
+interface StormResult {
+  name: string
+  addresses: string
+  /** Login responses per second, and the same split by status. */
+  loginRps: number
+  perSecond: Record<string, number>
+  statuses: Record<string, number>
+  loginP99Ms: number
+  loginTimeouts: number
+  health: { rps: number; p99Ms: number; timeouts: number }
+  pass: boolean
+}
+
+/**
+ * One bad-login storm against a fresh server (the throttle state lives in its data dir), with /health
+ * probed by a second wrk during the middle of it. 401 and 429 are the expected answers to the storm;
+ * anything else, or a non-200 on /health, is a broken bench.
+ */
+async function loginStorm(prefix: string[], pin: (pid: number) => void, storm: (typeof STORMS)[number]): Promise<StormResult> {
+  const server = new ServerProcess()
+  const undo = () => server.cleanup()
+  cleanups.add(undo)
+  try {
+    await server.start()
+    pin(server.pid!)
+    const health = `${server.baseUrl}/health`
+    const login = `${server.baseUrl}/auth/login`
+    // From an address outside both storms' ranges, so it does not count towards their throttling.
+    const check = await fetch(login, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-real-ip': '198.51.100.1' },
+      body: JSON.stringify({ username: 'bench-check', password: 'wrong' }),
+    })
+    if (check.status !== 401) throw new Error(`${storm.name} storm: a bad login answered ${check.status}, not 401: ${await check.text()}`)
+    if ((await get(health)).status !== 200) throw new Error(`${storm.name} storm: /health did not answer 200 before the storm`)
+
+    progress(`login storm, ${storm.name}: ${duration + 2 * STORM_MARGIN_SECONDS}s of bad logins, /health probed for ${duration}s`)
+    const stormArgs = ['-t1', `-c${STORM_CONNECTIONS}`, '--timeout', STORM_TIMEOUT, '-s', STORM_SCRIPT, login, '--', storm.mode]
+    const stormRun = runWrk(`${storm.name} storm`, prefix, stormArgs, duration + 2 * STORM_MARGIN_SECONDS, { non2xx: true, timeouts: true })
+    stormRun.catch(() => {}) // awaited below; this only keeps a failure during the probe from being unhandled
+    await Bun.sleep(STORM_MARGIN_SECONDS * 1000)
+    const probe = await runWrk(`${storm.name} /health probe`, prefix, ['-t1', `-c${PROBE_CONNECTIONS}`, '--timeout', STORM_TIMEOUT, health], duration, {
+      timeouts: true,
+    })
+    const logins = await stormRun
+
+    const line = /^login-statuses (\{.*\})$/m.exec(logins.out)
+    if (!line) throw new Error(`${storm.name} storm: no login-statuses line from ${STORM_SCRIPT}:\n${logins.out}`)
+    const { durationUs, ...statuses } = JSON.parse(line[1]!) as Record<string, number>
+    const unexpected = Object.keys(statuses).filter((status) => status !== '401' && status !== '429')
+    if (unexpected.length) throw new Error(`${storm.name} storm: unexpected login statuses ${JSON.stringify(statuses)}`)
+    const seconds = durationUs! / 1e6
+    const count = (status: string) => statuses[status] ?? 0
+    const total = count('401') + count('429')
+    return {
+      name: storm.name,
+      addresses: storm.addresses,
+      loginRps: total / seconds,
+      perSecond: { '401': count('401') / seconds, '429': count('429') / seconds },
+      statuses: { '401': count('401'), '429': count('429') },
+      loginP99Ms: logins.p99Ms,
+      loginTimeouts: logins.timeouts,
+      health: { rps: probe.rps, p99Ms: probe.p99Ms, timeouts: probe.timeouts },
+      pass: probe.timeouts === 0 && probe.p99Ms < HEALTH_P99_LIMIT_MS,
+    }
+  } finally {
+    cleanups.delete(undo)
+    await server.cleanup()
+  }
 }
 
 async function get(url: string, headers: Record<string, string> = {}): Promise<{ status: number; text: string }> {

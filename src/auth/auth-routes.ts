@@ -57,13 +57,13 @@ export function authRoutes({ clock, directory, sessions, throttle, accessTtl, gu
         // Before any password work, and the same for existing and unknown users (SPEC §7).
         const decision = throttle.check(username, from.ip)
         if (!decision.allowed) {
-          securityLog.record({ event: 'LOGIN_THROTTLED', ...context, reason: `retry after ${decision.retryAfter}s` })
+          if (decision.firstRefusal) securityLog.record({ event: 'LOGIN_THROTTLED', ...context, reason: `retry after ${decision.retryAfter}s` })
           set.headers['retry-after'] = String(decision.retryAfter)
           return status(429, errorBody(ERRORS.loginThrottled, unixSeconds(clock)))
         }
+        throttle.recordAttempt(username, from.ip)
         const user = await directory.authenticate(username, password)
         if (!user) {
-          throttle.recordFailure(username, from.ip)
           securityLog.record({ event: 'AUTH_FAILED', ...context, reason: 'invalid credentials' })
           set.headers['www-authenticate'] = bearerChallenge()
           return status(401, errorBody(ERRORS.invalidCredentials, unixSeconds(clock)))

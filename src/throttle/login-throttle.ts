@@ -1,7 +1,9 @@
 /**
  * Login throttling (SPEC §7), checked before any password work. Failures are counted per
  * (account, client IP) and per client IP; past a few free failures each further one doubles the
- * wait, up to a cap. Only the failing client's address is slowed, so nobody elsewhere can lock a
+ * wait, up to a cap. An attempt counts as a failure from the moment it passes the check, and a
+ * success takes it back: otherwise a burst of concurrent attempts would all pass the check while
+ * the first ones are still hashing. Only the failing client's address is slowed, so nobody elsewhere can lock a
  * user out, and the cap keeps even a shared address from being locked out for long. The counters
  * live in SQLite: a restart doesn't reset them.
  */
@@ -26,12 +28,18 @@ interface FailureRow {
   blocked_until: number
 }
 
-export type ThrottleDecision = { allowed: true } | { allowed: false; retryAfter: number }
+/** `firstRefusal`: the first refusal of this (account, address) in this delay, worth one log line. */
+export type ThrottleDecision = { allowed: true } | { allowed: false; retryAfter: number; firstRefusal: boolean }
+
+/** Bounds the memory of which delays were already logged. */
+const MAX_REMEMBERED_REFUSALS = 10_000
 
 export class LoginThrottle {
   private readonly read
   private readonly write
   private readonly forget
+  private readonly unbump
+  private readonly refusals = new Map<string, number>()
 
   constructor(
     private readonly db: Database,
@@ -44,24 +52,38 @@ export class LoginThrottle {
        ON CONFLICT (key) DO UPDATE SET failures = $failures, last_failure = $now, blocked_until = $until`,
     )
     this.forget = db.query<unknown, [string]>('DELETE FROM login_failures WHERE key = ?')
+    this.unbump = db.query<unknown, [string]>('UPDATE login_failures SET failures = max(failures - 1, 0) WHERE key = ?')
   }
 
   check(username: string, ip: string): ThrottleDecision {
     const now = unixSeconds(this.clock)
     const until = Math.max(this.blockedUntil(accountKey(username, ip)), this.blockedUntil(ipKey(ip)))
-    return until > now ? { allowed: false, retryAfter: until - now } : { allowed: true }
+    if (until <= now) return { allowed: true }
+    return { allowed: false, retryAfter: until - now, firstRefusal: this.rememberRefusal(accountKey(username, ip), until) }
   }
 
-  recordFailure(username: string, ip: string): void {
+  /** A flood of refused attempts would otherwise write a log line each, on the event loop. */
+  private rememberRefusal(key: string, until: number): boolean {
+    if (this.refusals.get(key) === until) return false
+    if (this.refusals.size >= MAX_REMEMBERED_REFUSALS) this.refusals.clear()
+    this.refusals.set(key, until)
+    return true
+  }
+
+  /** Call once an attempt passed check(), before the password work. */
+  recordAttempt(username: string, ip: string): void {
     this.db.transaction(() => {
       this.bump(accountKey(username, ip), this.settings.accountFreeFailures)
       this.bump(ipKey(ip), this.settings.ipFreeFailures)
     }).immediate()
   }
 
-  /** The account's counter for this address starts over; the address's own counter stays. */
+  /** The attempt succeeded: the account's counter for this address starts over, the address's loses it. */
   recordSuccess(username: string, ip: string): void {
-    this.forget.run(accountKey(username, ip))
+    this.db.transaction(() => {
+      this.forget.run(accountKey(username, ip))
+      this.unbump.run(ipKey(ip))
+    }).immediate()
   }
 
   purgeExpired(): number {
