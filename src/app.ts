@@ -6,9 +6,11 @@ import { authRoutes } from './auth/auth-routes'
 import type { Clock } from './clock'
 import type { Directory } from './directory/directory'
 import { healthRoutes } from './health/health-routes'
-import { clientIpResolver, type PeerSource } from './http/client-ip'
+import { clientIpResolver } from './http/client-ip'
 import { httpPlugin, RouteIndex } from './http/http-plugin'
 import { mediaRoutes } from './media/media-routes'
+import type { PresenceHub } from './presence/hub'
+import { presenceRoutes, type PresenceSettings } from './presence/presence-routes'
 import type { SecurityLogSink } from './security-log/security-log'
 import type { TokenService } from './tokens/tokens'
 import type { SessionService } from './sessions/sessions'
@@ -24,22 +26,35 @@ export interface AppDeps {
   sessions: SessionService
   throttle: LoginThrottle
   securityLog: SecurityLogSink
-  /** Where socket peers come from; the app's own Bun server unless a test supplies one. */
-  peers?: () => PeerSource | null | undefined
+  hub: PresenceHub
+  presence: PresenceSettings
+  /** Socket peers and per-request timeouts: the app's own Bun server unless a test supplies one. */
+  server?: () => ServerControls | null | undefined
+}
+
+/** The parts of Bun's server the routes use. Reading `server` from Elysia's context would cost every request. */
+export interface ServerControls {
+  requestIP(request: Request): { address: string } | null
+  timeout?(request: Request, seconds: number): void
 }
 
 export function buildApp(deps: AppDeps) {
-  const { basePath, trustedProxies, clock, directory, tokens, sessions, throttle, securityLog } = deps
+  const { basePath, trustedProxies, clock, directory, tokens, sessions, throttle, securityLog, hub } = deps
   const routes = new RouteIndex()
   const guard = new AccessGuard(tokens, directory)
-  const clientIpOf = clientIpResolver(trustedProxies, deps.peers ?? (() => app.server))
+  const server: () => ServerControls | null | undefined = deps.server ?? (() => app.server)
+  const peerOf = (request: Request): string | undefined => server()?.requestIP(request)?.address
+  // Streams must outlive the server's idle timeout (Bun's 10 s, Elysia's 30 s).
+  const keepOpen = (request: Request): void => server()?.timeout?.(request, 0)
+  const clientIpOf = clientIpResolver(trustedProxies, peerOf)
   const app = new Elysia({ prefix: basePath })
     .use(httpPlugin({ clock, routes }))
     .use(authRoutes({ clock, directory, sessions, throttle, accessTtl: tokens.settings.accessTtl, guard, securityLog, clientIpOf }))
     .use(sessionRoutes({ clock, guard, sessions, securityLog, clientIpOf }))
-    .use(accountRoutes({ clock, guard, lastUsersState: () => null }))
+    .use(accountRoutes({ clock, guard, lastUsersState: () => hub.lastSnapshot('users-state') }))
     .use(mediaRoutes({ clock, guard, securityLog, clientIpOf }))
     .use(healthRoutes({ clock }))
+    .use(presenceRoutes({ clock, guard, hub, settings: deps.presence, peerOf, keepOpen }))
   routes.load(app.routes)
   return app
 }

@@ -2,6 +2,8 @@
 import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { buildApp } from './app'
+import { AccessGuard } from './auth/access-guard'
+import { channelSpecs, PresenceHub } from './presence/hub'
 import { systemClock, unixSeconds, type Clock } from './clock'
 import type { Config } from './config/schema'
 import { CachedDirectory } from './directory/cached'
@@ -17,6 +19,8 @@ import { VERSION } from './version'
 export const EX_UNAVAILABLE = 69
 const SHUTDOWN_GRACE_MS = 5000
 const PURGE_INTERVAL_MS = 60 * 60 * 1000
+/** Open streams re-check their tokens this often: SPEC §9 wants them closed within 5 s. */
+const SWEEP_INTERVAL_MS = 1000
 /** Largest body any route accepts (publish, SPEC §9), plus framing slack. */
 const MAX_REQUEST_BODY = 1024 * 1024 + 4096
 
@@ -64,6 +68,12 @@ export async function serve(config: Config, clock: Clock = systemClock): Promise
     revocations.reload()
   })
 
+  const hub = new PresenceHub(
+    { channels: channelSpecs(config.extra_channels), maxPerUser: config.max_subscriptions_per_user, sweepMs: SWEEP_INTERVAL_MS },
+    new AccessGuard(tokens, directory),
+    clock,
+  )
+
   const app = buildApp({
     basePath: config.base_path,
     trustedProxies: config.trusted_proxies,
@@ -73,6 +83,8 @@ export async function serve(config: Config, clock: Clock = systemClock): Promise
     sessions,
     throttle,
     securityLog,
+    hub,
+    presence: { longPollHoldMs: config.longpoll_hold_seconds * 1000, heartbeatMs: config.sse_heartbeat_seconds * 1000 },
   })
   try {
     // reusePort off: a second instance must fail loudly rather than share the port (SPEC §12.5).
@@ -96,6 +108,8 @@ export async function serve(config: Config, clock: Clock = systemClock): Promise
       console.log(`${signal}: shutting down`)
       clearInterval(purgeTimer)
       storeChanges.close()
+      // Streams first: plain stop() would wait for them forever.
+      hub.shutdown()
       // In-flight requests get a grace period; stop(true) then cuts whatever is still open.
       await Promise.race([app.server?.stop(false), Bun.sleep(SHUTDOWN_GRACE_MS)])
       await app.stop(true)

@@ -4,6 +4,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Database } from 'bun:sqlite'
 import { buildApp, type App } from '../src/app'
+import { AccessGuard } from '../src/auth/access-guard'
+import { channelSpecs, PresenceHub } from '../src/presence/hub'
 import type { Clock } from '../src/clock'
 import { EmbeddedDirectory } from '../src/directory/embedded'
 import { SecurityLog } from '../src/security-log/security-log'
@@ -35,8 +37,11 @@ export interface Harness {
   directory: EmbeddedDirectory
   tokens: Services['tokens']
   services: Services
+  hub: PresenceHub
   securityLog: SecurityLog
   key: Uint8Array
+  /** With `listen`: where the real server listens. */
+  readonly url: string
   /** `peer` is the socket address the request comes from; default 127.0.0.1 (nginx). */
   request(path: string, init?: RequestInit & { peer?: string }): Promise<Response>
   json(path: string, body: unknown, init?: RequestInit & { peer?: string }): Promise<Response>
@@ -45,7 +50,12 @@ export interface Harness {
   close(): void
 }
 
-export async function createHarness(settings: Partial<ServiceSettings> = {}): Promise<Harness> {
+export interface HarnessOptions extends Partial<ServiceSettings> {
+  /** Serve on a real loopback port (for WebSocket), instead of in-process requests with a fake peer. */
+  listen?: boolean
+}
+
+export async function createHarness({ listen = false, ...settings }: HarnessOptions = {}): Promise<Harness> {
   const dir = mkdtempSync(join(tmpdir(), 'softphone-test-'))
   const clock = new ManualClock()
   const db = openStore(join(dir, 'softphone.db'))
@@ -63,8 +73,15 @@ export async function createHarness(settings: Partial<ServiceSettings> = {}): Pr
   const securityLog = new SecurityLog(join(dir, 'log', 'security.log'), clock)
   // In-process requests have no socket: by default they arrive as nginx's would, from loopback.
   const peers = new WeakMap<Request, string>()
+  const hub = new PresenceHub(
+    { channels: channelSpecs(['extra-news:3']), maxPerUser: 10, sweepMs: 20 },
+    new AccessGuard(tokens, directory),
+    clock,
+  )
   const app = buildApp({
-    peers: () => ({ requestIP: (request: Request) => ({ address: peers.get(request) ?? '127.0.0.1' }) }),
+    server: listen ? undefined : () => ({ requestIP: (request: Request) => ({ address: peers.get(request) ?? '127.0.0.1' }) }),
+    hub,
+    presence: { longPollHoldMs: 300, heartbeatMs: 50 },
     basePath: BASE,
     trustedProxies: ['127.0.0.1', '::1'],
     clock,
@@ -74,6 +91,7 @@ export async function createHarness(settings: Partial<ServiceSettings> = {}): Pr
     throttle,
     securityLog,
   })
+  if (listen) app.listen({ hostname: '127.0.0.1', port: 0 })
   const request = (path: string, init?: RequestInit & { peer?: string }) => {
     const built = new Request(`http://localhost${path}`, init)
     if (init?.peer) peers.set(built, init.peer)
@@ -94,6 +112,7 @@ export async function createHarness(settings: Partial<ServiceSettings> = {}): Pr
     directory,
     tokens,
     services,
+    hub,
     securityLog,
     key,
     request,
@@ -110,7 +129,12 @@ export async function createHarness(settings: Partial<ServiceSettings> = {}): Pr
         .filter(Boolean)
         .map((line) => JSON.parse(line))
     },
+    get url() {
+      return app.server ? `http://127.0.0.1:${app.server.port}` : ''
+    },
     close() {
+      hub.shutdown()
+      void app.stop(true)
       securityLog.close()
       db.close()
       rmSync(dir, { recursive: true, force: true })

@@ -10,6 +10,8 @@ import { findBearerToken, type CredentialSources } from './credentials'
 export interface Principal {
   user: DirectoryUser
   token: VerifiedToken
+  /** The bearer token as presented: streams keep it to re-check it while they stay open. Never log it. */
+  credential: string
 }
 
 export type AccessOutcome =
@@ -26,9 +28,14 @@ export class AccessGuard {
     const found = findBearerToken(sources)
     if (found.kind === 'none') return { ok: false, failure: 'missing', reason: 'no token' }
     if (found.kind === 'malformed') return { ok: false, failure: 'malformed', reason: 'malformed credentials' }
+    return this.checkToken(found.token, type)
+  }
+
+  /** For a token already in hand: a stream re-checks its own every few seconds (SPEC §9). */
+  checkToken(text: string, type: TokenType): AccessOutcome {
     let token: VerifiedToken
     try {
-      token = this.tokens.verify(found.token, type)
+      token = this.tokens.verify(text, type)
     } catch (error) {
       if (error instanceof TokenTypeError) return { ok: false, failure: 'wrong_type', reason: 'wrong token type' }
       if (error instanceof TokenError) return { ok: false, failure: 'invalid', reason: error.name }
@@ -37,6 +44,6 @@ export class AccessGuard {
     // A user disabled or removed in the directory loses access at the next request (SPEC §6).
     const user = this.directory.findByUsername(token.username)
     if (!user || user.disabled) return { ok: false, failure: 'invalid', reason: 'unknown or disabled user' }
-    return { ok: true, principal: { user, token } }
+    return { ok: true, principal: { user, token, credential: text } }
   }
 }

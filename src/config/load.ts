@@ -89,6 +89,10 @@ function withDefaults(raw: Raw, env: ConfigSources['env']): Record<string, unkno
     throttle_account_failures: 5,
     throttle_ip_failures: 20,
     throttle_max_delay: 900,
+    extra_channels: [],
+    longpoll_hold_seconds: 25,
+    sse_heartbeat_seconds: 15,
+    max_subscriptions_per_user: 10,
     ...Object.fromEntries(Object.entries(raw).map(([name, entry]) => [name, entry.value])),
     data_dir: dataDir,
   }

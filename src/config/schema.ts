@@ -83,6 +83,20 @@ export const CONFIG_KEYS = {
     'Failed logins allowed per client IP, across extensions, before delays start. Default 20.',
   ),
   throttle_max_delay: key('integer', Seconds(1, 86400), 'Longest login delay in seconds. Default 900 (15 minutes).'),
+  extra_channels: key(
+    'list',
+    v.array(
+      v.pipe(
+        v.string('must be a list of channel names'),
+        v.regex(/^[a-z0-9-]{1,64}(:\d{1,4})?$/, 'must be channel names ([a-z0-9-], at most 64), each optionally :<buffer size>'),
+      ),
+      'must be a list of channel names',
+    ),
+    'Channels beyond users-state, active-calls and contacts, as "name" or "name:<messages kept>" (default 1). Default [].',
+  ),
+  longpoll_hold_seconds: key('integer', Seconds(1, 120), 'How long a long-poll waits for a message before answering 304. Default 25.'),
+  sse_heartbeat_seconds: key('integer', Seconds(1, 15), 'Interval of EventSource heartbeat comments. Default 15.'),
+  max_subscriptions_per_user: key('integer', Seconds(1, 1000), 'Concurrent subscriptions per user, over all transports; more get 429. Default 10.'),
 } as const
 
 type Keys = typeof CONFIG_KEYS

@@ -16,15 +16,7 @@ export function unmapIpv4(address: string): string {
 
 export type ClientIpOf = (request: Request) => string
 
-export interface PeerSource {
-  requestIP(request: Request): { address: string } | null
-}
-
-/**
- * `server` is a getter rather than Elysia's per-request `server` context property: handlers that
- * name `server` pay for a property definition on every request, hot ones included.
- */
-export function clientIpResolver(trustedProxies: readonly string[], server: () => PeerSource | null | undefined): ClientIpOf {
+export function clientIpResolver(trustedProxies: readonly string[], peerOf: (request: Request) => string | undefined): ClientIpOf {
   const trusted = new Set(trustedProxies.map(unmapIpv4))
-  return (request) => clientIp(server()?.requestIP(request)?.address, request.headers.get('x-real-ip'), trusted)
+  return (request) => clientIp(peerOf(request), request.headers.get('x-real-ip'), trusted)
 }

@@ -27,6 +27,10 @@ export const ERRORS = {
   validationFailed: kind(400, 'Validation failed', 'validation_failed'),
   notFound: kind(404, 'Not found', 'not_found'),
   methodNotAllowed: kind(405, 'Method not allowed', 'method_not_allowed'),
+  publishForbidden: kind(403, 'Publishing is allowed from the local host only', 'publish_forbidden'),
+  invalidCursor: kind(400, 'Invalid message cursor', 'invalid_cursor'),
+  tooManySubscriptions: kind(429, 'Too many subscriptions', 'too_many_subscriptions'),
+  shuttingDown: kind(503, 'Server shutting down', 'shutting_down'),
   storeBusy: kind(503, 'Service busy, try again', 'store_busy'),
   internal: kind(500, 'Internal server error', 'internal_error'),
 } as const

@@ -41,6 +41,10 @@ describe('defaults', () => {
       throttle_account_failures: 5,
       throttle_ip_failures: 20,
       throttle_max_delay: 900,
+      extra_channels: [],
+      longpoll_hold_seconds: 25,
+      sse_heartbeat_seconds: 15,
+      max_subscriptions_per_user: 10,
     })
     expect(Object.keys(config).sort()).toEqual(Object.keys(CONFIG_KEYS).sort())
   })

@@ -1,0 +1,71 @@
+/**
+ * A channel: a bounded buffer of messages and its subscribers (SPEC §9). Messages carry nchan's
+ * ids, `<unix seconds>:<tag>`, where the tag tells apart messages stored in the same second.
+ */
+export interface MessageId {
+  time: number
+  tag: number
+}
+
+export interface Message {
+  id: MessageId
+  /** `time:tag`, as nchan writes it in EventSource ids and ws+meta.nchan frames. */
+  idText: string
+  contentType: string
+  body: string
+}
+
+export interface Subscriber {
+  /** Returns false when the subscriber can't keep up; the channel then drops it. */
+  deliver(message: Message): boolean
+}
+
+export function formatId({ time, tag }: MessageId): string {
+  return `${time}:${tag}`
+}
+
+/** `1795337185:0` → the id; anything else → null. */
+export function parseId(text: string): MessageId | null {
+  const match = /^(\d{1,12}):(\d{1,9})$/.exec(text.trim())
+  return match ? { time: Number(match[1]), tag: Number(match[2]) } : null
+}
+
+const isAfter = (id: MessageId, cursor: MessageId) => id.time > cursor.time || (id.time === cursor.time && id.tag > cursor.tag)
+
+export class Channel {
+  private readonly messages: Message[] = []
+  readonly subscribers = new Set<Subscriber>()
+
+  constructor(
+    readonly name: string,
+    readonly capacity: number,
+  ) {}
+
+  publish(body: string, contentType: string, now: number): Message {
+    const last = this.messages.at(-1)
+    // A clock that stepped back must not produce ids that sort before the buffer's last one.
+    const time = Math.max(now, last?.id.time ?? 0)
+    const id = { time, tag: last && last.id.time === time ? last.id.tag + 1 : 0 }
+    const message = { id, idText: formatId(id), contentType, body }
+    this.messages.push(message)
+    if (this.messages.length > this.capacity) this.messages.shift()
+    for (const subscriber of this.subscribers) {
+      if (!subscriber.deliver(message)) this.subscribers.delete(subscriber)
+    }
+    return message
+  }
+
+  /** The oldest buffered message after `cursor`, or the oldest of all without one. */
+  next(cursor: MessageId | null): Message | undefined {
+    return cursor ? this.messages.find((message) => isAfter(message.id, cursor)) : this.messages[0]
+  }
+
+  /** Every buffered message after `cursor` (all of them without one), oldest first. */
+  since(cursor: MessageId | null): Message[] {
+    return cursor ? this.messages.filter((message) => isAfter(message.id, cursor)) : [...this.messages]
+  }
+
+  last(): Message | undefined {
+    return this.messages.at(-1)
+  }
+}

@@ -1,0 +1,134 @@
+/**
+ * All channels and every open subscription (SPEC §9). The hub enforces the per-user cap and
+ * re-checks each subscription's token every second, so a stream ends within seconds of its token
+ * expiring or its session being revoked.
+ */
+import type { AccessGuard } from '../auth/access-guard'
+import { unixSeconds, type Clock } from '../clock'
+import { Channel, type Message, type Subscriber } from './channel'
+
+export type CloseReason = 'token_expired' | 'auth_failed' | 'overflow' | 'shutdown' | 'protocol_error'
+
+/** One subscriber on one channel, over any transport. */
+export interface Subscription extends Subscriber {
+  readonly username: string
+  /** The access token it was opened with; WebSocket clients may replace it in-band. */
+  token: string
+  /** Ends the subscription: a final event or close frame, then release. Idempotent. */
+  close(reason: CloseReason): void
+}
+
+export interface ChannelSpec {
+  name: string
+  capacity: number
+}
+
+/** The channels MikoPBX producers use (SPEC §9); `users-state` and `active-calls` keep only the last snapshot. */
+export const STANDARD_CHANNELS: readonly ChannelSpec[] = [
+  { name: 'users-state', capacity: 1 },
+  { name: 'active-calls', capacity: 1 },
+  { name: 'contacts', capacity: 200 },
+]
+
+/** `name` or `name:<capacity>`, as the extra_channels setting writes them; standard names can't be redefined. */
+export function channelSpecs(extra: readonly string[]): ChannelSpec[] {
+  const specs = [...STANDARD_CHANNELS]
+  for (const entry of extra) {
+    const [name, capacity] = entry.split(':') as [string, string | undefined]
+    if (!specs.some((spec) => spec.name === name)) specs.push({ name, capacity: Math.max(1, Number(capacity ?? 1)) })
+  }
+  return specs
+}
+
+export interface HubSettings {
+  channels: readonly ChannelSpec[]
+  maxPerUser: number
+  /** How often tokens of open subscriptions are re-checked. */
+  sweepMs: number
+}
+
+export class PresenceHub {
+  private readonly channels = new Map<string, Channel>()
+  private readonly open = new Map<Subscription, Channel>()
+  private readonly perUser = new Map<string, number>()
+  private readonly maxPerUser: number
+  private readonly sweeper: ReturnType<typeof setInterval>
+
+  constructor(
+    settings: HubSettings,
+    private readonly guard: AccessGuard,
+    private readonly clock: Clock,
+  ) {
+    for (const { name, capacity } of settings.channels) this.channels.set(name, new Channel(name, capacity))
+    this.maxPerUser = settings.maxPerUser
+    this.sweeper = setInterval(() => this.sweep(), settings.sweepMs)
+    this.sweeper.unref()
+  }
+
+  channel(name: string): Channel | undefined {
+    return this.channels.get(name)
+  }
+
+  publish(channel: Channel, body: string, contentType: string): Message {
+    return channel.publish(body, contentType, unixSeconds(this.clock))
+  }
+
+  /** Takes one of the user's subscription slots; false at the cap (SPEC §9: then 429). */
+  acquire(username: string): boolean {
+    const count = this.perUser.get(username) ?? 0
+    if (count >= this.maxPerUser) return false
+    this.perUser.set(username, count + 1)
+    return true
+  }
+
+  /** Gives back a slot taken by acquire() that never became a subscription. */
+  release(username: string): void {
+    const count = (this.perUser.get(username) ?? 1) - 1
+    if (count > 0) this.perUser.set(username, count)
+    else this.perUser.delete(username)
+  }
+
+  /** Starts delivery; the slot from acquire() now belongs to the subscription. */
+  subscribe(channel: Channel, subscription: Subscription): void {
+    this.open.set(subscription, channel)
+    channel.subscribers.add(subscription)
+  }
+
+  /** Stops delivery and frees the slot. Safe to call more than once. */
+  unsubscribe(subscription: Subscription): void {
+    const channel = this.open.get(subscription)
+    if (!channel) return
+    this.open.delete(subscription)
+    channel.subscribers.delete(subscription)
+    this.release(subscription.username)
+  }
+
+  /** The last message of a JSON channel, parsed: `users` returns the last users-state snapshot. */
+  lastSnapshot(name: string): unknown {
+    const body = this.channels.get(name)?.last()?.body
+    if (body === undefined) return null
+    try {
+      return JSON.parse(body)
+    } catch {
+      return null
+    }
+  }
+
+  get subscriptionCount(): number {
+    return this.open.size
+  }
+
+  /** Closes every subscription whose token no longer grants access. */
+  sweep(): void {
+    for (const subscription of [...this.open.keys()]) {
+      const outcome = this.guard.checkToken(subscription.token, 'access')
+      if (!outcome.ok) subscription.close(outcome.reason === 'TokenExpiredError' ? 'token_expired' : 'auth_failed')
+    }
+  }
+
+  /** SIGTERM: every subscriber gets its final event or close frame (SPEC §12.5). */
+  shutdown(): void {
+    clearInterval(this.sweeper)
+    for (const subscription of [...this.open.keys()]) subscription.close('shutdown')
+  }
+}
