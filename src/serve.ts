@@ -97,7 +97,8 @@ export async function serve(config: Config, clock: Clock = systemClock): Promise
     throw new ListenError(`cannot listen on ${config.host}:${config.port}: ${hint}`)
   }
   const port = app.server!.port
-  console.log(`softphone-backend ${VERSION} listening on http://${config.host}:${port}${config.base_path}`)
+  const host = config.host.includes(':') ? `[${config.host}]` : config.host
+  console.log(`softphone-backend ${VERSION} listening on http://${host}:${port}${config.base_path}`)
   securityLog.record({ event: 'STARTUP', version: VERSION })
 
   return new Promise((resolve) => {
