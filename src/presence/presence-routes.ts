@@ -54,8 +54,10 @@ export function presenceRoutes({ clock, guard, hub, settings, peerOf, keepOpen }
       ({ params, body, status }) => {
         const channel = hub.channel(params.channel)
         if (!channel) return status(404, fail(ERRORS.notFound))
+        // Counted before delivery: answered long-polls leave the channel as they get the message.
+        const subscribers = channel.subscribers.size
         const message = hub.publish(channel, body.text, body.contentType)
-        return { success: true, channel: channel.name, id: message.idText, subscribers: channel.subscribers.size }
+        return { success: true, channel: channel.name, id: message.idText, subscribers }
       },
       {
         params: ChannelParams,
