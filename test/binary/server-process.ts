@@ -79,19 +79,25 @@ export class ServerProcess {
       this.output += text
       this.allOutput += text
     }
-    const reader = (child.stdout as ReadableStream<Uint8Array>).getReader()
-    const decoder = new TextDecoder()
-    const deadline = Date.now() + 10_000
-    while (!/listening on (http:\/\/[^\s/]+)/.test(this.output)) {
-      if (Date.now() > deadline) throw new Error(`server did not start: ${this.errors}`)
-      const { value, done } = await reader.read()
-      if (done) throw new Error(`server exited: ${this.errors}`)
-      onStdout(decoder.decode(value))
+    try {
+      const reader = (child.stdout as ReadableStream<Uint8Array>).getReader()
+      const decoder = new TextDecoder()
+      const deadline = Date.now() + 10_000
+      while (!/listening on (http:\/\/[^\s/]+)/.test(this.output)) {
+        if (Date.now() > deadline) throw new Error(`server did not start: ${this.errors}`)
+        const { value, done } = await reader.read()
+        if (done) throw new Error(`server exited: ${this.errors}`)
+        onStdout(decoder.decode(value))
+      }
+      reader.releaseLock()
+      void this.drain(child.stdout as ReadableStream<Uint8Array>, onStdout)
+      this.url = /listening on (http:\/\/[^\s/]+)/.exec(this.output)![1]!
+      this.port = Number(new URL(this.url).port)
+    } catch (error) {
+      // A test that fails here never reaches its cleanup: leave no server behind.
+      await this.stop('SIGKILL')
+      throw error
     }
-    reader.releaseLock()
-    void this.drain(child.stdout as ReadableStream<Uint8Array>, onStdout)
-    this.url = /listening on (http:\/\/[^\s/]+)/.exec(this.output)![1]!
-    this.port = Number(new URL(this.url).port)
   }
 
   /** Sends a signal and waits for the exit code. */
