@@ -134,7 +134,7 @@ export async function createHarness({ listen = false, ...settings }: HarnessOpti
     },
     close() {
       hub.shutdown()
-      void app.stop(true)
+      if (app.server) void app.stop(true)
       securityLog.close()
       db.close()
       rmSync(dir, { recursive: true, force: true })

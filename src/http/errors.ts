@@ -31,6 +31,7 @@ export const ERRORS = {
   invalidCursor: kind(400, 'Invalid message cursor', 'invalid_cursor'),
   tooManySubscriptions: kind(429, 'Too many subscriptions', 'too_many_subscriptions'),
   shuttingDown: kind(503, 'Server shutting down', 'shutting_down'),
+  accessCheckUnavailable: kind(403, 'Access check unavailable, try again', 'access_check_unavailable'),
   storeBusy: kind(503, 'Service busy, try again', 'store_busy'),
   internal: kind(500, 'Internal server error', 'internal_error'),
 } as const

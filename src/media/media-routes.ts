@@ -38,7 +38,7 @@ export function mediaRoutes({ clock, guard, securityLog, clientIpOf }: MediaRout
     } catch (error) {
       // A store failure must still be a deny nginx understands, not a 500.
       console.error(JSON.stringify({ level: 'error', route: 'check-media-access', error: String(error) }))
-      return status(403, errorBody(ERRORS.tokenTypeInvalid, unixSeconds(clock)))
+      return status(403, errorBody(ERRORS.accessCheckUnavailable, unixSeconds(clock)))
     }
     if (outcome.ok) return { success: true }
     securityLog.record({

@@ -79,7 +79,9 @@ describe('check-media-access denies with 401 or 403 only', () => {
     const consoleError = console.error
     console.error = (...args: unknown[]) => errors.push(args)
     try {
-      expect((await check(bearer(tokens.access_token))).status).toBe(403)
+      const response = await check(bearer(tokens.access_token))
+      expect(response.status).toBe(403)
+      expect((await response.json()).code).toBe('access_check_unavailable')
       expect(errors).toHaveLength(1)
     } finally {
       h.directory.findByUsername = original

@@ -142,6 +142,13 @@ describe('subscribe: credentials and limits', () => {
     }
   })
 
+  test('an expired token 401', async () => {
+    h.clock.advance(3600 + 31)
+    const response = await poll('users-state')
+    expect(response.status).toBe(401)
+    expect(response.headers.get('www-authenticate')).toBe('Bearer realm="softphone", error="invalid_token"')
+  })
+
   test('no token 401, refresh token 403, unknown channel 404, revoked token 401', async () => {
     expect((await h.request(`${BASE}/sub/users-state`)).status).toBe(401)
     expect((await h.request(`${BASE}/sub/users-state?token=${refresh}`)).status).toBe(403)
