@@ -1,7 +1,8 @@
 /**
  * A real nginx with the shipped snippets (SPEC §12.6) in front of the compiled binary, for
- * end-to-end tests. Same approach as nginx.test.ts: the snippets are used as shipped, only the
- * backend port, the recordings path and the access log path are rewritten in temp copies.
+ * end-to-end tests (nginx.test.ts, nchan-client.test.ts). The snippets are used as shipped; only the
+ * backend port, the recordings path and the access log path are rewritten in temp copies, and
+ * substitute() fails if the shipped text it rewrites is gone.
  */
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -104,6 +105,8 @@ export class NginxProcess {
     writeFileSync(join(prefix, 'softphone-http.conf'), http)
     writeFileSync(join(prefix, 'softphone-server.conf'), snippet)
     const conf = join(prefix, 'nginx.conf')
+    // No `user` directive: as root, workers run as nobody, which is why the prefix is
+    // world-readable; a PBX's nginx workers are unprivileged too.
     writeFileSync(
       conf,
       `error_log ${prefix}/error.log info;

@@ -4,13 +4,11 @@
  * path are rewritten in temp copies, because those name places on a real PBX.
  */
 import { afterAll, beforeAll, expect, test } from 'bun:test'
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join, resolve } from 'node:path'
+import { existsSync, readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { NginxProcess } from './nginx-process'
 import { BASE, BINARY, ServerProcess } from './server-process'
 
-const SYSTEMD = resolve(import.meta.dir, '../../systemd')
-const NGINX = ['/usr/sbin/nginx', '/usr/local/sbin/nginx', '/usr/local/nginx/sbin/nginx'].find(existsSync) ?? Bun.which('nginx')
 const RECORDINGS_URI = '/pbxcore/softphone/recordings'
 const RECORDING = 'call-201.mp3'
 const RECORDING_BYTES = crypto.getRandomValues(new Uint8Array(4096))
@@ -18,113 +16,34 @@ const USER = '201'
 const PASSWORD = 'nginx-test-secret'
 
 let server: ServerProcess
-let nginx: ReturnType<typeof Bun.spawn> | null = null
-let prefix = ''
+let nginx: NginxProcess | null = null
 let nginxUrl = ''
 let accessLog = ''
 let tokens: { access_token: string; refresh_token: string }
 /** Every token this file obtains, so the log check covers them all. */
 const issued: string[] = []
 
-/** Replaces text that must be present: if the shipped file changes, this fails instead of testing nothing. */
-function substitute(text: string, from: string, to: string, file: string): string {
-  if (!text.includes(from)) throw new Error(`${file} no longer contains ${from}`)
-  return text.replaceAll(from, to)
-}
-
-function freePort(): number {
-  const listener = Bun.listen({ hostname: '127.0.0.1', port: 0, socket: { data() {} } })
-  const port = listener.port
-  listener.stop(true)
-  return port
-}
-
-function writeNginxConfig(backendPort: number, nginxPort: number, recordings: string): string {
-  const http = substitute(
-    readFileSync(join(SYSTEMD, 'nginx-softphone-backend-http.conf'), 'utf8'),
-    '127.0.0.1:8080',
-    `127.0.0.1:${backendPort}`,
-    'nginx-softphone-backend-http.conf',
-  )
-  let snippet = readFileSync(join(SYSTEMD, 'nginx-softphone-backend.conf'), 'utf8')
-  snippet = substitute(snippet, '/storage/usbdisk1/mikopbx/voicemailarchive/', `${recordings}/`, 'nginx-softphone-backend.conf')
-  snippet = substitute(snippet, '/var/log/nginx/softphone-backend.access.log', accessLog, 'nginx-softphone-backend.conf')
-  writeFileSync(join(prefix, 'softphone-http.conf'), http)
-  writeFileSync(join(prefix, 'softphone-server.conf'), snippet)
-  const conf = join(prefix, 'nginx.conf')
-  // No `user` directive: as root, workers run as nobody, which is why setup makes the prefix
-  // world-readable; a PBX's nginx workers are unprivileged too.
-  writeFileSync(
-    conf,
-    `error_log ${prefix}/error.log info;
-events { worker_connections 256; }
-http {
-    client_body_temp_path ${prefix}/client_body;
-    proxy_temp_path ${prefix}/proxy;
-    fastcgi_temp_path ${prefix}/fastcgi;
-    uwsgi_temp_path ${prefix}/uwsgi;
-    scgi_temp_path ${prefix}/scgi;
-    access_log ${prefix}/server-access.log;
-    include ${prefix}/softphone-http.conf;
-    server {
-        listen 127.0.0.1:${nginxPort};
-        server_name localhost;
-        # Like a PBX's own rules: a regex location that would serve recordings if it won.
-        location ~* \\.(mp3|wav)$ { root ${recordings}; }
-        include ${prefix}/softphone-server.conf;
-    }
-}
-`,
-  )
-  return conf
-}
-
-async function startNginx(conf: string, port: number): Promise<void> {
-  const child = Bun.spawn([NGINX!, '-p', prefix, '-c', conf, '-g', `daemon off; pid ${prefix}/nginx.pid;`], {
-    stdout: 'pipe',
-    stderr: 'pipe',
-  })
-  nginx = child
-  const deadline = Date.now() + 10_000
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null) break
-    try {
-      await fetch(`http://127.0.0.1:${port}${BASE}/health`)
-      return
-    } catch {
-      await Bun.sleep(50)
-    }
-  }
-  const errorLog = existsSync(join(prefix, 'error.log')) ? readFileSync(join(prefix, 'error.log'), 'utf8') : ''
-  throw new Error(`nginx did not start: ${await new Response(child.stderr).text()}${errorLog}`)
-}
-
 beforeAll(async () => {
-  if (!NGINX) throw new Error('nginx not found: apt-get install nginx-light (it has auth_request)')
+  nginx = new NginxProcess()
   if (!existsSync(BINARY)) throw new Error(`${BINARY} is missing: run bun run build.ts --host first`)
-  prefix = mkdtempSync(join(tmpdir(), 'softphone-nginx-'))
-  chmodSync(prefix, 0o755)
-  accessLog = join(prefix, 'softphone-access.log')
-  const recordings = join(prefix, 'recordings')
-  mkdirSync(recordings, { mode: 0o755 })
-  writeFileSync(join(recordings, RECORDING), RECORDING_BYTES, { mode: 0o644 })
+  accessLog = nginx.accessLog
+  writeFileSync(join(nginx.recordings, RECORDING), RECORDING_BYTES, { mode: 0o644 })
 
   server = new ServerProcess()
   await server.addUser(USER, PASSWORD)
   await server.start()
-  const nginxPort = freePort()
-  nginxUrl = `http://127.0.0.1:${nginxPort}`
-  await startNginx(writeNginxConfig(server.port, nginxPort, recordings), nginxPort)
+  await nginx.start({
+    backendPort: server.port,
+    // Like a PBX's own rules: a regex location that would serve recordings if it won.
+    serverConfig: `        location ~* \\.(mp3|wav)$ { root ${nginx.recordings}; }`,
+  })
+  nginxUrl = nginx.url
   tokens = await login()
 }, 30_000)
 
 afterAll(async () => {
-  if (nginx) {
-    nginx.kill('SIGTERM')
-    await nginx.exited
-  }
+  await nginx?.cleanup()
   await server?.cleanup()
-  if (prefix) rmSync(prefix, { recursive: true, force: true })
 })
 
 async function login(password = PASSWORD, headers: Record<string, string> = {}): Promise<{ access_token: string; refresh_token: string }> {
