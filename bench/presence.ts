@@ -10,14 +10,24 @@
  *   node_modules/.bin/bun bench/presence.ts [--sse 10000] [--longpoll 2000] [--ws 2000] [--runs 3] [--json]
  * Missing a SPEC target is reported, not fatal: the exit code is 1 only when the bench itself broke.
  */
-import { existsSync, readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import type { Socket, SocketHandler } from 'bun'
-import { BASE, BINARY, ServerProcess } from '../test/binary/server-process'
+import { BASE, BINARY, type ServerProcess } from '../test/binary/server-process'
+import {
+  CLIENT_CPU,
+  pinningUnavailable,
+  pinProcess,
+  positiveInt,
+  printTable,
+  progress,
+  requireBinary,
+  rssKiB,
+  runBench,
+  SERVER_CPU,
+  verdict,
+  withServer,
+} from './common'
 
-const TASKSET = '/usr/bin/taskset'
-const SERVER_CPU = 0
-const CLIENT_CPU = 1
 /** The most `--max-subscriptions-per-user` accepts (src/config/schema.ts). */
 const PER_USER = 1000
 const PASSWORD = 'bench-presence-password'
@@ -43,14 +53,6 @@ const { values: options } = parseArgs({
 })
 const runs = positiveInt('--runs', options.runs)
 
-/** What must be undone on exit (servers and their temp dirs), even on error, Ctrl-C or the watchdog. */
-const cleanups = new Set<() => unknown>()
-const abort = (why: string, code: number) => {
-  console.error(why)
-  void cleanUp().finally(() => process.exit(code))
-}
-for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => abort(`bench interrupted by ${signal}`, 130))
-setTimeout(() => abort(`bench failed: still running after ${WATCHDOG_MS / 1000} s`, 1), WATCHDOG_MS).unref()
 // main() runs at the end of this file, once every constant below is initialised.
 
 /** A subscriber as the bench sees it: when it saw the current marker, and whether its connection ended. */
@@ -91,11 +93,13 @@ interface Transport<P extends Probe> {
 }
 
 async function main(): Promise<void> {
-  if (!existsSync(BINARY)) throw new Error(`${BINARY} not found; build it with: bun run build.ts --host (or set SOFTPHONE_BINARY)`)
+  requireBinary()
   const unpinnedWhy = pinningUnavailable()
   if (unpinnedWhy) console.error(`warning: running unpinned, ${unpinnedWhy}`)
-  else taskset(['-a', '-pc', String(CLIENT_CPU), String(process.pid)])
-  const pin = (pid: number) => unpinnedWhy || taskset(['-a', '-pc', String(SERVER_CPU), String(pid)])
+  else pinProcess(process.pid, CLIENT_CPU)
+  const pin = (pid: number) => {
+    if (!unpinnedWhy) pinProcess(pid, SERVER_CPU)
+  }
 
   const transports: Transport<Probe>[] = [
     rawTransport('SSE', 'users-state', count('--sse', options.sse), { Accept: 'text/event-stream' }),
@@ -148,11 +152,8 @@ async function main(): Promise<void> {
   }
 }
 
-async function runTransport<P extends Probe>(t: Transport<P>, pin: (pid: number) => unknown) {
-  const server = new ServerProcess()
-  const undo = () => server.cleanup()
-  cleanups.add(undo)
-  try {
+async function runTransport<P extends Probe>(t: Transport<P>, pin: (pid: number) => void) {
+  return withServer(async (server) => {
     const users = Array.from({ length: Math.ceil(t.n / PER_USER) }, (_, i) => String(300 + i))
     progress(`${t.name}: fresh server, ${users.length} user(s) of up to ${PER_USER} subscriptions`)
     for (const user of users) await server.addUser(user, PASSWORD)
@@ -213,10 +214,7 @@ async function runTransport<P extends Probe>(t: Transport<P>, pin: (pid: number)
       serverStderr: server.stderr.trim(),
       pass,
     }
-  } finally {
-    cleanups.delete(undo)
-    await server.cleanup()
-  }
+  })
 }
 
 /** Publishes a fresh marker and waits until every open probe has seen it (or the timeout). */
@@ -362,66 +360,9 @@ async function waitFor(done: () => boolean, timeoutMs: number): Promise<boolean>
   return true
 }
 
-/** Why the server and this client cannot get a CPU each, or undefined when they can. */
-function pinningUnavailable(): string | undefined {
-  if (!existsSync(TASKSET)) return `${TASKSET} not found (apt-get install util-linux)`
-  for (const cpu of [SERVER_CPU, CLIENT_CPU]) {
-    if (Bun.spawnSync([TASKSET, '-c', String(cpu), 'true'], { stderr: 'ignore' }).exitCode !== 0) return `CPU ${cpu} is not available`
-  }
-}
-
-function taskset(args: string[]): void {
-  const result = Bun.spawnSync([TASKSET, ...args], { stdout: 'ignore', stderr: 'pipe' })
-  if (result.exitCode !== 0) throw new Error(`taskset ${args.join(' ')} failed: ${result.stderr.toString()}`)
-}
-
-function rssKiB(pid: number): number {
-  const kB = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
-  if (!kB) throw new Error(`no VmRSS in /proc/${pid}/status`)
-  return Number(kB[1])
-}
-
-async function cleanUp(): Promise<void> {
-  for (const undo of [...cleanups].reverse()) {
-    cleanups.delete(undo)
-    try {
-      await undo()
-    } catch {}
-  }
-}
-
-function printTable(rows: string[][]): void {
-  const widths = rows[0]!.map((_, column) => Math.max(...rows.map((row) => row[column]!.length)))
-  for (const row of rows) console.log(row.map((cell, column) => cell.padEnd(widths[column]!)).join('  ').trimEnd())
-}
-
-function verdict(pass: boolean): string {
-  return pass ? 'PASS' : 'FAIL'
-}
-
-function progress(message: string): void {
-  console.error(`.. ${message}`)
-}
-
 /** A subscriber count: 0 skips the transport. */
 function count(name: string, text: string): number {
   return text === '0' ? 0 : positiveInt(name, text)
 }
 
-function positiveInt(name: string, text: string): number {
-  const value = Number(text)
-  if (!Number.isInteger(value) || value < 1) {
-    console.error(`${name} must be a positive integer, not ${JSON.stringify(text)}`)
-    process.exit(1)
-  }
-  return value
-}
-
-try {
-  await main()
-} catch (error) {
-  console.error(`bench failed: ${error instanceof Error ? error.message : String(error)}`)
-  process.exitCode = 1
-} finally {
-  await cleanUp()
-}
+await runBench(main, { watchdogMs: WATCHDOG_MS })

@@ -10,16 +10,28 @@
  *   node_modules/.bin/bun bench/run.ts [--duration 10] [--rounds 3] [--connections 64] [--skip-storm] [--json]
  * Missing a SPEC target is reported, not fatal: the exit code is 1 only when the bench itself broke.
  */
-import { existsSync, readFileSync, statSync } from 'node:fs'
-import { availableParallelism } from 'node:os'
+import { existsSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { BINARY, ServerProcess } from '../test/binary/server-process'
+import {
+  CLIENT_CPU as WRK_CPU,
+  onExit,
+  pinningUnavailable,
+  pinProcess,
+  positiveInt,
+  printTable,
+  progress,
+  requireBinary,
+  rssKiB,
+  runBench,
+  SERVER_CPU,
+  TASKSET,
+  verdict,
+  withServer,
+} from './common'
 
 const WRK = '/usr/bin/wrk'
-const TASKSET = '/usr/bin/taskset'
-const SERVER_CPU = 0
-const WRK_CPU = 1
 /** The first round warms the JIT and caches up; later rounds only need the connections re-opened. */
 const FIRST_WARMUP_SECONDS = 2
 const WARMUP_SECONDS = 1
@@ -54,26 +66,7 @@ const duration = positiveInt('--duration', options.duration)
 const rounds = positiveInt('--rounds', options.rounds)
 const connections = positiveInt('--connections', options.connections)
 
-/** What must be undone on exit (child processes, temp dirs), even on error or Ctrl-C. */
-const cleanups = new Set<() => unknown>()
-let interrupted = false
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.on(signal, () => {
-    interrupted = true
-    console.error(`bench interrupted by ${signal}`)
-    void cleanUp().finally(() => process.exit(130))
-  })
-}
-
-try {
-  await main()
-} catch (error) {
-  // Once interrupted, the errors are just the cleanup killing what main() waits on.
-  if (!interrupted) console.error(`bench failed: ${error instanceof Error ? error.message : String(error)}`)
-  process.exitCode = 1
-} finally {
-  await cleanUp()
-}
+await runBench(main)
 
 interface Target {
   name: string
@@ -84,7 +77,7 @@ interface Target {
 
 async function main(): Promise<void> {
   if (!existsSync(WRK)) throw new Error(`${WRK} not found; install it with: apt-get install wrk`)
-  if (!existsSync(BINARY)) throw new Error(`${BINARY} not found; build it with: bun run build.ts --host (or set SOFTPHONE_BINARY)`)
+  requireBinary()
   const binaryMiB = statSync(BINARY).size / MiB
 
   // Start-up first, while nothing else runs on the machine.
@@ -93,21 +86,20 @@ async function main(): Promise<void> {
 
   const unpinnedWhy = pinningUnavailable()
   if (unpinnedWhy) console.error(`warning: running unpinned, ${unpinnedWhy}; ratios will be noisier`)
-  // -a: Bun's worker threads (GC, I/O) already exist by now, and plain -p would pin only the main thread.
   const pin = (pid: number) => {
-    if (!unpinnedWhy) taskset(['-a', '-pc', String(SERVER_CPU), String(pid)])
+    if (!unpinnedWhy) pinProcess(pid, SERVER_CPU)
   }
 
   const baseline = await startBaseline()
   pin(baseline.pid)
   const server = new ServerProcess()
-  cleanups.add(() => server.cleanup())
+  onExit(() => server.cleanup())
   await server.addUser(USER.name, USER.password)
   await server.start()
   const pid = server.pid!
   pin(pid)
   await Bun.sleep(1000)
-  const idleRssMiB = rssMiB(pid)
+  const idleRssMiB = rssKiB(pid) / 1024
   const { access_token } = await server.login(USER.name, USER.password)
   const bearer = { Authorization: `Bearer ${access_token}` }
 
@@ -135,7 +127,7 @@ async function main(): Promise<void> {
     const base = measured[0]!
     perRound.push({ round, results: measured.map((m) => ({ ...m, rpsPct: (m.rps / base.rps) * 100, p99x: m.p99Ms / base.p99Ms })) })
   }
-  const rssAfterLoadMiB = rssMiB(pid)
+  const rssAfterLoadMiB = rssKiB(pid) / 1024
 
   const storms: StormResult[] = []
   if (!options['skip-storm']) {
@@ -219,10 +211,7 @@ async function measureStartup(): Promise<{ listeningMs: number; firstOkMs: numbe
   const listening: number[] = []
   const firstOk: number[] = []
   for (let i = 0; i < STARTS; i++) {
-    const server = new ServerProcess()
-    const undo = () => server.cleanup()
-    cleanups.add(undo)
-    try {
+    await withServer(async (server) => {
       const start = performance.now()
       await server.start()
       listening.push(performance.now() - start)
@@ -231,10 +220,7 @@ async function measureStartup(): Promise<{ listeningMs: number; firstOkMs: numbe
         await Bun.sleep(1)
       }
       firstOk.push(performance.now() - start)
-    } finally {
-      cleanups.delete(undo)
-      await server.cleanup()
-    }
+    })
   }
   return { listeningMs: median(listening), firstOkMs: median(firstOk) }
 }
@@ -242,7 +228,7 @@ async function measureStartup(): Promise<{ listeningMs: number; firstOkMs: numbe
 /** Runs bench/baseline.ts with this same Bun, as its own process, and returns the URL it prints. */
 async function startBaseline(): Promise<{ url: string; pid: number }> {
   const child = Bun.spawn([process.execPath, join(import.meta.dir, 'baseline.ts')], { stdout: 'pipe', stderr: 'inherit' })
-  cleanups.add(() => child.kill('SIGKILL'))
+  onExit(() => child.kill('SIGKILL'))
   const timer = setTimeout(() => child.kill('SIGKILL'), 10_000)
   let output = ''
   const decoder = new TextDecoder()
@@ -288,10 +274,9 @@ async function runWrk(
     timeout: (seconds + 15) * 1000,
     killSignal: 'SIGKILL',
   })
-  const kill = () => child.kill('SIGKILL')
-  cleanups.add(kill)
+  const forget = onExit(() => child.kill('SIGKILL'))
   const [out, err, exitCode] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited])
-  cleanups.delete(kill)
+  forget()
   if (exitCode !== 0 || err.trim()) throw new Error(`${name}: wrk exited with ${exitCode}: ${err}${out}`)
   const non2xx = /Non-2xx or 3xx responses:\s*(\d+)/.exec(out)
   if (non2xx && !allow.non2xx) throw new Error(`${name}: wrk got ${non2xx[1]} non-2xx responses\n${out}`)
@@ -323,10 +308,7 @@ interface StormResult {
  * anything else, or a non-200 on /health, is a broken bench.
  */
 async function loginStorm(prefix: string[], pin: (pid: number) => void, storm: (typeof STORMS)[number]): Promise<StormResult> {
-  const server = new ServerProcess()
-  const undo = () => server.cleanup()
-  cleanups.add(undo)
-  try {
+  return withServer(async (server) => {
     await server.start()
     pin(server.pid!)
     const health = `${server.baseUrl}/health`
@@ -369,10 +351,7 @@ async function loginStorm(prefix: string[], pin: (pid: number) => void, storm: (
       health: { rps: probe.rps, p99Ms: probe.p99Ms, timeouts: probe.timeouts },
       pass: probe.timeouts === 0 && probe.p99Ms < HEALTH_P99_LIMIT_MS,
     }
-  } finally {
-    cleanups.delete(undo)
-    await server.cleanup()
-  }
+  })
 }
 
 async function get(url: string, headers: Record<string, string> = {}): Promise<{ status: number; text: string }> {
@@ -380,61 +359,8 @@ async function get(url: string, headers: Record<string, string> = {}): Promise<{
   return { status: response.status, text: await response.text() }
 }
 
-/** Why the servers and wrk cannot get a CPU each, or undefined when they can. */
-function pinningUnavailable(): string | undefined {
-  if (!existsSync(TASKSET)) return `${TASKSET} not found (apt-get install util-linux)`
-  // A probe rather than a CPU count: a cpuset may hide CPU 0 or 1 even on a bigger machine.
-  for (const cpu of [SERVER_CPU, WRK_CPU]) {
-    if (Bun.spawnSync([TASKSET, '-c', String(cpu), 'true'], { stderr: 'ignore' }).exitCode !== 0) {
-      return `CPU ${cpu} is not available (${availableParallelism()} CPUs usable)`
-    }
-  }
-}
-
-function taskset(args: string[]): void {
-  const result = Bun.spawnSync([TASKSET, ...args], { stdout: 'ignore', stderr: 'pipe' })
-  if (result.exitCode !== 0) throw new Error(`taskset ${args.join(' ')} failed: ${result.stderr.toString()}`)
-}
-
-function rssMiB(pid: number): number {
-  const kB = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
-  if (!kB) throw new Error(`no VmRSS in /proc/${pid}/status`)
-  return Number(kB[1]) / 1024
-}
-
-async function cleanUp(): Promise<void> {
-  for (const undo of [...cleanups].reverse()) {
-    cleanups.delete(undo)
-    try {
-      await undo()
-    } catch {}
-  }
-}
-
-function printTable(rows: string[][]): void {
-  const widths = rows[0]!.map((_, column) => Math.max(...rows.map((row) => row[column]!.length)))
-  for (const row of rows) console.log(row.map((cell, column) => cell.padEnd(widths[column]!)).join('  ').trimEnd())
-}
-
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b)
   const middle = Math.floor(sorted.length / 2)
   return sorted.length % 2 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2
-}
-
-function verdict(pass: boolean): string {
-  return pass ? 'PASS' : 'FAIL'
-}
-
-function progress(message: string): void {
-  console.error(`.. ${message}`)
-}
-
-function positiveInt(name: string, text: string): number {
-  const value = Number(text)
-  if (!Number.isInteger(value) || value < 1) {
-    console.error(`${name} must be a positive integer, not ${JSON.stringify(text)}`)
-    process.exit(1)
-  }
-  return value
 }
