@@ -18,9 +18,9 @@ function isCalendarDay(text: string): boolean {
   return !Number.isNaN(day.getTime()) && day.toISOString().startsWith(text)
 }
 
-export const HistoryQuery = v.object({ date: v.optional(CalendarDate) })
+const HistoryQuery = v.object({ date: v.optional(CalendarDate) })
 
-export function profileView(user: DirectoryUser) {
+function profileView(user: DirectoryUser) {
   return { id: user.id, username: user.username, role: user.role, display_name: user.displayName }
 }
 

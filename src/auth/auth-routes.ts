@@ -17,7 +17,7 @@ import { bearerChallenge } from './challenge'
 export const LOGIN_LIMITS = { bodyBytes: 8 * 1024, usernameChars: 64, passwordBytes: 1024 } as const
 
 /** Missing or null fields are "empty", as in the legacy module; wrong types are validation errors. Extra keys are dropped. */
-export const LoginBody = v.pipe(
+const LoginBody = v.pipe(
   // valibot's object() lets arrays through; a login body is a JSON object.
   v.custom<Record<string, unknown>>((input) => isPlainObject(input), 'must be a JSON object'),
   v.object({

@@ -1,5 +1,5 @@
 /** `WWW-Authenticate` values for the Bearer scheme (RFC 6750 §3). ASCII only: Bun rejects other header bytes. */
-export const REALM = 'softphone'
+const REALM = 'softphone'
 
 export type BearerErrorCode = 'invalid_request' | 'invalid_token' | 'insufficient_scope'
 

@@ -12,7 +12,7 @@ export interface CredentialSources {
   cookie?: string | null
 }
 
-export const TOKEN_COOKIE = 'access_token'
+const TOKEN_COOKIE = 'access_token'
 const QUERY_NAMES = ['authorization', 'token'] as const
 /** RFC 6750 §2.1 b64token. */
 const B64TOKEN = /^[A-Za-z0-9\-._~+/]+=*$/

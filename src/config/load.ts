@@ -7,7 +7,7 @@ import { join } from 'node:path'
 import * as v from 'valibot'
 import { CONFIG_KEYS, ConfigSchema, DEFAULT_BASE_PATH, type Config, type ConfigKey } from './schema'
 
-export const DEFAULT_CONFIG_PATH = '/etc/softphone-backend/config.toml'
+const DEFAULT_CONFIG_PATH = '/etc/softphone-backend/config.toml'
 /** sysexits.h EX_CONFIG. */
 export const EX_CONFIG = 78
 

@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto'
 import { unixSeconds, type Clock } from '../clock'
 import { ERRORS, errorBody, HttpError } from './errors'
 
-export const JSON_CONTENT_TYPE = 'application/json; charset=utf-8'
+const JSON_CONTENT_TYPE = 'application/json; charset=utf-8'
 
 export function httpPlugin({ clock, routes }: { clock: Clock; routes: RouteIndex }) {
   return new Elysia({ name: 'http' })

@@ -20,7 +20,7 @@ export interface Subscriber {
   deliver(message: Message): boolean
 }
 
-export function formatId({ time, tag }: MessageId): string {
+function formatId({ time, tag }: MessageId): string {
   return `${time}:${tag}`
 }
 

@@ -15,7 +15,7 @@ export interface EventStreamSettings {
 const encoder = new TextEncoder()
 
 /** data: lines may not contain line breaks, so a multi-line body becomes several data: lines. */
-export function eventFrame(message: Message): Uint8Array {
+function eventFrame(message: Message): Uint8Array {
   const data = message.body.split(/\r\n|\r|\n/).map((line) => `data: ${line}\n`).join('')
   return encoder.encode(`id: ${message.idText}\n${data}\n`)
 }

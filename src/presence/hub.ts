@@ -24,7 +24,7 @@ export interface ChannelSpec {
 }
 
 /** The channels MikoPBX producers use (SPEC §9); `users-state` and `active-calls` keep only the last snapshot. */
-export const STANDARD_CHANNELS: readonly ChannelSpec[] = [
+const STANDARD_CHANNELS: readonly ChannelSpec[] = [
   { name: 'users-state', capacity: 1 },
   { name: 'active-calls', capacity: 1 },
   { name: 'contacts', capacity: 200 },

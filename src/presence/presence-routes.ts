@@ -17,7 +17,7 @@ import { longPoll } from './long-poll'
 import { isLocalPublisher } from './publisher'
 import { CLOSE, handleClientMessage, NCHAN_SUBPROTOCOL, subscribeSocket, type Socket } from './websocket'
 
-export const MAX_MESSAGE_BYTES = 1024 * 1024
+const MAX_MESSAGE_BYTES = 1024 * 1024
 /** Unread messages an EventSource subscriber may have queued before it is dropped. */
 const SSE_QUEUE_LIMIT = 256
 /** Unsent bytes a WebSocket subscriber may have queued before it is dropped. */
@@ -41,7 +41,7 @@ export interface PresenceRoutesDeps {
 /** What the parse hook below makes of a publish request. */
 const PublishedBody = v.object({ text: v.string(), contentType: v.string() })
 
-export const ChannelParams = v.object({ channel: v.pipe(v.string(), v.regex(/^[a-z0-9-]{1,64}$/, 'must be a channel name')) })
+const ChannelParams = v.object({ channel: v.pipe(v.string(), v.regex(/^[a-z0-9-]{1,64}$/, 'must be a channel name')) })
 
 export function presenceRoutes({ clock, guard, hub, settings, peerOf, keepOpen }: PresenceRoutesDeps) {
   const fail = (kind: (typeof ERRORS)[keyof typeof ERRORS]) => errorBody(kind, unixSeconds(clock))

@@ -41,7 +41,7 @@ export interface WebSocketSettings {
   bufferLimit: number
 }
 
-export function wsFrame(message: Message, meta: boolean): string {
+function wsFrame(message: Message, meta: boolean): string {
   return meta ? `id: ${message.idText}\ncontent-type: ${message.contentType}\n\n${message.body}` : message.body
 }
 

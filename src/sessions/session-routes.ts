@@ -10,7 +10,7 @@ import type { SecurityLogSink } from '../security-log/security-log'
 import type { SessionRow } from './session-store'
 import type { SessionService } from './sessions'
 
-export const SessionParams = v.object({
+const SessionParams = v.object({
   sid: v.pipe(v.string(), v.regex(/^[A-Za-z0-9_-]{22}$/, 'must be a session id')),
 })
 

@@ -8,7 +8,7 @@ import type { Database } from 'bun:sqlite'
 import { watch, type FSWatcher } from 'node:fs'
 import { basename, dirname } from 'node:path'
 
-export const POLL_INTERVAL_MS = 1000
+const POLL_INTERVAL_MS = 1000
 
 export interface ChangeWatch {
   /** Reads data_version now and reports a change; also what the watcher and the timer call. */

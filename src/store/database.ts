@@ -12,7 +12,7 @@ export class StoreError extends Error {
   override name = 'StoreError'
 }
 
-export const BUSY_TIMEOUT_MS = 5000
+const BUSY_TIMEOUT_MS = 5000
 
 export function openStore(path: string): Database {
   let db: Database

@@ -8,14 +8,14 @@ import type { Revocations } from './revocations'
 export type TokenType = 'access' | 'refresh'
 
 /** Allowed clock skew between the PBX and whoever minted the token; SPEC §5 caps it at 60 s. */
-export const CLOCK_TOLERANCE_SECONDS = 30
+const CLOCK_TOLERANCE_SECONDS = 30
 /** Apps reuse one access token for minutes; remembering recent verifications skips HMAC and JSON work. */
 const VERIFIED_CACHE_SIZE = 10_000
 
 export class TokenTypeError extends TokenError {
   override name = 'TokenTypeError'
 }
-export class TokenRevokedError extends TokenError {
+class TokenRevokedError extends TokenError {
   override name = 'TokenRevokedError'
 }
 
