@@ -57,7 +57,7 @@ export function authRoutes({ clock, directory, sessions, throttle, accessTtl, gu
         // Before any password work, and the same for existing and unknown users (SPEC §7).
         const decision = throttle.check(username, from.ip)
         if (!decision.allowed) {
-          if (decision.firstRefusal) securityLog.record({ event: 'LOGIN_THROTTLED', ...context, reason: `retry after ${decision.retryAfter}s` })
+          securityLog.record({ event: 'LOGIN_THROTTLED', ...context, reason: `retry after ${decision.retryAfter}s` })
           set.headers['retry-after'] = String(decision.retryAfter)
           return status(429, errorBody(ERRORS.loginThrottled, unixSeconds(clock)))
         }

@@ -32,6 +32,15 @@ export interface SecurityEvent {
   version?: string
 }
 
+/**
+ * Events a client can cause at request rate. Identical ones (same event, address, user) within a
+ * window are written once; the next line written for them says how many were left out. Every
+ * other event, AUTH_FAILED included (fail2ban counts it), is written each time.
+ */
+const COALESCED = new Set<SecurityEventName>(['MEDIA_ACCESS_DENIED', 'LOGIN_THROTTLED'])
+const COALESCE_WINDOW_MS = 10_000
+const MAX_COALESCE_KEYS = 10_000
+
 const MAX_USER = 64
 const MAX_UA = 200
 const REPORT_INTERVAL_MS = 60_000
@@ -53,6 +62,8 @@ export class SecurityLog implements SecurityLogSink {
   private fd: number | null = null
   private size = 0
   private lastReport = -Infinity
+  /** Coalescing key → end of its window and the events left out since its last line. */
+  private readonly windows = new Map<string, { until: number; omitted: number }>()
 
   constructor(
     readonly path: string,
@@ -64,7 +75,9 @@ export class SecurityLog implements SecurityLogSink {
   }
 
   record(event: SecurityEvent): void {
-    const line = `${JSON.stringify(this.sanitise(event))}\n`
+    const repeated = COALESCED.has(event.event) ? this.coalesce(event) : 0
+    if (repeated < 0) return
+    const line = `${JSON.stringify({ ...this.sanitise(event), ...(repeated > 0 && { repeated }) })}\n`
     const bytes = Buffer.byteLength(line)
     try {
       if (this.fd === null) this.open()
@@ -75,6 +88,20 @@ export class SecurityLog implements SecurityLogSink {
     } catch (error) {
       this.fail(error)
     }
+  }
+
+  /** -1: leave this one out; otherwise how many like it were left out before it. */
+  private coalesce(event: SecurityEvent): number {
+    const now = this.clock.now()
+    const key = `${event.event}|${event.ip}|${event.user}`
+    const window = this.windows.get(key)
+    if (window && now < window.until) {
+      window.omitted++
+      return -1
+    }
+    if (this.windows.size >= MAX_COALESCE_KEYS) this.windows.clear()
+    this.windows.set(key, { until: now + COALESCE_WINDOW_MS, omitted: 0 })
+    return window?.omitted ?? 0
   }
 
   /** For logrotate: SIGHUP → reopen the path, which may now be a new file. */

@@ -28,18 +28,13 @@ interface FailureRow {
   blocked_until: number
 }
 
-/** `firstRefusal`: the first refusal of this (account, address) in this delay, worth one log line. */
-export type ThrottleDecision = { allowed: true } | { allowed: false; retryAfter: number; firstRefusal: boolean }
-
-/** Bounds the memory of which delays were already logged. */
-const MAX_REMEMBERED_REFUSALS = 10_000
+export type ThrottleDecision = { allowed: true } | { allowed: false; retryAfter: number }
 
 export class LoginThrottle {
   private readonly read
   private readonly write
   private readonly forget
   private readonly unbump
-  private readonly refusals = new Map<string, number>()
 
   constructor(
     private readonly db: Database,
@@ -58,16 +53,7 @@ export class LoginThrottle {
   check(username: string, ip: string): ThrottleDecision {
     const now = unixSeconds(this.clock)
     const until = Math.max(this.blockedUntil(accountKey(username, ip)), this.blockedUntil(ipKey(ip)))
-    if (until <= now) return { allowed: true }
-    return { allowed: false, retryAfter: until - now, firstRefusal: this.rememberRefusal(accountKey(username, ip), until) }
-  }
-
-  /** A flood of refused attempts would otherwise write a log line each, on the event loop. */
-  private rememberRefusal(key: string, until: number): boolean {
-    if (this.refusals.get(key) === until) return false
-    if (this.refusals.size >= MAX_REMEMBERED_REFUSALS) this.refusals.clear()
-    this.refusals.set(key, until)
-    return true
+    return until > now ? { allowed: false, retryAfter: until - now } : { allowed: true }
   }
 
   /** Call once an attempt passed check(), before the password work. */

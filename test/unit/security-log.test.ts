@@ -95,3 +95,27 @@ describe('security log', () => {
     expect(lines(path)).toHaveLength(1)
   })
 })
+
+describe('request-rate events are coalesced', () => {
+  test('identical MEDIA_ACCESS_DENIED and LOGIN_THROTTLED events are written once per 10 s, then with a count', () => {
+    const path = join(dir, 'security.log')
+    const log = new SecurityLog(path, clock)
+    for (let i = 0; i < 50; i++) log.record({ event: 'MEDIA_ACCESS_DENIED', ip: '10.0.0.1', reason: 'no token' })
+    log.record({ event: 'MEDIA_ACCESS_DENIED', ip: '10.0.0.2', reason: 'no token' })
+    for (let i = 0; i < 3; i++) log.record({ event: 'LOGIN_THROTTLED', ip: '10.0.0.1', user: '201' })
+    for (let i = 0; i < 3; i++) log.record({ event: 'AUTH_FAILED', ip: '10.0.0.1', user: '201' })
+    clock.advance(10)
+    log.record({ event: 'MEDIA_ACCESS_DENIED', ip: '10.0.0.1', reason: 'no token' })
+    log.close()
+    const events = lines(path).map((line) => JSON.parse(line))
+    expect(events.map((event) => [event.event, event.ip, event.repeated])).toEqual([
+      ['MEDIA_ACCESS_DENIED', '10.0.0.1', undefined],
+      ['MEDIA_ACCESS_DENIED', '10.0.0.2', undefined],
+      ['LOGIN_THROTTLED', '10.0.0.1', undefined],
+      ['AUTH_FAILED', '10.0.0.1', undefined],
+      ['AUTH_FAILED', '10.0.0.1', undefined],
+      ['AUTH_FAILED', '10.0.0.1', undefined],
+      ['MEDIA_ACCESS_DENIED', '10.0.0.1', 49],
+    ])
+  })
+})

@@ -41,7 +41,7 @@ describe('login throttling', () => {
     // 201 and 299 share the address: its limit (6) and each account's (3) apply.
     expect((byStatus['401'] ?? []).length).toBeLessThanOrEqual(7)
     expect((byStatus['429'] ?? []).length).toBeGreaterThanOrEqual(23)
-    // One LOGIN_THROTTLED line per (account, address) and delay, not one per refused attempt.
+    // Refusals come at request rate; the log writes one line per (address, account) per window.
     const throttled = h.logLines().filter((line) => line.event === 'LOGIN_THROTTLED')
     expect(throttled.length).toBeLessThanOrEqual(2)
   })
@@ -103,7 +103,7 @@ describe('login throttling', () => {
   test('state survives a restart: a new throttle on the same database still blocks', async () => {
     for (let i = 0; i < 4; i++) await login('201', 'wrong')
     const reopened = new LoginThrottle(h.db, h.clock, { accountFreeFailures: 3, ipFreeFailures: 6, maxDelay: 60 })
-    expect(reopened.check('201', '198.51.100.7')).toEqual({ allowed: false, retryAfter: 1, firstRefusal: true })
+    expect(reopened.check('201', '198.51.100.7')).toEqual({ allowed: false, retryAfter: 1 })
     h.clock.advance(3601)
     expect(reopened.purgeExpired()).toBe(2)
     expect(reopened.check('201', '198.51.100.7')).toEqual({ allowed: true })
