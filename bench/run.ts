@@ -174,13 +174,14 @@ async function main(): Promise<void> {
     console.log(`\nlogin storm: wrk -t1 -c${STORM_CONNECTIONS} -d${stormSeconds}s of bad logins (bench/bad-login.lua, random usernames), a fresh server each;`)
     console.log(`/health probed meanwhile by wrk -t1 -c${PROBE_CONNECTIONS} -d${duration}s, starting ${STORM_MARGIN_SECONDS}s into the storm; absolute numbers, no baseline\n`)
     printTable([
-      ['storm', 'addresses', 'login req/s', '401/s', '429/s', 'login p99 ms', '/health p99 ms', `SPEC /health p99 < ${HEALTH_P99_LIMIT_MS} ms`],
+      ['storm', 'addresses', 'login req/s', '401/s', '429/s', '503/s', 'login p99 ms', '/health p99 ms', `SPEC /health p99 < ${HEALTH_P99_LIMIT_MS} ms`],
       ...storms.map((s) => [
         s.name,
         s.addresses,
         s.loginRps.toFixed(1),
         s.perSecond['401']!.toFixed(1),
         s.perSecond['429']!.toFixed(1),
+        s.perSecond['503']!.toFixed(1),
         s.loginP99Ms.toFixed(0),
         s.health.p99Ms.toFixed(2) + (s.health.timeouts ? ` (${s.health.timeouts} timeouts)` : ''),
         verdict(s.pass),
@@ -304,7 +305,7 @@ interface StormResult {
 
 /**
  * One bad-login storm against a fresh server (the throttle state lives in its data dir), with /health
- * probed by a second wrk during the middle of it. 401 and 429 are the expected answers to the storm;
+ * probed by a second wrk during the middle of it. 401, 429 and 503 (hash queue full) are the expected answers;
  * anything else, or a non-200 on /health, is a broken bench.
  */
 async function loginStorm(prefix: string[], pin: (pid: number) => void, storm: (typeof STORMS)[number]): Promise<StormResult> {
@@ -335,17 +336,18 @@ async function loginStorm(prefix: string[], pin: (pid: number) => void, storm: (
     const line = /^login-statuses (\{.*\})$/m.exec(logins.out)
     if (!line) throw new Error(`${storm.name} storm: no login-statuses line from ${STORM_SCRIPT}:\n${logins.out}`)
     const { durationUs, ...statuses } = JSON.parse(line[1]!) as Record<string, number>
-    const unexpected = Object.keys(statuses).filter((status) => status !== '401' && status !== '429')
+    const expected = ['401', '429', '503']
+    const unexpected = Object.keys(statuses).filter((status) => !expected.includes(status))
     if (unexpected.length) throw new Error(`${storm.name} storm: unexpected login statuses ${JSON.stringify(statuses)}`)
     const seconds = durationUs! / 1e6
     const count = (status: string) => statuses[status] ?? 0
-    const total = count('401') + count('429')
+    const total = count('401') + count('429') + count('503')
     return {
       name: storm.name,
       addresses: storm.addresses,
       loginRps: total / seconds,
-      perSecond: { '401': count('401') / seconds, '429': count('429') / seconds },
-      statuses: { '401': count('401'), '429': count('429') },
+      perSecond: { '401': count('401') / seconds, '429': count('429') / seconds, '503': count('503') / seconds },
+      statuses: { '401': count('401'), '429': count('429'), '503': count('503') },
       loginP99Ms: logins.p99Ms,
       loginTimeouts: logins.timeouts,
       health: { rps: probe.rps, p99Ms: probe.p99Ms, timeouts: probe.timeouts },

@@ -2,7 +2,7 @@
 import { Elysia } from 'elysia'
 import * as v from 'valibot'
 import { unixSeconds, type Clock } from '../clock'
-import type { Directory } from '../directory/directory'
+import { DirectoryBusyError, type Directory, type DirectoryUser } from '../directory/directory'
 import type { ClientIpOf } from '../http/client-ip'
 import { ERRORS, errorBody } from '../http/errors'
 import { parseJsonBody } from '../http/json-body'
@@ -62,7 +62,15 @@ export function authRoutes({ clock, directory, sessions, throttle, accessTtl, gu
           return status(429, errorBody(ERRORS.loginThrottled, unixSeconds(clock)))
         }
         throttle.recordAttempt(username, from.ip)
-        const user = await directory.authenticate(username, password)
+        let user: DirectoryUser | null
+        try {
+          user = await directory.authenticate(username, password)
+        } catch (error) {
+          if (!(error instanceof DirectoryBusyError)) throw error
+          throttle.cancelAttempt(username, from.ip)
+          set.headers['retry-after'] = '1'
+          return status(503, errorBody(ERRORS.loginBusy, unixSeconds(clock)))
+        }
         if (!user) {
           securityLog.record({ event: 'AUTH_FAILED', ...context, reason: 'invalid credentials' })
           set.headers['www-authenticate'] = bearerChallenge()

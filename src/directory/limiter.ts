@@ -1,13 +1,24 @@
-/** At most `limit` tasks at once; the rest wait in FIFO order. Keeps argon2 from starving the event loop's peers. */
+/**
+ * At most `limit` tasks at once; the rest wait in FIFO order, up to `maxWaiting` of them. Keeps
+ * argon2 from starving the event loop's peers, and a login storm from queueing without end.
+ */
+export class LimiterFullError extends Error {
+  override name = 'LimiterFullError'
+}
+
 export class ConcurrencyLimiter {
   private active = 0
   private readonly waiting: Array<() => void> = []
 
-  constructor(private readonly limit: number) {}
+  constructor(
+    private readonly limit: number,
+    private readonly maxWaiting = Number.POSITIVE_INFINITY,
+  ) {}
 
   async run<T>(task: () => Promise<T>): Promise<T> {
-    if (this.active >= this.limit) await new Promise<void>((resolve) => this.waiting.push(resolve))
-    else this.active++
+    if (this.active < this.limit) this.active++
+    else if (this.waiting.length >= this.maxWaiting) throw new LimiterFullError('too many tasks waiting')
+    else await new Promise<void>((resolve) => this.waiting.push(resolve))
     try {
       return await task()
     } finally {

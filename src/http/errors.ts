@@ -19,6 +19,7 @@ export const ERRORS = {
   tokenRequired: kind(401, 'Unauthorized. Token required', 'token_required'),
   tokenTypeInvalid: kind(403, 'Invalid token type', 'invalid_token_type'),
   unauthorized: kind(401, 'Unauthorized', 'invalid_token'),
+  loginBusy: kind(503, 'Too many logins in progress, try again', 'login_busy'),
   loginThrottled: kind(429, 'Too many login attempts, try again later', 'login_throttled'),
   malformedCredentials: kind(400, 'Malformed credentials', 'invalid_request'),
   invalidJson: kind(400, 'Request body is not valid JSON', 'invalid_json'),

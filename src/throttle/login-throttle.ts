@@ -64,6 +64,14 @@ export class LoginThrottle {
     }).immediate()
   }
 
+  /** The attempt never reached a password check (the server was busy): it counts for nothing. */
+  cancelAttempt(username: string, ip: string): void {
+    this.db.transaction(() => {
+      this.unbump.run(accountKey(username, ip))
+      this.unbump.run(ipKey(ip))
+    }).immediate()
+  }
+
   /** The attempt succeeded: the account's counter for this address starts over, the address's loses it. */
   recordSuccess(username: string, ip: string): void {
     this.db.transaction(() => {

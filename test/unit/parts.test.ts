@@ -1,7 +1,7 @@
 import { describe, expect, test } from 'bun:test'
 import { findBearerToken, queryOf } from '../../src/auth/credentials'
 import { clientIp } from '../../src/http/client-ip'
-import { ConcurrencyLimiter } from '../../src/directory/limiter'
+import { ConcurrencyLimiter, LimiterFullError } from '../../src/directory/limiter'
 
 describe('findBearerToken', () => {
   const token = 'aaa.bbb.ccc'
@@ -78,5 +78,20 @@ describe('findBearerToken query parsing', () => {
     expect(findBearerToken({ query: 'authorization=aaa%2Ebbb.ccc' })).toEqual({ kind: 'token', token: 'aaa.bbb.ccc' })
     expect(findBearerToken({ query: 'authorization' })).toEqual({ kind: 'malformed' })
     expect(findBearerToken({ query: 'authorization=%E0%A4%A' })).toEqual({ kind: 'malformed' })
+  })
+})
+
+describe('ConcurrencyLimiter with a bounded queue', () => {
+  test('refuses at once when the queue is full, and serves again once it drains', async () => {
+    const limiter = new ConcurrencyLimiter(1, 2)
+    let release!: () => void
+    const gate = new Promise<void>((resolve) => (release = resolve))
+    const running = limiter.run(() => gate)
+    const queued = [limiter.run(async () => 1), limiter.run(async () => 2)]
+    await expect(limiter.run(async () => 3)).rejects.toThrow(LimiterFullError)
+    release()
+    await running
+    expect(await Promise.all(queued)).toEqual([1, 2])
+    expect(await limiter.run(async () => 4)).toBe(4)
   })
 })

@@ -1,4 +1,5 @@
 import { afterEach, beforeEach, describe, expect, test } from 'bun:test'
+import { DirectoryBusyError } from '../../src/directory/directory'
 import { LoginThrottle } from '../../src/throttle/login-throttle'
 import { BASE, createHarness, type Harness } from '../helpers'
 
@@ -91,6 +92,21 @@ describe('login throttling', () => {
     expect((await login('201', 'secret-201')).status).toBe(429)
     expect(hashed).toBe(0)
     h.directory.authenticate = authenticate
+  })
+
+  test('a login the directory is too busy to check gets 503 and counts for nothing', async () => {
+    const authenticate = h.directory.authenticate.bind(h.directory)
+    h.directory.authenticate = async () => {
+      throw new DirectoryBusyError('too many logins in progress')
+    }
+    for (let i = 0; i < 10; i++) {
+      const busy = await login('201', 'secret-201')
+      expect(busy.status).toBe(503)
+      expect(busy.retryAfter).toBe('1')
+      expect(JSON.parse(busy.text)).toMatchObject({ code: 'login_busy', error: 'Too many logins in progress, try again' })
+    }
+    h.directory.authenticate = authenticate
+    expect((await login('201', 'secret-201')).status).toBe(200)
   })
 
   test('a success clears the account counter for that address', async () => {
