@@ -12,6 +12,12 @@ import type { ClientIpOf } from '../http/client-ip'
 import { ERRORS, errorBody } from '../http/errors'
 import type { SecurityLogSink } from '../security-log/security-log'
 
+/**
+ * The allow answer, serialised once: Elysia sends a string with the default JSON content type,
+ * ~10 % faster than serialising an object on every call of the hottest route (bench/).
+ */
+const ALLOWED = JSON.stringify({ success: true })
+
 const CHALLENGES = {
   missing: bearerChallenge(),
   malformed: bearerChallenge('invalid_request'),
@@ -40,7 +46,7 @@ export function mediaRoutes({ clock, guard, securityLog, clientIpOf }: MediaRout
       console.error(JSON.stringify({ level: 'error', route: 'check-media-access', error: String(error) }))
       return status(403, errorBody(ERRORS.accessCheckUnavailable, unixSeconds(clock)))
     }
-    if (outcome.ok) return { success: true }
+    if (outcome.ok) return ALLOWED
     securityLog.record({
       event: 'MEDIA_ACCESS_DENIED',
       ip: clientIpOf(request),
