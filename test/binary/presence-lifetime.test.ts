@@ -3,7 +3,7 @@
  * WebSocket refusals and renewal, a logout closing open streams, and a reader that stops reading.
  */
 import { afterAll, beforeAll, expect, test } from 'bun:test'
-import { ServerProcess } from './server-process'
+import { followStream, ServerProcess } from './server-process'
 
 const PASSWORD = 'Pw-lifetime'
 let server: ServerProcess
@@ -83,27 +83,17 @@ test('a reader that never reads is dropped, while another receives every message
   })
   stalled.write(`GET ${new URL(sseUrl('contacts')).pathname}${new URL(sseUrl('contacts')).search} HTTP/1.1\r\nHost: test\r\nAccept: text/event-stream\r\n\r\n`)
   stalled.pause()
-  const reader = (await fetch(sseUrl('contacts'), { headers: { accept: 'text/event-stream' } })).body!.getReader()
-  const decoder = new TextDecoder()
-  let text = ''
-  const reading = (async () => {
-    for (;;) {
-      const { value, done } = await reader.read()
-      if (done) return
-      text += decoder.decode(value)
-    }
-  })()
+  const follower = followStream(await fetch(sseUrl('contacts'), { headers: { accept: 'text/event-stream' } }))
   const big = 'x'.repeat(64 * 1024)
   let subscribers = 2
   for (let n = 0; n < 600 && subscribers === 2; n++) subscribers = (await (await publish('contacts', { n, big })).json()).subscribers
   // The count in each answer is taken before delivery: one more publish shows the drop.
   const last = await (await publish('contacts', { n: 'last' })).json()
   expect(last.subscribers).toBe(1)
-  for (let i = 0; i < 300 && !text.includes('"n":"last"'); i++) await Bun.sleep(10)
-  const numbers = [...text.matchAll(/"n":(\d+)/g)].map((match) => Number(match[1]))
+  for (let i = 0; i < 300 && !follower.text().includes('"n":"last"'); i++) await Bun.sleep(10)
+  const numbers = [...follower.text().matchAll(/"n":(\d+)/g)].map((match) => Number(match[1]))
   expect(numbers).toEqual(Array.from({ length: numbers.length }, (_, n) => n))
-  expect(text).toContain('"n":"last"')
+  expect(follower.text()).toContain('"n":"last"')
   stalled.end()
-  await reader.cancel()
-  await reading
+  await follower.stop()
 }, 60_000)

@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { ServerProcess } from './server-process'
+import { followStream, ServerProcess } from './server-process'
 
 const PASSWORD = 'Pw-presence'
 
@@ -137,23 +137,13 @@ describe('streams', () => {
 
   test('a quiet EventSource stream survives 60 s (past Bun\'s and Elysia\'s idle timeouts) on heartbeats', async () => {
     const response = await fetch(`${server.baseUrl}/sub/active-calls?authorization=${token}`, { headers: { accept: 'text/event-stream' } })
-    const reader = response.body!.getReader()
-    const decoder = new TextDecoder()
-    let text = ''
-    const reading = (async () => {
-      for (;;) {
-        const { value, done } = await reader.read()
-        if (done) return
-        text += decoder.decode(value)
-      }
-    })()
+    const follower = followStream(response)
     await Bun.sleep(61_000)
-    expect(text.match(/: heartbeat\n\n/g)?.length ?? 0).toBeGreaterThanOrEqual(3)
+    expect(follower.text().match(/: heartbeat\n\n/g)?.length ?? 0).toBeGreaterThanOrEqual(3)
     await publish(server.baseUrl, 'active-calls', { after: 'a quiet minute' })
-    for (let i = 0; i < 100 && !text.includes('a quiet minute'); i++) await Bun.sleep(10)
-    expect(text).toContain('data: {"after":"a quiet minute"}')
-    await reader.cancel()
-    await reading
+    for (let i = 0; i < 100 && !follower.text().includes('a quiet minute'); i++) await Bun.sleep(10)
+    expect(follower.text()).toContain('data: {"after":"a quiet minute"}')
+    await follower.stop()
   }, 90_000)
 
   test('SIGTERM: streams get their final event or close frame, polls an answer, and the process exits 0 quickly', async () => {

@@ -135,3 +135,24 @@ export class ServerProcess {
     } catch {}
   }
 }
+
+/** Reads a streaming response in the background; `text()` is everything received so far. */
+export function followStream(response: Response): { text(): string; stop(): Promise<void> } {
+  const reader = response.body!.getReader()
+  const decoder = new TextDecoder()
+  let text = ''
+  const reading = (async () => {
+    for (;;) {
+      const { value, done } = await reader.read()
+      if (done) return
+      text += decoder.decode(value)
+    }
+  })()
+  return {
+    text: () => text,
+    async stop() {
+      await reader.cancel()
+      await reading
+    },
+  }
+}
