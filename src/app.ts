@@ -3,6 +3,7 @@ import { Elysia } from 'elysia'
 import { accountRoutes } from './account/account-routes'
 import { AccessGuard } from './auth/access-guard'
 import { authRoutes } from './auth/auth-routes'
+import type { PasswordLogin } from './auth/password-login'
 import type { Clock } from './clock'
 import type { Directory } from './directory/directory'
 import { healthRoutes } from './health/health-routes'
@@ -14,7 +15,6 @@ import { presenceRoutes, type PresenceSettings } from './presence/presence-route
 import type { SecurityLogSink } from './security-log/security-log'
 import type { TokenService } from './tokens/tokens'
 import type { SessionService } from './sessions/sessions'
-import type { LoginThrottle } from './throttle/login-throttle'
 import { sessionRoutes } from './sessions/session-routes'
 
 export interface AppDeps {
@@ -24,7 +24,7 @@ export interface AppDeps {
   directory: Directory
   tokens: TokenService
   sessions: SessionService
-  throttle: LoginThrottle
+  logins: PasswordLogin
   securityLog: SecurityLogSink
   hub: PresenceHub
   presence: PresenceSettings
@@ -39,7 +39,7 @@ export interface ServerControls {
 }
 
 export function buildApp(deps: AppDeps) {
-  const { basePath, trustedProxies, clock, directory, tokens, sessions, throttle, securityLog, hub } = deps
+  const { basePath, trustedProxies, clock, directory, tokens, sessions, logins, securityLog, hub } = deps
   const routes = new RouteIndex()
   const guard = new AccessGuard(tokens, directory)
   const server: () => ServerControls | null | undefined = deps.server ?? (() => app.server)
@@ -49,7 +49,7 @@ export function buildApp(deps: AppDeps) {
   const clientIpOf = clientIpResolver(trustedProxies, peerOf)
   const app = new Elysia({ prefix: basePath })
     .use(httpPlugin({ clock, routes }))
-    .use(authRoutes({ clock, directory, sessions, throttle, accessTtl: tokens.settings.accessTtl, guard, securityLog, clientIpOf }))
+    .use(authRoutes({ clock, logins, sessions, accessTtl: tokens.settings.accessTtl, guard, securityLog, clientIpOf }))
     .use(sessionRoutes({ clock, guard, sessions, securityLog, clientIpOf }))
     .use(accountRoutes({ clock, guard, lastUsersState: () => hub.lastSnapshot('users-state') }))
     .use(mediaRoutes({ clock, guard, securityLog, clientIpOf }))

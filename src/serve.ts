@@ -42,7 +42,7 @@ export async function serve(config: Config, clock: Clock = systemClock): Promise
   if (generated) securityLog.record({ event: 'KEY_GENERATED', reason: `new key at ${config.secret_key_path}` })
   const db = openStore(databasePath(config))
   const directory = new CachedDirectory(new EmbeddedDirectory(db, clock, config.password_hash_concurrency))
-  const { revocations, sessionStore, tokens, sessions, throttle } = createServices(db, key, clock, {
+  const { revocations, sessionStore, tokens, sessions, throttle, logins } = createServices(db, key, clock, directory, {
     accessTtl: config.access_ttl,
     refreshTtl: config.refresh_ttl,
     acceptLegacyTokens: config.accept_legacy_tokens,
@@ -52,6 +52,7 @@ export async function serve(config: Config, clock: Clock = systemClock): Promise
       ipFreeFailures: config.throttle_ip_failures,
       maxDelay: config.throttle_max_delay,
     },
+    passwordConcurrency: config.password_hash_concurrency,
   })
   const purge = () => {
     revocations.purgeExpired()
@@ -81,7 +82,7 @@ export async function serve(config: Config, clock: Clock = systemClock): Promise
     directory,
     tokens,
     sessions,
-    throttle,
+    logins,
     securityLog,
     hub,
     presence: { longPollHoldMs: config.longpoll_hold_seconds * 1000, heartbeatMs: config.sse_heartbeat_seconds * 1000 },

@@ -1,6 +1,8 @@
 /** The stateful services over one store, composed the same way for the server and the tests. */
 import type { Database } from 'bun:sqlite'
+import { PasswordLogin } from './auth/password-login'
 import type { Clock } from './clock'
+import type { Directory } from './directory/directory'
 import { SessionStore } from './sessions/session-store'
 import { SessionService, type RotationMode } from './sessions/sessions'
 import { LoginThrottle, type ThrottleSettings } from './throttle/login-throttle'
@@ -10,15 +12,18 @@ import { TokenService, type TokenSettings } from './tokens/tokens'
 export interface ServiceSettings extends TokenSettings {
   rotation: RotationMode
   throttle: ThrottleSettings
+  /** Password checks that may run at once; further logins queue. */
+  passwordConcurrency: number
 }
 
-export function createServices(db: Database, key: Uint8Array, clock: Clock, settings: ServiceSettings) {
+export function createServices(db: Database, key: Uint8Array, clock: Clock, directory: Directory, settings: ServiceSettings) {
   const revocations = new Revocations(db, clock)
   const sessionStore = new SessionStore(db)
   const tokens = new TokenService(key, clock, revocations, settings)
   const sessions = new SessionService(sessionStore, tokens, revocations, clock, settings.rotation)
   const throttle = new LoginThrottle(db, clock, settings.throttle)
-  return { revocations, sessionStore, tokens, sessions, throttle }
+  const logins = new PasswordLogin(directory, throttle, settings.passwordConcurrency)
+  return { revocations, sessionStore, tokens, sessions, throttle, logins }
 }
 
 export type Services = ReturnType<typeof createServices>

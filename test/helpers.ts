@@ -61,15 +61,16 @@ export async function createHarness({ listen = false, ...settings }: HarnessOpti
   const db = openStore(join(dir, 'softphone.db'))
   const key = Buffer.from(TEST_KEY_TEXT, 'latin1')
   const directory = new EmbeddedDirectory(db, clock, 2)
-  const services = createServices(db, key, clock, {
+  const services = createServices(db, key, clock, directory, {
     accessTtl: 3600,
     refreshTtl: 2592000,
     acceptLegacyTokens: true,
     rotation: 'compatible',
     throttle: { accountFreeFailures: 5, ipFreeFailures: 20, maxDelay: 900 },
+    passwordConcurrency: 2,
     ...settings,
   })
-  const { tokens, sessions, throttle } = services
+  const { tokens, sessions, logins } = services
   const securityLog = new SecurityLog(join(dir, 'log', 'security.log'), clock)
   // In-process requests have no socket: by default they arrive as nginx's would, from loopback.
   const peers = new WeakMap<Request, string>()
@@ -88,7 +89,7 @@ export async function createHarness({ listen = false, ...settings }: HarnessOpti
     directory,
     tokens,
     sessions,
-    throttle,
+    logins,
     securityLog,
   })
   if (listen) app.listen({ hostname: '127.0.0.1', port: 0 })

@@ -2,16 +2,15 @@
 import { Elysia } from 'elysia'
 import * as v from 'valibot'
 import { unixSeconds, type Clock } from '../clock'
-import { DirectoryBusyError, type Directory, type DirectoryUser } from '../directory/directory'
 import type { ClientIpOf } from '../http/client-ip'
 import { ERRORS, errorBody } from '../http/errors'
 import { parseJsonBody } from '../http/json-body'
 import type { SecurityLogSink } from '../security-log/security-log'
 import type { SessionService } from '../sessions/sessions'
-import type { LoginThrottle } from '../throttle/login-throttle'
 import { authPlugin } from './auth-plugin'
 import type { AccessGuard } from './access-guard'
 import { bearerChallenge } from './challenge'
+import type { PasswordLogin } from './password-login'
 
 /** SPEC §7: limits apply before any password work. */
 export const LOGIN_LIMITS = { bodyBytes: 8 * 1024, usernameChars: 64, passwordBytes: 1024 } as const
@@ -34,16 +33,15 @@ const isPlainObject = (input: unknown) => typeof input === 'object' && input !==
 
 export interface AuthRoutesDeps {
   clock: Clock
-  directory: Directory
+  logins: PasswordLogin
   sessions: SessionService
-  throttle: LoginThrottle
   accessTtl: number
   guard: AccessGuard
   securityLog: SecurityLogSink
   clientIpOf: ClientIpOf
 }
 
-export function authRoutes({ clock, directory, sessions, throttle, accessTtl, guard, securityLog, clientIpOf }: AuthRoutesDeps) {
+export function authRoutes({ clock, logins, sessions, accessTtl, guard, securityLog, clientIpOf }: AuthRoutesDeps) {
   const client = (request: Request) => ({ ip: clientIpOf(request), ua: (request.headers.get('user-agent') ?? '').slice(0, 200) })
   return new Elysia({ name: 'auth-routes' })
     .use(authPlugin({ guard, clock }))
@@ -54,29 +52,23 @@ export function authRoutes({ clock, directory, sessions, throttle, accessTtl, gu
         if (!username || !password) return status(400, errorBody(ERRORS.credentialsMissing, unixSeconds(clock)))
         const from = client(request)
         const context = { user: username, ip: from.ip, ua: from.ua, method: 'password' as const }
-        // Before any password work, and the same for existing and unknown users (SPEC §7).
-        const decision = throttle.check(username, from.ip)
-        if (!decision.allowed) {
-          securityLog.record({ event: 'LOGIN_THROTTLED', ...context, reason: `retry after ${decision.retryAfter}s` })
-          set.headers['retry-after'] = String(decision.retryAfter)
-          return status(429, errorBody(ERRORS.loginThrottled, unixSeconds(clock)))
+        const outcome = await logins.attempt(username, password, from.ip)
+        if (!outcome.ok) {
+          switch (outcome.reason) {
+            case 'throttled':
+              securityLog.record({ event: 'LOGIN_THROTTLED', ...context, reason: `retry after ${outcome.retryAfter}s` })
+              set.headers['retry-after'] = String(outcome.retryAfter)
+              return status(429, errorBody(ERRORS.loginThrottled, unixSeconds(clock)))
+            case 'busy':
+              set.headers['retry-after'] = '1'
+              return status(503, errorBody(ERRORS.loginBusy, unixSeconds(clock)))
+            case 'invalid':
+              securityLog.record({ event: 'AUTH_FAILED', ...context, reason: 'invalid credentials' })
+              set.headers['www-authenticate'] = bearerChallenge()
+              return status(401, errorBody(ERRORS.invalidCredentials, unixSeconds(clock)))
+          }
         }
-        throttle.recordAttempt(username, from.ip)
-        let user: DirectoryUser | null
-        try {
-          user = await directory.authenticate(username, password)
-        } catch (error) {
-          if (!(error instanceof DirectoryBusyError)) throw error
-          throttle.cancelAttempt(username, from.ip)
-          set.headers['retry-after'] = '1'
-          return status(503, errorBody(ERRORS.loginBusy, unixSeconds(clock)))
-        }
-        if (!user) {
-          securityLog.record({ event: 'AUTH_FAILED', ...context, reason: 'invalid credentials' })
-          set.headers['www-authenticate'] = bearerChallenge()
-          return status(401, errorBody(ERRORS.invalidCredentials, unixSeconds(clock)))
-        }
-        throttle.recordSuccess(username, from.ip)
+        const { user } = outcome
         const session = sessions.start(user, from)
         securityLog.record({ event: 'AUTH_SUCCESS', ...context, sid: session.sid })
         return {

@@ -13,16 +13,11 @@ export interface DirectoryUser {
   disabled: boolean
 }
 
-/** The directory can't take another password check right now; the same for every user. */
-export class DirectoryBusyError extends Error {
-  override name = 'DirectoryBusyError'
-}
-
 export interface Directory {
   /**
    * The enabled user whose password matches, else null. Unknown, disabled and wrong-password
    * attempts take about the same time and are indistinguishable to the caller (SPEC §7).
-   * Throws DirectoryBusyError when too many checks are already waiting.
+   * Unbounded: the caller limits how many run at once (auth/password-login.ts).
    */
   authenticate(username: string, password: string): Promise<DirectoryUser | null>
   findById(id: number): DirectoryUser | null

@@ -2,14 +2,8 @@
 import type { Database } from 'bun:sqlite'
 import { randomBytes } from 'node:crypto'
 import { unixSeconds, type Clock } from '../clock'
-import { DirectoryBusyError, type Directory, type DirectoryUser, type Role } from './directory'
-import { ConcurrencyLimiter, LimiterFullError } from './limiter'
-
-/**
- * Logins waiting for a hash slot beyond this get DirectoryBusyError (the route answers 503):
- * at ~20 verifies a second per two slots, a longer queue only means answers nobody waits for.
- */
-const MAX_WAITING_HASHES = 128
+import type { Directory, DirectoryUser, Role } from './directory'
+import { ConcurrencyLimiter } from './limiter'
 
 /** OWASP's argon2id minimum (m = 19 MiB, t = 2, p = 1). Bun's memoryCost is in KiB. */
 export const ARGON2_PARAMS = { algorithm: 'argon2id', memoryCost: 19456, timeCost: 2 } as const
@@ -39,7 +33,7 @@ export class EmbeddedDirectory implements Directory {
     private readonly clock: Clock,
     hashConcurrency: number,
   ) {
-    this.limiter = new ConcurrencyLimiter(hashConcurrency, MAX_WAITING_HASHES)
+    this.limiter = new ConcurrencyLimiter(hashConcurrency)
     this.byUsername = db.query<UserRow, [string]>('SELECT * FROM users WHERE username = ?')
     this.byId = db.query<UserRow, [number]>('SELECT * FROM users WHERE id = ?')
   }
@@ -48,7 +42,7 @@ export class EmbeddedDirectory implements Directory {
     const row = this.byUsername.get(username)
     // A missing user is checked against a dummy hash with the same parameters, so timing matches.
     const hash = row?.password_hash ?? (await this.getDummyHash())
-    const matches = await this.verify(password, hash)
+    const matches = await Bun.password.verify(password, hash)
     if (!row || !matches || row.disabled) return null
     return toUser(row)
   }
@@ -92,15 +86,6 @@ export class EmbeddedDirectory implements Directory {
   private update(sql: string, ...params: Array<string | number>): void {
     const { changes } = this.db.query(sql).run(...params)
     if (changes === 0) throw new DirectoryError(`no such user: ${params.at(-1)}`)
-  }
-
-  private async verify(password: string, hash: string): Promise<boolean> {
-    try {
-      return await this.limiter.run(() => Bun.password.verify(password, hash))
-    } catch (error) {
-      if (error instanceof LimiterFullError) throw new DirectoryBusyError('too many logins in progress')
-      throw error
-    }
   }
 
   private hash(password: string): Promise<string> {

@@ -1,11 +1,11 @@
 /**
- * Login throttling (SPEC §7), checked before any password work. Failures are counted per
- * (account, client IP) and per client IP; past a few free failures each further one doubles the
- * wait, up to a cap. An attempt counts as a failure from the moment it passes the check, and a
- * success takes it back: otherwise a burst of concurrent attempts would all pass the check while
- * the first ones are still hashing. Only the failing client's address is slowed, so nobody elsewhere can lock a
- * user out, and the cap keeps even a shared address from being locked out for long. The counters
- * live in SQLite: a restart doesn't reset them.
+ * Login throttling (README "Login throttling"), checked before any password work. Failures are
+ * counted per (account, client IP) and per client IP; past a few free failures each further one
+ * doubles the wait, up to a cap. Only failures count: concurrent attempts are bounded by the
+ * password-check slots they are checked in (auth/password-login.ts), so a burst can't outrun
+ * the counter and correct logins never spend it. Only the failing client's address is slowed, so
+ * nobody elsewhere can lock a user out, and the cap keeps even a shared address from being locked
+ * out for long. The counters live in SQLite: a restart doesn't reset them.
  */
 import type { Database } from 'bun:sqlite'
 import { unixSeconds, type Clock } from '../clock'
@@ -34,7 +34,6 @@ export class LoginThrottle {
   private readonly read
   private readonly write
   private readonly forget
-  private readonly unbump
 
   constructor(
     private readonly db: Database,
@@ -47,7 +46,6 @@ export class LoginThrottle {
        ON CONFLICT (key) DO UPDATE SET failures = $failures, last_failure = $now, blocked_until = $until`,
     )
     this.forget = db.query<unknown, [string]>('DELETE FROM login_failures WHERE key = ?')
-    this.unbump = db.query<unknown, [string]>('UPDATE login_failures SET failures = max(failures - 1, 0) WHERE key = ?')
   }
 
   check(username: string, ip: string): ThrottleDecision {
@@ -56,28 +54,19 @@ export class LoginThrottle {
     return until > now ? { allowed: false, retryAfter: until - now } : { allowed: true }
   }
 
-  /** Call once an attempt passed check(), before the password work. */
-  recordAttempt(username: string, ip: string): void {
+  recordFailure(username: string, ip: string): void {
     this.db.transaction(() => {
       this.bump(accountKey(username, ip), this.settings.accountFreeFailures)
       this.bump(ipKey(ip), this.settings.ipFreeFailures)
     }).immediate()
   }
 
-  /** The attempt never reached a password check (the server was busy): it counts for nothing. */
-  cancelAttempt(username: string, ip: string): void {
-    this.db.transaction(() => {
-      this.unbump.run(accountKey(username, ip))
-      this.unbump.run(ipKey(ip))
-    }).immediate()
-  }
-
-  /** The attempt succeeded: the account's counter for this address starts over, the address's loses it. */
+  /**
+   * The account's counter for this address starts over. The address's own counter stays: a client
+   * holding one valid account must not wipe the failures it spent guessing others.
+   */
   recordSuccess(username: string, ip: string): void {
-    this.db.transaction(() => {
-      this.forget.run(accountKey(username, ip))
-      this.unbump.run(ipKey(ip))
-    }).immediate()
+    this.forget.run(accountKey(username, ip))
   }
 
   purgeExpired(): number {

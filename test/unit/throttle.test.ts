@@ -1,5 +1,7 @@
 import { afterEach, beforeEach, describe, expect, test } from 'bun:test'
-import { DirectoryBusyError } from '../../src/directory/directory'
+import { PasswordLogin } from '../../src/auth/password-login'
+import type { Directory, DirectoryUser } from '../../src/directory/directory'
+import { ARGON2_PARAMS } from '../../src/directory/embedded'
 import { LoginThrottle } from '../../src/throttle/login-throttle'
 import { BASE, createHarness, type Harness } from '../helpers'
 
@@ -9,6 +11,17 @@ beforeEach(async () => {
   await h.directory.add({ username: '201', password: 'secret-201', displayName: '', role: 'user', mobile: '' })
 })
 afterEach(() => h.close())
+
+/** Counts password checks from now on. */
+function countChecks(): () => number {
+  let checks = 0
+  const authenticate = h.directory.authenticate.bind(h.directory)
+  h.directory.authenticate = (...args) => {
+    checks++
+    return authenticate(...args)
+  }
+  return () => checks
+}
 
 async function login(username: string, password: string, ip = '198.51.100.7') {
   // The harness's requests come from loopback, a trusted proxy, so X-Real-IP names the client.
@@ -36,15 +49,46 @@ describe('login throttling', () => {
     expect((await login('201', 'secret-201')).status).toBe(200)
   })
 
-  test('a concurrent burst gets no more attempts than the free failures plus the one that starts the delay', async () => {
+  test('a concurrent burst of failures gets no more checks than the free failures plus the concurrency', async () => {
     const results = await Promise.all(Array.from({ length: 30 }, (_, i) => login(i % 2 ? '201' : '299', 'wrong')))
     const byStatus = Object.groupBy(results, (result) => String(result.status))
-    // 201 and 299 share the address: its limit (6) and each account's (3) apply.
-    expect((byStatus['401'] ?? []).length).toBeLessThanOrEqual(7)
-    expect((byStatus['429'] ?? []).length).toBeGreaterThanOrEqual(23)
+    // 201 and 299 share the address: its limit (6) plus the 2 checks that may be pending at once.
+    expect((byStatus['401'] ?? []).length).toBeLessThanOrEqual(6 + 2)
+    expect((byStatus['429'] ?? []).length).toBeGreaterThanOrEqual(30 - 8)
     // Refusals come at request rate; the log writes one line per (address, account) per window.
     const throttled = h.logLines().filter((line) => line.event === 'LOGIN_THROTTLED')
     expect(throttled.length).toBeLessThanOrEqual(2)
+  })
+
+  test('a storm of wrong passwords from one address stops within its free failures plus the concurrency', async () => {
+    const hashed = countChecks()
+    const results = await Promise.all(Array.from({ length: 120 }, (_, i) => login(`4${String(i).padStart(2, '0')}`, 'wrong')))
+    const statuses = results.map((result) => result.status)
+    expect(hashed()).toBeLessThanOrEqual(6 + 2)
+    expect(statuses.filter((status) => status === 401).length).toBe(hashed())
+    expect(statuses.filter((status) => status === 429).length).toBe(120 - hashed())
+  })
+
+  test('correct passwords are never throttled for being concurrent: 100 users behind one address', async () => {
+    const hash = await Bun.password.hash('office-pass', ARGON2_PARAMS)
+    const insert = h.db.query('INSERT INTO users (username, password_hash, created_at) VALUES (?, ?, 0)')
+    for (let i = 0; i < 100; i++) insert.run(`5${String(i).padStart(2, '0')}`, hash)
+    const results = await Promise.all(Array.from({ length: 100 }, (_, i) => login(`5${String(i).padStart(2, '0')}`, 'office-pass')))
+    expect(results.map((result) => result.status)).toEqual(Array(100).fill(200))
+    // Twelve phones of one user at once (after a Wi-Fi outage): its account limit is 3.
+    const same = await Promise.all(Array.from({ length: 12 }, () => login('201', 'secret-201')))
+    expect(same.map((result) => result.status)).toEqual(Array(12).fill(200))
+    expect(h.logLines().filter((line) => line.event === 'LOGIN_THROTTLED')).toEqual([])
+    expect(h.db.query('SELECT count(*) AS n FROM login_failures').get()).toEqual({ n: 0 })
+  })
+
+  test('after an address-wide delay ends, correct logins keep succeeding instead of alternating with 429', async () => {
+    for (let i = 0; i < 7; i++) await login(`60${i}`, 'wrong')
+    expect((await login('201', 'secret-201')).status).toBe(429)
+    h.clock.advance(1)
+    const statuses = []
+    for (let i = 0; i < 6; i++) statuses.push((await login('201', 'secret-201')).status)
+    expect(statuses).toEqual(Array(6).fill(200))
   })
 
   test('the delay is capped, so nobody is locked out for long', async () => {
@@ -94,19 +138,38 @@ describe('login throttling', () => {
     h.directory.authenticate = authenticate
   })
 
-  test('a login the directory is too busy to check gets 503 and counts for nothing', async () => {
+  test('a login beyond the waiting queue gets 503 and counts for nothing', async () => {
+    let release!: () => void
+    const held = new Promise<void>((resolve) => (release = resolve))
+    const directory: Directory = {
+      authenticate: async () => (await held, null),
+      findById: () => null,
+      findByUsername: () => null,
+    }
+    // One slot and two waiting places: the fourth concurrent attempt is refused at once.
+    const logins = new PasswordLogin(directory, h.services.throttle, 1, 2)
+    const pending = [1, 2, 3].map(() => logins.attempt('201', 'wrong', '198.51.100.7'))
+    expect(await logins.attempt('201', 'secret-201', '198.51.100.7')).toEqual({ ok: false, reason: 'busy' })
+    release()
+    expect(await Promise.all(pending)).toEqual(Array(3).fill({ ok: false, reason: 'invalid' }))
+    // Three failures were recorded, the refused attempt none: the account's limit (3) isn't passed.
+    expect(h.services.throttle.check('201', '198.51.100.7')).toEqual({ allowed: true })
+  })
+
+  test('the login route answers a full queue with 503 and Retry-After', async () => {
+    let release!: () => void
+    const held = new Promise<void>((resolve) => (release = resolve))
     const authenticate = h.directory.authenticate.bind(h.directory)
-    h.directory.authenticate = async () => {
-      throw new DirectoryBusyError('too many logins in progress')
-    }
-    for (let i = 0; i < 10; i++) {
-      const busy = await login('201', 'secret-201')
-      expect(busy.status).toBe(503)
-      expect(busy.retryAfter).toBe('1')
-      expect(JSON.parse(busy.text)).toMatchObject({ code: 'login_busy', error: 'Too many logins in progress, try again' })
-    }
+    h.directory.authenticate = async (...args): Promise<DirectoryUser | null> => (await held, authenticate(...args))
+    // Two slots and 128 waiting places, all taken by different addresses.
+    const pending = Array.from({ length: 130 }, (_, i) => login('201', 'secret-201', `10.1.${i >> 8}.${i & 255}`))
+    const busy = await login('201', 'secret-201')
+    expect(busy.status).toBe(503)
+    expect(busy.retryAfter).toBe('1')
+    expect(JSON.parse(busy.text)).toMatchObject({ code: 'login_busy', error: 'Too many logins in progress, try again' })
+    release()
+    expect((await Promise.all(pending)).every((result) => result.status === 200)).toBe(true)
     h.directory.authenticate = authenticate
-    expect((await login('201', 'secret-201')).status).toBe(200)
   })
 
   test('a success clears the account counter for that address', async () => {

@@ -1,0 +1,71 @@
+/**
+ * One password login, in the order that makes throttling exact (README "Login throttling"):
+ * a cheap throttle check on arrival, a wait for one of the few password-check slots, the
+ * authoritative throttle check inside the slot, the directory's check, and the outcome recorded
+ * before the slot is released. Only failures spend the throttle's budget, so any number of
+ * concurrent correct logins from one address pass; and since at most `concurrency` outcomes are
+ * ever pending, a guessing client gets at most the free failures plus `concurrency` checks before
+ * its delay starts.
+ */
+import type { Directory, DirectoryUser } from '../directory/directory'
+import { ConcurrencyLimiter, LimiterFullError } from '../directory/limiter'
+import type { LoginThrottle } from '../throttle/login-throttle'
+
+/**
+ * Logins waiting for a slot beyond this get `busy` (the route answers 503): at ~20 argon2id
+ * verifies a second per two slots, a longer queue only means answers nobody waits for.
+ */
+const MAX_WAITING = 128
+
+export type LoginOutcome =
+  | { ok: true; user: DirectoryUser }
+  | { ok: false; reason: 'invalid' }
+  | { ok: false; reason: 'throttled'; retryAfter: number }
+  /** Every slot taken and the queue full: the same for every user, and it counts for nothing. */
+  | { ok: false; reason: 'busy' }
+
+const INVALID: LoginOutcome = { ok: false, reason: 'invalid' }
+const BUSY: LoginOutcome = { ok: false, reason: 'busy' }
+
+export class PasswordLogin {
+  private readonly slots: ConcurrencyLimiter
+
+  constructor(
+    private readonly directory: Directory,
+    private readonly throttle: LoginThrottle,
+    concurrency: number,
+    maxWaiting = MAX_WAITING,
+  ) {
+    this.slots = new ConcurrencyLimiter(concurrency, maxWaiting)
+  }
+
+  async attempt(username: string, password: string, ip: string): Promise<LoginOutcome> {
+    // A client already delayed is refused without queueing behind the others.
+    const onArrival = this.throttled(username, ip)
+    if (onArrival) return onArrival
+    try {
+      return await this.slots.run(() => this.checkInSlot(username, password, ip))
+    } catch (error) {
+      if (error instanceof LimiterFullError) return BUSY
+      throw error
+    }
+  }
+
+  private async checkInSlot(username: string, password: string, ip: string): Promise<LoginOutcome> {
+    // Failures recorded while this attempt waited for its slot count here.
+    const inSlot = this.throttled(username, ip)
+    if (inSlot) return inSlot
+    const user = await this.directory.authenticate(username, password)
+    if (!user) {
+      this.throttle.recordFailure(username, ip)
+      return INVALID
+    }
+    this.throttle.recordSuccess(username, ip)
+    return { ok: true, user }
+  }
+
+  private throttled(username: string, ip: string): LoginOutcome | null {
+    const decision = this.throttle.check(username, ip)
+    return decision.allowed ? null : { ok: false, reason: 'throttled', retryAfter: decision.retryAfter }
+  }
+}
