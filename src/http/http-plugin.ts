@@ -5,9 +5,12 @@
 import { Elysia, ValidationError } from 'elysia'
 import { randomUUID } from 'node:crypto'
 import { unixSeconds, type Clock } from '../clock'
+import { storeOutageOf, type StoreOutage } from '../store/database'
 import { ERRORS, errorBody, HttpError } from './errors'
 
 const JSON_CONTENT_TYPE = 'application/json; charset=utf-8'
+/** Seconds: a lock clears quickly; an operator has to free disk space. */
+const RETRY_AFTER: Record<StoreOutage, string> = { busy: '1', unavailable: '5' }
 
 export function httpPlugin({ clock, routes }: { clock: Clock; routes: RouteIndex }) {
   return new Elysia({ name: 'http' })
@@ -44,12 +47,14 @@ export function httpPlugin({ clock, routes }: { clock: Clock; routes: RouteIndex
           set.status = 400
           return errorBody(ERRORS.validationFailed, now, { errors: fieldErrors(error) })
         default: {
-          // Another writer held the database past the busy timeout: a clean, retryable answer.
-          if (isStoreBusy(error)) {
+          // The store could not commit (locked past the busy timeout, disk full or failing): nothing
+          // changed, so a clean, retryable answer; the client repeats the same request later.
+          const outage = storeOutageOf(error)
+          if (outage) {
             set.status = 503
-            set.headers['retry-after'] = '1'
-            console.error(JSON.stringify({ level: 'warn', path, error: 'database busy past the timeout' }))
-            return errorBody(ERRORS.storeBusy, now)
+            set.headers['retry-after'] = RETRY_AFTER[outage]
+            console.error(JSON.stringify({ level: 'warn', path, error: `database ${outage}: ${(error as { code: string }).code}` }))
+            return errorBody(outage === 'busy' ? ERRORS.storeBusy : ERRORS.storeUnavailable, now)
           }
           const requestId = randomUUID()
           console.error(JSON.stringify({ level: 'error', request_id: requestId, path, error: describe(error) }))
@@ -102,11 +107,6 @@ function standardIssues(error: ValidationError): StandardIssue[] {
     | undefined
   const result = standard?.validate(error.value)
   return result && !(result instanceof Promise) ? (result.issues ?? []) : []
-}
-
-function isStoreBusy(error: unknown): boolean {
-  const code = (error as { code?: unknown } | null)?.code
-  return typeof code === 'string' && (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED'))
 }
 
 function describe(error: unknown): string {

@@ -74,11 +74,14 @@ export class SessionService {
   logout(token: VerifiedToken): void {
     const now = unixSeconds(this.clock)
     this.store.atomically(() => {
-      if (token.jti) this.revocations.revokeTokenId(token.jti, token.expiresAt)
+      if (token.jti) this.revocations.writeTokenIdRevocation(token.jti, token.expiresAt)
       if (token.sid) this.store.revoke(token.sid, 'logout', now)
-      else this.revocations.revokeLegacyTokensIssuedBy(token.username, now)
+      else this.revocations.writeLegacyCutoff(token.username, now)
     })
+    // Memory follows the commit: had it failed, the token would still work and a retry could succeed.
+    if (token.jti) this.revocations.noteTokenIdRevoked(token.jti, token.expiresAt)
     if (token.sid) this.mirrorRevocation(token.sid)
+    else this.revocations.noteLegacyCutoff(token.username, now)
   }
 
   /** Ends one of `username`'s sessions; false if it has no such active session. */
@@ -161,9 +164,10 @@ export class SessionService {
 /** Also used by the `sessions revoke` CLI, which has no signing key and needs none for this. */
 export function endAllSessions(store: SessionStore, revocations: Revocations, username: string, reason: string, now: number): number {
   const ended = store.atomically(() => {
-    revocations.revokeLegacyTokensIssuedBy(username, now)
+    revocations.writeLegacyCutoff(username, now)
     return store.activeForUser(username, now).filter((session) => store.revoke(session.id, reason, now))
   })
+  revocations.noteLegacyCutoff(username, now)
   for (const session of ended) revocations.noteSessionRevoked(session.id, session.current_exp)
   return ended.length
 }

@@ -14,6 +14,30 @@ export class StoreError extends Error {
 
 const BUSY_TIMEOUT_MS = 5000
 
+/**
+ * Failures of the store that a client can retry later, by SQLite's primary result code:
+ * another writer held the lock past the busy timeout, or the disk is full, failing or read-only.
+ * Nothing was committed in either case (a failed statement or COMMIT rolls its transaction back).
+ */
+export type StoreOutage = 'busy' | 'unavailable'
+
+const OUTAGES: Record<string, StoreOutage> = {
+  SQLITE_BUSY: 'busy',
+  SQLITE_LOCKED: 'busy',
+  SQLITE_FULL: 'unavailable',
+  SQLITE_IOERR: 'unavailable',
+  SQLITE_READONLY: 'unavailable',
+  SQLITE_CANTOPEN: 'unavailable',
+}
+
+export function storeOutageOf(error: unknown): StoreOutage | null {
+  const code = (error as { code?: unknown } | null)?.code
+  if (typeof code !== 'string' || !code.startsWith('SQLITE_')) return null
+  // Extended codes carry the primary one as a prefix: SQLITE_IOERR_WRITE, SQLITE_READONLY_DBMOVED, …
+  const primary = code.match(/^SQLITE_[A-Z]+/)![0]
+  return OUTAGES[primary] ?? null
+}
+
 export function openStore(path: string): Database {
   let db: Database
   try {

@@ -71,9 +71,15 @@ export class Revocations {
     return this.revokedSessions.has(sid)
   }
 
-  /** Durable before it returns: the caller acknowledges the logout only after this. */
-  revokeTokenId(jti: string, expiresAt: number): void {
+  /**
+   * Writes a token id's revocation; call inside the caller's transaction, and noteTokenIdRevoked
+   * once it has committed, so memory never claims what the disk may not hold.
+   */
+  writeTokenIdRevocation(jti: string, expiresAt: number): void {
     this.insertId.run(jti, expiresAt)
+  }
+
+  noteTokenIdRevoked(jti: string, expiresAt: number): void {
     this.revokedIds.set(jti, expiresAt)
   }
 
@@ -81,9 +87,12 @@ export class Revocations {
     return this.revokedIds.has(jti)
   }
 
-  /** Every legacy token of `username` issued at or before `at` (Unix seconds) stops working. */
-  revokeLegacyTokensIssuedBy(username: string, at: number): void {
+  /** Writes that every legacy token of `username` issued at or before `at` (Unix seconds) is revoked; as above, noteLegacyCutoff after the commit. */
+  writeLegacyCutoff(username: string, at: number): void {
     this.upsertNotBefore.run(username, at)
+  }
+
+  noteLegacyCutoff(username: string, at: number): void {
     this.notBefore.set(username, Math.max(at, this.notBefore.get(username) ?? 0))
   }
 

@@ -65,9 +65,9 @@ describe('Revocations', () => {
     const path = join(dir, 'softphone.db')
     const db = openStore(path)
     const revocations = new Revocations(db, clock)
-    revocations.revokeTokenId('live', clock.seconds + 600)
-    revocations.revokeTokenId('dead', clock.seconds + 10)
-    revocations.revokeLegacyTokensIssuedBy('201', clock.seconds)
+    revocations.writeTokenIdRevocation('live', clock.seconds + 600)
+    revocations.writeTokenIdRevocation('dead', clock.seconds + 10)
+    revocations.writeLegacyCutoff('201', clock.seconds)
     db.close()
 
     const reopened = openStore(path)
@@ -92,7 +92,7 @@ describe('Revocations', () => {
     const db = openStore(join(dir, 'softphone.db'))
     const revocations = new Revocations(db, clock)
     db.transaction(() => {
-      for (let i = 0; i < 1234; i++) revocations.revokeTokenId(`jti-${i}`, clock.seconds + 1)
+      for (let i = 0; i < 1234; i++) revocations.writeTokenIdRevocation(`jti-${i}`, clock.seconds + 1)
     })()
     clock.advance(2)
     expect(revocations.purgeExpired()).toBe(1234)
