@@ -12,6 +12,7 @@ import { httpPlugin, RouteIndex } from './http/http-plugin'
 import { mediaRoutes } from './media/media-routes'
 import type { PresenceHub } from './presence/hub'
 import { presenceRoutes, type PresenceSettings } from './presence/presence-routes'
+import type { Upgrade } from './presence/websocket'
 import type { SecurityLogSink } from './security-log/security-log'
 import type { TokenService } from './tokens/tokens'
 import type { SessionService } from './sessions/sessions'
@@ -36,6 +37,7 @@ export interface AppDeps {
 export interface ServerControls {
   requestIP(request: Request): { address: string } | null
   timeout?(request: Request, seconds: number): void
+  upgrade?: Upgrade
 }
 
 export function buildApp(deps: AppDeps) {
@@ -46,6 +48,7 @@ export function buildApp(deps: AppDeps) {
   const peerOf = (request: Request): string | undefined => server()?.requestIP(request)?.address
   // Streams must outlive the server's idle timeout (Bun's 10 s, Elysia's 30 s).
   const keepOpen = (request: Request): void => server()?.timeout?.(request, 0)
+  const upgrade: Upgrade = (request, options) => server()?.upgrade?.(request, options) ?? false
   const clientIpOf = clientIpResolver(trustedProxies, peerOf)
   const app = new Elysia({ prefix: basePath })
     .use(httpPlugin({ clock, routes }))
@@ -54,7 +57,7 @@ export function buildApp(deps: AppDeps) {
     .use(accountRoutes({ clock, guard, lastUsersState: () => hub.lastSnapshot('users-state') }))
     .use(mediaRoutes({ clock, guard, securityLog, clientIpOf }))
     .use(healthRoutes({ clock }))
-    .use(presenceRoutes({ clock, guard, hub, settings: deps.presence, peerOf, keepOpen }))
+    .use(presenceRoutes({ clock, guard, hub, settings: deps.presence, peerOf, keepOpen, upgrade }))
   routes.load(app.routes)
   return app
 }

@@ -1,16 +1,16 @@
 /**
  * The `auth` macro: `{ auth: 'access' }` or `{ auth: 'refresh' }` on a route resolves `principal`, or
  * answers with the legacy error text, the right status and an RFC 6750 challenge. It never throws.
- * `{ auth: 'stream' }` is an access token that may also come in the query string, as nchan
- * clients send it (SPEC §9); other routes don't look there, since URLs end up in logs.
+ * Only streams (presence/presence-routes.ts) also take the token from the query string, as nchan
+ * clients send it; other routes don't look there, since URLs end up in logs.
  */
 import { Elysia } from 'elysia'
 import { unixSeconds, type Clock } from '../clock'
-import { ERRORS, errorBody, type ErrorKind } from '../http/errors'
+import { ERRORS, errorBody, type ErrorBody, type ErrorKind } from '../http/errors'
 import type { TokenType } from '../tokens/tokens'
 import type { AccessGuard, AccessOutcome } from './access-guard'
 import { bearerChallenge, type BearerErrorCode } from './challenge'
-import { queryOf } from './credentials'
+import { queryOf, type CredentialSources } from './credentials'
 
 type Failure = Extract<AccessOutcome, { ok: false }>['failure']
 type Denial = { kind: ErrorKind; challenge: BearerErrorCode | undefined }
@@ -31,21 +31,28 @@ const DENIALS: Record<TokenType, Record<Failure, Denial>> = {
   },
 }
 
-export type AuthMode = TokenType | 'stream'
-
 export function authPlugin({ guard, clock }: { guard: AccessGuard; clock: Clock }) {
   return new Elysia({ name: 'auth' }).macro({
-    auth: (mode: AuthMode) => ({
+    auth: (type: TokenType) => ({
       resolve({ request, set, status }) {
-        const headers = request.headers
-        const type = mode === 'stream' ? 'access' : mode
-        const query = mode === 'stream' ? queryOf(request.url) : null
-        const outcome = guard.check({ authorization: headers.get('authorization'), cookie: headers.get('cookie'), query }, type)
+        const outcome = guard.check(credentialSources(request, false), type)
         if (outcome.ok) return { principal: outcome.principal }
-        const { kind, challenge } = DENIALS[type][outcome.failure]
-        set.headers['www-authenticate'] = bearerChallenge(challenge)
-        return status(kind.status as 401, errorBody(kind, unixSeconds(clock)))
+        const refusal = refusalOf(type, outcome.failure, clock)
+        set.headers['www-authenticate'] = refusal.challenge
+        return status(refusal.status as 401, refusal.body)
       },
     }),
   })
+}
+
+/** The answer to a request whose token doesn't grant access: status, RFC 6750 challenge, envelope. */
+export function refusalOf(type: TokenType, failure: Failure, clock: Clock): { status: number; challenge: string; body: ErrorBody } {
+  const { kind, challenge } = DENIALS[type][failure]
+  return { status: kind.status, challenge: bearerChallenge(challenge), body: errorBody(kind, unixSeconds(clock)) }
+}
+
+/** Where a request may carry its bearer token; the query string only for streams. */
+export function credentialSources(request: Request, withQuery: boolean): CredentialSources {
+  const headers = request.headers
+  return { authorization: headers.get('authorization'), cookie: headers.get('cookie'), query: withQuery ? queryOf(request.url) : null }
 }

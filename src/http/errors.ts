@@ -29,6 +29,7 @@ export const ERRORS = {
   notFound: kind(404, 'Not found', 'not_found'),
   methodNotAllowed: kind(405, 'Method not allowed', 'method_not_allowed'),
   publishForbidden: kind(403, 'Publishing is allowed from the local host only', 'publish_forbidden'),
+  upgradeFailed: kind(400, 'WebSocket upgrade failed', 'upgrade_failed'),
   invalidCursor: kind(400, 'Invalid message cursor', 'invalid_cursor'),
   tooManySubscriptions: kind(429, 'Too many subscriptions', 'too_many_subscriptions'),
   shuttingDown: kind(503, 'Server shutting down', 'shutting_down'),

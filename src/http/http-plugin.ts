@@ -21,8 +21,9 @@ export function httpPlugin({ clock, routes }: { clock: Clock; routes: RouteIndex
       // Every answer is per-user or per-moment; nothing here is safe for a shared cache.
       'cache-control': 'no-store',
     })
-    .onError({ as: 'global' }, ({ code, error, set, request, path }) => {
+    .onError({ as: 'global' }, ({ code, error, set, request }) => {
       const now = unixSeconds(clock)
+      const path = pathOf(request.url)
       // Elysia wraps what a parse hook throws in a ParseError; the HttpError is its cause.
       const httpError = error instanceof HttpError ? error : (error as Error | undefined)?.cause
       if (httpError instanceof HttpError) {
@@ -63,6 +64,18 @@ export function httpPlugin({ clock, routes }: { clock: Clock; routes: RouteIndex
         }
       }
     })
+}
+
+/**
+ * The path of a request's URL, worked out here rather than taken from Elysia's context: Elysia
+ * assumes a host of at least four characters, and Bun gives a bare path when the request had no
+ * Host at all (HTTP/1.0). Only errors need it; routes are matched by Bun's router on the path alone.
+ */
+export function pathOf(url: string): string {
+  const start = url.startsWith('/') ? 0 : url.indexOf('/', url.indexOf('//') + 2)
+  if (start === -1) return '/'
+  const query = url.indexOf('?', start)
+  return url.slice(start, query === -1 ? undefined : query)
 }
 
 /** Paths and their methods, filled once the app has all its routes. */

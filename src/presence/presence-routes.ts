@@ -5,7 +5,7 @@
 import { Elysia } from 'elysia'
 import * as v from 'valibot'
 import type { AccessGuard, AccessOutcome } from '../auth/access-guard'
-import { authPlugin } from '../auth/auth-plugin'
+import { credentialSources, refusalOf } from '../auth/auth-plugin'
 import { queryOf } from '../auth/credentials'
 import { unixSeconds, type Clock } from '../clock'
 import { ERRORS, errorBody, HttpError } from '../http/errors'
@@ -15,7 +15,7 @@ import { openEventStream } from './event-stream'
 import type { PresenceHub, Subscription } from './hub'
 import { longPoll } from './long-poll'
 import { isLocalPublisher } from './publisher'
-import { CLOSE, handleClientMessage, NCHAN_SUBPROTOCOL, subscribeSocket, type Socket } from './websocket'
+import { CLOSE, handleClientMessage, NCHAN_SUBPROTOCOL, subscribeSocket, type SocketHandlers, type Upgrade } from './websocket'
 
 const MAX_MESSAGE_BYTES = 1024 * 1024
 /** Unread messages an EventSource subscriber may have queued before it is dropped. */
@@ -36,6 +36,8 @@ export interface PresenceRoutesDeps {
   /** The socket peer of a request, and a way to lift its idle timeout (Bun's server in production). */
   peerOf: (request: Request) => string | undefined
   keepOpen: (request: Request) => void
+  /** Bun's server.upgrade: false when the request can't become a WebSocket. */
+  upgrade: Upgrade
 }
 
 /** What the parse hook below makes of a publish request. */
@@ -43,12 +45,10 @@ const PublishedBody = v.object({ text: v.string(), contentType: v.string() })
 
 const ChannelParams = v.object({ channel: v.pipe(v.string(), v.regex(/^[a-z0-9-]{1,64}$/, 'must be a channel name')) })
 
-export function presenceRoutes({ clock, guard, hub, settings, peerOf, keepOpen }: PresenceRoutesDeps) {
+export function presenceRoutes({ clock, guard, hub, settings, peerOf, keepOpen, upgrade }: PresenceRoutesDeps) {
   const fail = (kind: (typeof ERRORS)[keyof typeof ERRORS]) => errorBody(kind, unixSeconds(clock))
-  const sockets = new WeakMap<object, Subscription>()
 
-  return new Elysia({ name: 'presence-routes' })
-    .use(authPlugin({ guard, clock }))
+  const routes = new Elysia({ name: 'presence-routes' })
     .post(
       '/pub/:channel',
       ({ params, body, status }) => {
@@ -72,10 +72,18 @@ export function presenceRoutes({ clock, guard, hub, settings, peerOf, keepOpen }
     )
     .get(
       '/sub/:channel',
-      async ({ params, principal, request, set, status }) => {
+      async ({ params, request, set, status }) => {
+        // A browser can't read the status of a refused upgrade: WebSockets learn of failures as close codes.
+        if (isWebSocketUpgrade(request)) return upgradeToSocket(request, params.channel) ? undefined : status(400, fail(ERRORS.upgradeFailed))
+        const outcome = guard.check(credentialSources(request, true), 'access')
+        if (!outcome.ok) {
+          const refusal = refusalOf('access', outcome.failure, clock)
+          set.headers['www-authenticate'] = refusal.challenge
+          return status(refusal.status as 401, refusal.body)
+        }
         const channel = hub.channel(params.channel)
         if (!channel) return status(404, fail(ERRORS.notFound))
-        const identity = { username: principal.user.username, token: principal.credential }
+        const identity = { username: outcome.principal.user.username, token: outcome.principal.credential }
         const eventStream = (request.headers.get('accept') ?? '').includes('text/event-stream')
         const cursor = eventStream ? resumePoint(request) : pollCursor(request.headers)
         if (cursor === undefined) return status(400, fail(ERRORS.invalidCursor))
@@ -99,42 +107,51 @@ export function presenceRoutes({ clock, guard, hub, settings, peerOf, keepOpen }
         if (result.closed === 'shutdown') return status(503, fail(ERRORS.shuttingDown))
         return status(401, fail(ERRORS.unauthorized))
       },
-      { auth: 'stream', params: ChannelParams },
+      { params: ChannelParams },
     )
-    .ws('/sub/:channel', {
-      upgrade({ request, set }) {
-        if (wantsNchanMeta(request)) set.headers['sec-websocket-protocol'] = NCHAN_SUBPROTOCOL
-      },
-      open(ws) {
-        const request = (ws.data as { request: Request }).request
-        const socket = ws.raw as unknown as Socket
-        const headers = request.headers
-        const outcome = guard.check({ authorization: headers.get('authorization'), cookie: headers.get('cookie'), query: queryOf(request.url) }, 'access')
+
+  /**
+   * Upgrades from the GET handler rather than through Elysia's ws(), so the route stays in Bun's
+   * own router, which matches on the path whatever the Host header says (test/unit/routing.test.ts).
+   * The request is judged now; the verdict is delivered once the socket is open.
+   */
+  function upgradeToSocket(request: Request, channelName: string): boolean {
+    const outcome = guard.check(credentialSources(request, true), 'access')
+    const channel = hub.channel(channelName)
+    const resumeAfter = resumePoint(request)
+    const meta = wantsNchanMeta(request)
+    let subscription: Subscription | undefined
+    const handlers: SocketHandlers = {
+      open(socket) {
         if (!outcome.ok) return socket.close(...socketRefusal(outcome))
-        const channel = hub.channel((ws.data as { params: { channel: string } }).params.channel)
-        const resumeAfter = resumePoint(request)
         if (!channel || resumeAfter === undefined) return socket.close(CLOSE.protocolError, 'unknown channel or bad last_event_id')
         const username = outcome.principal.user.username
         if (!hub.acquire(username)) return socket.close(CLOSE.policy, 'too many subscriptions')
         const identity = { username, token: outcome.principal.credential }
-        const subscription = subscribeSocket(hub, channel, socket, identity, { meta: wantsNchanMeta(request), resumeAfter }, { bufferLimit: WS_BUFFER_LIMIT })
-        sockets.set(ws.raw, subscription)
+        subscription = subscribeSocket(hub, channel, socket, identity, { meta, resumeAfter }, { bufferLimit: WS_BUFFER_LIMIT })
       },
-      message(ws, message) {
-        const subscription = sockets.get(ws.raw)
+      message(_socket, message) {
         if (subscription) handleClientMessage(subscription, message, guard)
       },
-      close(ws) {
-        const subscription = sockets.get(ws.raw)
+      close() {
         if (subscription) hub.unsubscribe(subscription)
       },
-    })
+    }
+    return upgrade(request, { headers: meta ? { 'sec-websocket-protocol': NCHAN_SUBPROTOCOL } : undefined, data: handlers })
+  }
+
+  return routes
 }
 
 function socketRefusal(outcome: Extract<AccessOutcome, { ok: false }>): [number, string] {
   if (outcome.failure === 'missing') return [CLOSE.noToken, 'token required']
   if (outcome.reason === 'TokenExpiredError') return [CLOSE.tokenExpired, 'token expired']
   return [CLOSE.authFailed, 'authentication failed']
+}
+
+/** RFC 6455 §4.2.1: an upgrade asks for `websocket` in Upgrade; Connection's tokens are Bun's to check. */
+function isWebSocketUpgrade(request: Request): boolean {
+  return request.headers.get('upgrade')?.toLowerCase() === 'websocket'
 }
 
 function wantsNchanMeta(request: Request): boolean {

@@ -36,6 +36,18 @@ export interface Socket {
   getBufferedAmount(): number
 }
 
+/**
+ * Per-connection handlers, carried as the upgrade's `data`: Elysia installs Bun's websocket
+ * callbacks for the server and forwards each to `socket.data.<name>`.
+ */
+export interface SocketHandlers {
+  open(socket: Socket): void
+  message(socket: Socket, message: string | Buffer): void
+  close(socket: Socket): void
+}
+
+export type Upgrade = (request: Request, options: { headers?: Record<string, string>; data: SocketHandlers }) => boolean
+
 export interface WebSocketSettings {
   /** Bytes that may wait unsent before the subscriber is dropped. */
   bufferLimit: number

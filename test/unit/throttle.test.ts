@@ -80,7 +80,7 @@ describe('login throttling', () => {
     expect(same.map((result) => result.status)).toEqual(Array(12).fill(200))
     expect(h.logLines().filter((line) => line.event === 'LOGIN_THROTTLED')).toEqual([])
     expect(h.db.query('SELECT count(*) AS n FROM login_failures').get()).toEqual({ n: 0 })
-  })
+  }, 60_000)
 
   test('after an address-wide delay ends, correct logins keep succeeding instead of alternating with 429', async () => {
     for (let i = 0; i < 7; i++) await login(`60${i}`, 'wrong')
@@ -170,7 +170,7 @@ describe('login throttling', () => {
     release()
     expect((await Promise.all(pending)).every((result) => result.status === 200)).toBe(true)
     h.directory.authenticate = authenticate
-  })
+  }, 60_000)
 
   test('a success clears the account counter for that address', async () => {
     for (let i = 0; i < 3; i++) await login('201', 'wrong')
