@@ -2,7 +2,8 @@
  * The `auth` macro: `{ auth: 'access' }` or `{ auth: 'refresh' }` on a route resolves `principal`, or
  * answers with the legacy error text, the right status and an RFC 6750 challenge. It never throws.
  * `{ auth: 'stream' }` is an access token that may also come in the query string, as nchan
- * clients send it (SPEC §9); other routes don't look there, since URLs end up in logs.
+ * clients send it (README "Presence: publish and subscribe"); other routes don't look there, since
+ * URLs end up in logs.
  */
 import { Elysia } from 'elysia'
 import { unixSeconds, type Clock } from '../clock'

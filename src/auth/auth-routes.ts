@@ -1,4 +1,7 @@
-/** `auth/login`, `auth/refresh`, `auth/logout` (SPEC §4), with the legacy module's exact shapes. */
+/**
+ * `auth/login`, `auth/refresh`, `auth/logout`, with the legacy module's exact shapes
+ * (README "Walkthrough with curl").
+ */
 import { Elysia } from 'elysia'
 import * as v from 'valibot'
 import { unixSeconds, type Clock } from '../clock'
@@ -13,7 +16,7 @@ import { authPlugin } from './auth-plugin'
 import type { AccessGuard } from './access-guard'
 import { bearerChallenge } from './challenge'
 
-/** SPEC §7: limits apply before any password work. */
+/** Limits apply before any password work (README "Walkthrough with curl", the error table). */
 export const LOGIN_LIMITS = { bodyBytes: 8 * 1024, usernameChars: 64, passwordBytes: 1024 } as const
 
 /** Missing or null fields are "empty", as in the legacy module; wrong types are validation errors. Extra keys are dropped. */
@@ -54,7 +57,7 @@ export function authRoutes({ clock, directory, sessions, throttle, accessTtl, gu
         if (!username || !password) return status(400, errorBody(ERRORS.credentialsMissing, unixSeconds(clock)))
         const from = client(request)
         const context = { user: username, ip: from.ip, ua: from.ua, method: 'password' as const }
-        // Before any password work, and the same for existing and unknown users (SPEC §7).
+        // Before any password work, and the same for existing and unknown users (README "Login throttling").
         const decision = throttle.check(username, from.ip)
         if (!decision.allowed) {
           securityLog.record({ event: 'LOGIN_THROTTLED', ...context, reason: `retry after ${decision.retryAfter}s` })

@@ -21,8 +21,9 @@ export class DirectoryBusyError extends Error {
 export interface Directory {
   /**
    * The enabled user whose password matches, else null. Unknown, disabled and wrong-password
-   * attempts take about the same time and are indistinguishable to the caller (SPEC §7).
-   * Throws DirectoryBusyError when too many checks are already waiting.
+   * attempts take about the same time and are indistinguishable to the caller
+   * (README "Security notes and decisions"). Throws DirectoryBusyError when too many checks are
+   * already waiting.
    */
   authenticate(username: string, password: string): Promise<DirectoryUser | null>
   findById(id: number): DirectoryUser | null

@@ -1,6 +1,6 @@
 /**
- * Login throttling (SPEC §7), checked before any password work. Failures are counted per
- * (account, client IP) and per client IP; past a few free failures each further one doubles the
+ * Login throttling (README "Login throttling"), checked before any password work. Failures are
+ * counted per (account, client IP) and per client IP; past a few free failures each further one doubles the
  * wait, up to a cap. An attempt counts as a failure from the moment it passes the check, and a
  * success takes it back: otherwise a burst of concurrent attempts would all pass the check while
  * the first ones are still hashing. Only the failing client's address is slowed, so nobody elsewhere can lock a

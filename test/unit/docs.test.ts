@@ -1,6 +1,6 @@
 /** The README and the comments in `src/` and `systemd/` describe what the code does, and need nothing outside the repository. */
 import { expect, test } from 'bun:test'
-import { readdirSync, readFileSync } from 'node:fs'
+import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { CONFIG_KEYS } from '../../src/config/schema'
 
@@ -14,8 +14,8 @@ function filesUnder(dir: string): string[] {
 }
 
 /** Lines of the shipped sources and system files: `{ where: "path:line", text }`. */
-function shippedLines(dirs = ['src', 'systemd']): Array<{ where: string; text: string }> {
-  return dirs.flatMap(filesUnder).flatMap((path) =>
+function shippedLines(): Array<{ where: string; text: string }> {
+  return ['src', 'systemd'].flatMap(filesUnder).flatMap((path) =>
     readFileSync(path, 'utf8')
       .split('\n')
       .map((text, index) => ({ where: `${path}:${index + 1}`, text })),
@@ -53,8 +53,8 @@ test('the example config names every key', () => {
   for (const key of Object.keys(CONFIG_KEYS)) expect(example).toMatch(new RegExp(`^# ${key} = `, 'm'))
 })
 
-test('no comment in systemd/ cites the product brief, which is not in the repository', () => {
-  const citations = shippedLines(['systemd']).filter(({ text }) => /SPEC §/.test(text))
+test('no comment in src/ or systemd/ cites the product brief, which is not in the repository', () => {
+  const citations = shippedLines().filter(({ text }) => /SPEC §/.test(text))
   expect(citations.map(({ where }) => where)).toEqual([])
 })
 
@@ -65,6 +65,14 @@ test('every README section cited from src/ or systemd/ exists', () => {
   )
   expect(cited.length).toBeGreaterThan(0)
   expect(cited.filter(({ heading }) => !headings.has(heading))).toEqual([])
+  // A heading split over two comment lines would escape the check above.
+  expect(shippedLines().filter(({ text }) => /README "[^"]*$|README$/.test(text)).map(({ where }) => where)).toEqual([])
+})
+
+test('every test cited from src/ or systemd/ exists', () => {
+  const cited = shippedLines().flatMap(({ text }) => [...text.matchAll(/\btest\/[\w/.-]+\.test\.ts\b/g)].map((match) => match[0]))
+  expect(cited.length).toBeGreaterThan(0)
+  expect(cited.filter((path) => !existsSync(path))).toEqual([])
 })
 
 test('the README shell examples define every variable they use before using it', () => {
