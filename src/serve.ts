@@ -1,4 +1,4 @@
-/** `softphone-backend serve`: opens state, listens, and handles SIGTERM/SIGINT/SIGHUP (SPEC §12.5). */
+/** `softphone-backend serve`: opens state, listens, and handles SIGTERM/SIGINT/SIGHUP (README "Command line"). */
 import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { buildApp } from './app'
@@ -19,9 +19,9 @@ import { VERSION } from './version'
 export const EX_UNAVAILABLE = 69
 const SHUTDOWN_GRACE_MS = 5000
 const PURGE_INTERVAL_MS = 60 * 60 * 1000
-/** Open streams re-check their tokens this often: SPEC §9 wants them closed within 5 s. */
+/** Open streams re-check their tokens this often (README "Presence: publish and subscribe"). */
 const SWEEP_INTERVAL_MS = 1000
-/** Largest body any route accepts (publish, SPEC §9), plus framing slack. */
+/** Largest body any route accepts (publish, 1 MiB), plus framing slack. */
 const MAX_REQUEST_BODY = 1024 * 1024 + 4096
 
 export class ListenError extends Error {
@@ -88,7 +88,7 @@ export async function serve(config: Config, clock: Clock = systemClock): Promise
     presence: { longPollHoldMs: config.longpoll_hold_seconds * 1000, heartbeatMs: config.sse_heartbeat_seconds * 1000 },
   })
   try {
-    // reusePort off: a second instance must fail loudly rather than share the port (SPEC §12.5).
+    // reusePort off: a second instance must fail loudly rather than share the port (README "Command line").
     app.listen({ hostname: config.host, port: config.port, reusePort: false, maxRequestBodySize: MAX_REQUEST_BODY })
   } catch (error) {
     db.close()

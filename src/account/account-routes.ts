@@ -1,4 +1,4 @@
-/** `profile`, `users`, `history` (SPEC §4): what a logged-in softphone user sees of itself. */
+/** `profile`, `users`, `history` (README "Walkthrough with curl"): what a logged-in softphone user sees of itself. */
 import { Elysia } from 'elysia'
 import * as v from 'valibot'
 import type { Clock } from '../clock'
@@ -43,7 +43,8 @@ export function accountRoutes({ clock, guard, lastUsersState }: AccountRoutesDep
     )
     .get(
       '/history',
-      // No call-history source exists yet, so the list is empty by contract (SPEC §4).
+      // No call-history source exists yet, so the list is empty, as the PHP module's was without one
+      // (test/unit/protected-routes.test.ts).
       ({ principal }) => ({ success: true, user: { ...profileView(principal.user), mobile: principal.user.mobile }, history: [] }),
       { auth: 'access', query: HistoryQuery },
     )

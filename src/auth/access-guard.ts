@@ -1,6 +1,8 @@
 /**
  * Decides whether a request's bearer token grants access, independent of HTTP. Callers map the
- * outcome to statuses and challenges, which differ per route (SPEC §4.1, §4.3).
+ * outcome to statuses and challenges, which differ per route (RFC 6750 §3.1):
+ * README "Walkthrough with curl" for most routes, README "Recordings: check-media-access" for
+ * nginx's subrequest.
  */
 import type { Directory, DirectoryUser } from '../directory/directory'
 import { TokenError } from '../tokens/jws'
@@ -31,7 +33,10 @@ export class AccessGuard {
     return this.checkToken(found.token, type)
   }
 
-  /** For a token already in hand: a stream re-checks its own every few seconds (SPEC §9). */
+  /**
+   * For a token already in hand: a stream re-checks its own every second
+   * (README "Presence: publish and subscribe").
+   */
   checkToken(text: string, type: TokenType): AccessOutcome {
     let token: VerifiedToken
     try {
@@ -41,7 +46,8 @@ export class AccessGuard {
       if (error instanceof TokenError) return { ok: false, failure: 'invalid', reason: error.name }
       throw error
     }
-    // A user disabled or removed in the directory loses access at the next request (SPEC §6).
+    // A user disabled or removed in the directory loses access at the next request
+    // (README "Sessions and refresh rotation").
     const user = this.directory.findByUsername(token.username)
     if (!user || user.disabled) return { ok: false, failure: 'invalid', reason: 'unknown or disabled user' }
     return { ok: true, principal: { user, token, credential: text } }

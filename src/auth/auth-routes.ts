@@ -1,4 +1,7 @@
-/** `auth/login`, `auth/refresh`, `auth/logout` (SPEC §4), with the legacy module's exact shapes. */
+/**
+ * `auth/login`, `auth/refresh`, `auth/logout`, with the legacy module's exact shapes
+ * (README "Walkthrough with curl").
+ */
 import { Elysia } from 'elysia'
 import * as v from 'valibot'
 import { unixSeconds, type Clock } from '../clock'
@@ -12,7 +15,7 @@ import type { AccessGuard } from './access-guard'
 import { bearerChallenge } from './challenge'
 import type { PasswordLogin } from './password-login'
 
-/** SPEC §7: limits apply before any password work. */
+/** Limits apply before any password work (README "Walkthrough with curl", the error table). */
 export const LOGIN_LIMITS = { bodyBytes: 8 * 1024, usernameChars: 64, passwordBytes: 1024 } as const
 
 /** Missing or null fields are "empty", as in the legacy module; wrong types are validation errors. Extra keys are dropped. */

@@ -1,6 +1,7 @@
 /**
- * Merges configuration (SPEC §3): flags > SOFTPHONE_* environment > TOML file > defaults, then
- * validates the result once. A bad value is an error naming the key and where it came from.
+ * Merges configuration (README "Configuration"): flags > SOFTPHONE_* environment > TOML file >
+ * defaults, then validates the result once. A bad value is an error naming the key and where it
+ * came from.
  */
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'

@@ -16,7 +16,8 @@ export interface DirectoryUser {
 export interface Directory {
   /**
    * The enabled user whose password matches, else null. Unknown, disabled and wrong-password
-   * attempts take about the same time and are indistinguishable to the caller (SPEC §7).
+   * attempts take about the same time and are indistinguishable to the caller
+   * (README "Security notes and decisions").
    * Unbounded: the caller limits how many run at once (auth/password-login.ts).
    */
   authenticate(username: string, password: string): Promise<DirectoryUser | null>

@@ -1,6 +1,7 @@
 /**
- * The client's address (SPEC §12.4): the socket peer, unless that peer is a trusted proxy, in which
- * case the X-Real-IP it set. X-Forwarded-For is client-controlled through nginx, so never read.
+ * The client's address (README "Security notes and decisions"): the socket peer, unless that peer
+ * is a trusted proxy, in which case the X-Real-IP it set. X-Forwarded-For is client-controlled
+ * through nginx, so never read.
  */
 export function clientIp(peer: string | undefined, realIp: string | null | undefined, trustedProxies: ReadonlySet<string>): string {
   if (!peer) return 'unknown'

@@ -1,7 +1,8 @@
 /**
- * The error envelope of SPEC §4.1. `error` texts are stable English (the legacy module's where it had
- * one); `code` is for machines. `message` will carry the negotiated language once catalogues exist
- * (SPEC §11); until then it is the English text. No error body ever carries a submitted value.
+ * The error envelope (README "Walkthrough with curl"). `error` texts are stable English (the legacy
+ * module's where it had one); `code` is for machines. `message` will carry the negotiated language
+ * once catalogues exist (localization is not implemented yet); until then it is the English text.
+ * No error body ever carries a submitted value.
  */
 export interface ErrorKind {
   status: number

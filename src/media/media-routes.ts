@@ -1,7 +1,8 @@
 /**
- * `check-media-access`, nginx's auth_request target (SPEC §4.3). nginx turns any status other than
- * 2xx, 401 and 403 into a 500 for the client, so this route answers only 200, 401 or 403.
- * The token may arrive in the `X-Original-URI` query, since the subrequest itself has none.
+ * `check-media-access`, nginx's auth_request target (README "Recordings: check-media-access").
+ * nginx turns any status other than 2xx, 401 and 403 into a 500 for the client, so this route
+ * answers only 200, 401 or 403. The token may arrive in the `X-Original-URI` query, since the
+ * subrequest itself has none.
  */
 import { Elysia } from 'elysia'
 import { bearerChallenge } from '../auth/challenge'

@@ -1,6 +1,7 @@
 /**
- * A channel: a bounded buffer of messages and its subscribers (SPEC §9). Messages carry nchan's
- * ids, `<unix seconds>:<tag>`, where the tag tells apart messages stored in the same second.
+ * A channel: a bounded buffer of messages and its subscribers
+ * (README "Presence: publish and subscribe"). Messages carry nchan's ids, `<unix seconds>:<tag>`,
+ * where the tag tells apart messages stored in the same second.
  */
 export interface MessageId {
   time: number

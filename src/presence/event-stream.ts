@@ -1,7 +1,8 @@
 /**
- * EventSource transport (SPEC §9): buffered messages after the resume point, then live ones, each
- * with `id: <time>:<tag>`; a comment line as heartbeat; a final `close` event when the server ends
- * the stream. A subscriber that stops reading fills its queue and is dropped.
+ * EventSource transport (README "Presence: publish and subscribe"): buffered messages after the
+ * resume point, then live ones, each with `id: <time>:<tag>`; a comment line as heartbeat; a final
+ * `close` event when the server ends the stream. A subscriber that stops reading fills its queue
+ * and is dropped.
  */
 import type { Channel, Message, MessageId } from './channel'
 import type { CloseReason, PresenceHub, Subscription } from './hub'

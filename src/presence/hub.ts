@@ -1,7 +1,7 @@
 /**
- * All channels and every open subscription (SPEC §9). The hub enforces the per-user cap and
- * re-checks each subscription's token every second, so a stream ends within seconds of its token
- * expiring or its session being revoked.
+ * All channels and every open subscription (README "Presence: publish and subscribe"). The hub
+ * enforces the per-user cap and re-checks each subscription's token every second, so a stream ends
+ * within seconds of its token expiring or its session being revoked.
  */
 import type { AccessGuard } from '../auth/access-guard'
 import { unixSeconds, type Clock } from '../clock'
@@ -23,7 +23,7 @@ export interface ChannelSpec {
   capacity: number
 }
 
-/** The channels MikoPBX producers use (SPEC §9); `users-state` and `active-calls` keep only the last snapshot. */
+/** The channels MikoPBX producers use; `users-state` and `active-calls` keep only the last snapshot. */
 const STANDARD_CHANNELS: readonly ChannelSpec[] = [
   { name: 'users-state', capacity: 1 },
   { name: 'active-calls', capacity: 1 },
@@ -73,7 +73,7 @@ export class PresenceHub {
     return channel.publish(body, contentType, unixSeconds(this.clock))
   }
 
-  /** Takes one of the user's subscription slots; false at the cap (SPEC §9: then 429). */
+  /** Takes one of the user's subscription slots; false at the cap (then 429). */
   acquire(username: string): boolean {
     const count = this.perUser.get(username) ?? 0
     if (count >= this.maxPerUser) return false
@@ -126,7 +126,7 @@ export class PresenceHub {
     }
   }
 
-  /** SIGTERM: every subscriber gets its final event or close frame (SPEC §12.5). */
+  /** SIGTERM: every subscriber gets its final event or close frame (README "Command line", signals). */
   shutdown(): void {
     clearInterval(this.sweeper)
     for (const subscription of [...this.open.keys()]) subscription.close('shutdown')

@@ -1,7 +1,7 @@
 /**
- * nchan-compatible long-poll (SPEC §9): the next message after the client's cursor at once if it
- * is buffered, else the first one published within the hold time, else nothing (the route answers
- * 304 and the client polls again).
+ * nchan-compatible long-poll (README "Presence: publish and subscribe"): the next message after the
+ * client's cursor at once if it is buffered, else the first one published within the hold time,
+ * else nothing (the route answers 304 and the client polls again).
  */
 import type { Channel, Message, MessageId } from './channel'
 import type { CloseReason, PresenceHub, Subscription } from './hub'

@@ -1,6 +1,7 @@
 /**
- * `pub/<channel>` and `sub/<channel>` (SPEC §9), replacing nginx+nchan: publish from the box
- * itself; subscribe by long-poll, EventSource or WebSocket, as nchan's own client library does.
+ * `pub/<channel>` and `sub/<channel>` (README "Presence: publish and subscribe"), replacing
+ * nginx+nchan: publish from the box itself; subscribe by long-poll, EventSource or WebSocket, as
+ * nchan's own client library does.
  */
 import { Elysia } from 'elysia'
 import * as v from 'valibot'

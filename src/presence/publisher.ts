@@ -1,6 +1,7 @@
 /**
- * Who may publish (SPEC §9): a TCP peer on loopback, with no proxy headers. nginx connects from
- * loopback too, but always sets X-Real-IP (our snippet does), so anything it forwards is refused.
+ * Who may publish (README "Presence: publish and subscribe"): a TCP peer on loopback, with no proxy
+ * headers. nginx connects from loopback too, but always sets X-Real-IP (our snippet does), so
+ * anything it forwards is refused.
  */
 import { unmapIpv4 } from '../http/client-ip'
 

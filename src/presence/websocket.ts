@@ -1,8 +1,9 @@
 /**
- * WebSocket transport (SPEC §9). The browser can't read an HTTP status from a failed upgrade, so
- * authentication happens after it and failures are close codes: 4001 no token, 4002 auth failed,
- * 4003 token expired, 4004 protocol error. A client renews in-band with {"op":"token","token":…}.
- * With the `ws+meta.nchan` subprotocol each frame carries nchan's id and content-type header lines.
+ * WebSocket transport (README "Presence: publish and subscribe"). The browser can't read an HTTP
+ * status from a failed upgrade, so authentication happens after it and failures are close codes:
+ * 4001 no token, 4002 auth failed, 4003 token expired, 4004 protocol error. A client renews in-band
+ * with {"op":"token","token":…}. With the `ws+meta.nchan` subprotocol each frame carries nchan's id
+ * and content-type header lines.
  */
 import type { AccessGuard } from '../auth/access-guard'
 import type { Channel, Message, MessageId } from './channel'

@@ -1,7 +1,8 @@
 /**
- * The security log (SPEC §8): one JSON object per line. JSON string escaping turns control characters
- * and newlines into escapes, so an event is always exactly one line. Callers pass only fields listed in
- * SecurityEvent; there is no field for a password, token or key, so none can be logged by accident.
+ * The security log (README "Security notes and decisions"): one JSON object per line. JSON string
+ * escaping turns control characters and newlines into escapes, so an event is always exactly one
+ * line. Callers pass only fields listed in SecurityEvent; there is no field for a password, token
+ * or key, so none can be logged by accident.
  */
 import { closeSync, fstatSync, mkdirSync, openSync, renameSync, writeSync } from 'node:fs'
 import { dirname } from 'node:path'

@@ -1,4 +1,7 @@
-/** `GET sessions`, `DELETE sessions/<sid>`, `POST auth/logout-all` (SPEC §6): a user manages its own logins. */
+/**
+ * `GET sessions`, `DELETE sessions/<sid>`, `POST auth/logout-all`: a user manages its own logins
+ * (README "Sessions and refresh rotation").
+ */
 import { Elysia } from 'elysia'
 import * as v from 'valibot'
 import { authPlugin } from '../auth/auth-plugin'

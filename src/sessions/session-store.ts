@@ -1,4 +1,7 @@
-/** The sessions table (SPEC §6): one row per login, holding its refresh-token family by hash only. */
+/**
+ * The sessions table (README "Sessions and refresh rotation"): one row per login, holding its
+ * refresh-token family by hash only.
+ */
 import type { Database } from 'bun:sqlite'
 import { createHash } from 'node:crypto'
 import type { Role } from '../directory/directory'

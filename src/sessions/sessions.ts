@@ -1,7 +1,7 @@
 /**
- * Session lifecycle (SPEC §6): login starts one, refresh rotates its refresh token with reuse
- * detection (RFC 9700 §4.14.2), logout ends it. Every change is one IMMEDIATE transaction, and
- * the in-memory revocation mirror is updated only after the commit.
+ * Session lifecycle (README "Sessions and refresh rotation"): login starts one, refresh rotates its
+ * refresh token with reuse detection (RFC 9700 §4.14.2), logout ends it. Every change is one
+ * IMMEDIATE transaction, and the in-memory revocation mirror is updated only after the commit.
  */
 import { unixSeconds, type Clock } from '../clock'
 import type { DirectoryUser } from '../directory/directory'

@@ -1,8 +1,9 @@
 /**
  * The service's own SQLite file: embedded users, revocations and (later) sessions and throttling.
  *
- * synchronous=FULL: a revocation acknowledged to the client must survive power loss (SPEC §6). Writes
- * happen only on login, refresh and logout, so one extra fsync per commit costs little.
+ * synchronous=FULL: a revocation acknowledged to the client must survive power loss
+ * (README "Security notes and decisions"). Writes happen only on login, refresh and logout, so one
+ * extra fsync per commit costs little.
  */
 import { Database } from 'bun:sqlite'
 import { closeSync, openSync } from 'node:fs'

@@ -22,9 +22,9 @@ export const MIGRATIONS: readonly string[] = [
   ) WITHOUT ROWID;
   `,
   `
-  -- A login's refresh-token family (SPEC §6). Refresh token ids are stored only as SHA-256 hashes;
-  -- the current token can be re-minted for the compatible-mode grace because its id derives from
-  -- its predecessor's through the signing key.
+  -- A login's refresh-token family (README "Sessions and refresh rotation"). Refresh token ids are
+  -- stored only as SHA-256 hashes; the current token can be re-minted for the compatible-mode grace
+  -- because its id derives from its predecessor's through the signing key.
   CREATE TABLE sessions (
     id               TEXT    PRIMARY KEY,
     username         TEXT    NOT NULL,
@@ -45,7 +45,7 @@ export const MIGRATIONS: readonly string[] = [
   CREATE INDEX sessions_by_expiry ON sessions (current_exp);
   `,
   `
-  -- Login failures per "account:<ip>:<user>" and per "ip:<ip>" (SPEC §7).
+  -- Login failures per "account:<ip>:<user>" and per "ip:<ip>" (README "Login throttling").
   CREATE TABLE login_failures (
     key           TEXT    PRIMARY KEY,
     failures      INTEGER NOT NULL,

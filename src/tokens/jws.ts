@@ -48,7 +48,7 @@ export function signHs256(claims: Claims, key: Uint8Array): string {
 export interface TimeRules {
   /** Current time, Unix seconds. */
   now: number
-  /** Allowed clock skew in seconds (at most 60, per SPEC §5). */
+  /** Allowed clock skew in seconds (30 s for our tokens: test/unit/attacks/time-claims.test.ts). */
   tolerance: number
 }
 

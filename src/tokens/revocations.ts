@@ -1,7 +1,8 @@
 /**
  * What is revoked: token ids (logout), sessions (logout, logout-all, reuse, admin), and per-user
  * cut-offs for legacy tokens (issued by the PHP module, without `jti`). SQLite is the record; the
- * hot path reads the in-memory copy, which is loaded at start and updated on every write (SPEC §6).
+ * hot path reads the in-memory copy, which is loaded at start and updated on every write
+ * (README "Security notes and decisions").
  */
 import type { Database } from 'bun:sqlite'
 import { unixSeconds, type Clock } from '../clock'

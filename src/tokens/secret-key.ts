@@ -1,6 +1,7 @@
 /**
- * The HMAC signing key file (SPEC §5). Compatible with ModuleSoftphoneBackend's `db/secret.key`:
- * the key is the ASCII bytes of the 64-character hex text, not the bytes it decodes to.
+ * The HMAC signing key file (README "Migrating from ModuleSoftphoneBackend"). Compatible with
+ * ModuleSoftphoneBackend's `db/secret.key`: the key is the ASCII bytes of the 64-character hex
+ * text, not the bytes it decodes to.
  */
 import { closeSync, fsyncSync, linkSync, lstatSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs'
 import { randomBytes } from 'node:crypto'

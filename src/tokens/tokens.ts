@@ -1,4 +1,7 @@
-/** Issues and checks our access and refresh tokens (SPEC §5): claims, type, revocation. */
+/**
+ * Issues and checks our access and refresh tokens: claims, type, revocation
+ * (README "Security notes and decisions").
+ */
 import { createHmac, randomBytes } from 'node:crypto'
 import { unixSeconds, type Clock } from '../clock'
 import type { Role } from '../directory/directory'
@@ -7,7 +10,7 @@ import type { Revocations } from './revocations'
 
 export type TokenType = 'access' | 'refresh'
 
-/** Allowed clock skew between the PBX and whoever minted the token; SPEC §5 caps it at 60 s. */
+/** Allowed clock skew between the PBX and whoever minted the token; open streams outlive `exp` by it too. */
 const CLOCK_TOLERANCE_SECONDS = 30
 /** Apps reuse one access token for minutes; remembering recent verifications skips HMAC and JSON work. */
 const VERIFIED_CACHE_SIZE = 10_000
