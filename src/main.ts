@@ -1,7 +1,7 @@
 #!/usr/bin/env bun
 /** The command line: parses argv, loads configuration, runs one command, maps failures to exit codes. */
 import { mkdirSync } from 'node:fs'
-import { parseArgs, UsageError, EX_USAGE, type ParsedArgs } from './cli/args'
+import { CommandError, parseArgs, UsageError, EX_USAGE, type ParsedArgs } from './cli/args'
 import { SESSIONS_HELP, SESSIONS_OPTIONS, sessionsCommand } from './cli/sessions-command'
 import { USERS_HELP, USERS_OPTIONS, USERS_SWITCHES, usersCommand } from './cli/users-command'
 import { systemClock } from './clock'
@@ -26,13 +26,15 @@ Commands:
   sessions ...          list or end a user's sessions (sessions --help)
   config check          validate the configuration and print it
   config --help         list every configuration key
-  --version, --help
+  -v, --version         print the version
+  -h, --help            this help, or a command's (users --help)
 Every configuration key can be given as a flag, e.g. --port 8081 --data-dir /srv/softphone.`
 
 async function main(argv: readonly string[]): Promise<number> {
   const args = parseArgs(argv, {
     options: ['config', ...CONFIG_FLAGS, ...USERS_OPTIONS, ...SESSIONS_OPTIONS],
     switches: ['help', 'version', ...USERS_SWITCHES],
+    aliases: { h: 'help', v: 'version' },
   })
   const command = args.positionals[0] ?? 'serve'
   if (args.switches.has('version')) return print(VERSION)
@@ -100,6 +102,7 @@ function exitCodeFor(error: unknown): number {
     [StoreError, EX_IOERR],
     [ListenError, EX_UNAVAILABLE],
     [DirectoryError, 1],
+    [CommandError, 1],
   ]
   for (const [type, code] of known) {
     if (error instanceof type) {
