@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import * as v from 'valibot'
+import { DEFAULT_PASSWORD_MIN_LENGTH } from '../directory/embedded'
 import { CONFIG_KEYS, ConfigSchema, DEFAULT_BASE_PATH, type Config, type ConfigKey } from './schema'
 
 const DEFAULT_CONFIG_PATH = '/etc/softphone-backend/config.toml'
@@ -86,6 +87,7 @@ function withDefaults(raw: Raw, env: ConfigSources['env']): Record<string, unkno
     accept_legacy_tokens: true,
     directory: 'embedded',
     password_hash_concurrency: 2,
+    password_min_length: DEFAULT_PASSWORD_MIN_LENGTH,
     throttle_account_failures: 5,
     throttle_ip_failures: 20,
     throttle_max_delay: 900,

@@ -3,6 +3,7 @@
  * read, and its documentation (printed by `softphone-backend config --help`, copied into the README).
  */
 import * as v from 'valibot'
+import { DEFAULT_PASSWORD_MIN_LENGTH } from '../directory/embedded'
 import { ROTATION_MODES } from '../sessions/sessions'
 
 type Kind = 'string' | 'integer' | 'boolean' | 'list'
@@ -71,6 +72,11 @@ export const CONFIG_KEYS = {
     'integer',
     Seconds(1, 64),
     'How many argon2id hashes may run at once; further logins queue. Default 2.',
+  ),
+  password_min_length: key(
+    'integer',
+    Seconds(1, 128),
+    `Fewest characters a password set with \`users add\` or \`users passwd\` may have (embedded directory). Default ${DEFAULT_PASSWORD_MIN_LENGTH}.`,
   ),
   throttle_account_failures: key(
     'integer',

@@ -1,6 +1,10 @@
-/** The command line does what it says (README "Command line"), through the compiled binary: passwords typed on a real terminal. */
+/**
+ * The command line does what it says (README "Command line"), through the compiled binary: passwords
+ * typed on a real terminal, usage errors and read-only commands that create nothing, unknown users,
+ * an uncreatable data dir, and operator actions in the security log.
+ */
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from 'bun:test'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { runCli, runInTerminal, ServerProcess } from './server-process'
@@ -32,6 +36,14 @@ const loginStatus = async (username: string, password: string) =>
     })
   ).status
 const listedUsers = async () => (await runCli(onServer('users', 'list'))).stdout
+const logEvents = () =>
+  readFileSync(join(server.dataDir, 'log', 'security.log'), 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => JSON.parse(line) as Record<string, unknown>)
+/** A fresh path inside the scratch dir that doesn't exist yet. */
+let paths = 0
+const absentDir = () => join(scratch, `absent-${++paths}`)
 
 describe('passwords typed on a terminal', () => {
   const typedTwice = (password: string, again = password): Array<[string, string]> => [
@@ -65,6 +77,138 @@ describe('passwords typed on a terminal', () => {
     const add = await runInTerminal(onServer('users', 'add', '202'), typedTwice('New-202-secret', 'New-202-secreT'))
     expect(add.exitCode).toBe(1)
     expect(await listedUsers()).not.toContain('202')
+  })
+})
+
+describe('password_min_length', () => {
+  test('a too short password is refused with the rule named, and changes nothing', async () => {
+    const add = await runCli(onServer('users', 'add', '203', '--password-stdin'), { stdin: 'Short-7' })
+    expect(add).toMatchObject({ exitCode: 1, stderr: 'softphone-backend: the password is shorter than 8 characters (password_min_length)\n' })
+    expect(await listedUsers()).not.toContain('203')
+    const passwd = await runCli(onServer('users', 'passwd', '201', '--password-stdin'), { stdin: 'Short-7' })
+    expect(passwd.exitCode).toBe(1)
+    expect(await loginStatus('201', PASSWORD)).toBe(200)
+  })
+
+  test('the key raises the minimum', async () => {
+    const result = await runCli(onServer('users', 'add', '203', '--password-stdin', '--password-min-length', '20'), { stdin: 'Nineteen-characters' })
+    expect(result.exitCode).toBe(1)
+    expect(result.stderr).toContain('shorter than 20 characters')
+  })
+})
+
+describe('usage errors and read-only commands create nothing', () => {
+  const nothingCreated: Array<[string[], number]> = [
+    [['users', 'bogus'], 64],
+    [['users', 'add'], 64],
+    [['users', 'add', 'no/slash', '--password-stdin'], 64],
+    [['users', 'add', '204', '--role', 'root', '--password-stdin'], 64],
+    [['sessions', 'list'], 64],
+    [['sessions', 'bogus', '--user', '201'], 64],
+    [['config', 'bogus'], 64],
+    [['bogus'], 64],
+    [['users', 'list'], 66],
+    [['sessions', 'list', '--user', '201'], 66],
+    [['users', 'disable', '201'], 66],
+    [['sessions', 'revoke', '--user', '201'], 66],
+    [['config', 'check'], 0],
+  ]
+  for (const [args, exitCode] of nothingCreated) {
+    test(`${args.join(' ')}: exit ${exitCode}, and the default data dir is not created`, async () => {
+      const dataDir = absentDir()
+      // STATE_DIRECTORY is the default data dir, as under systemd: no --data-dir given.
+      const result = await runCli(args, { stdin: 'Never-used-pw', env: { STATE_DIRECTORY: dataDir } })
+      expect(result.exitCode).toBe(exitCode)
+      expect(existsSync(dataDir)).toBe(false)
+    })
+  }
+
+  test('a read-only command says the database is missing', async () => {
+    const dataDir = absentDir()
+    const result = await runCli(['users', 'list', '--data-dir', dataDir])
+    expect(result.stderr).toBe(
+      `softphone-backend: no database at ${dataDir}/softphone.db yet (wrong --data-dir?); \`softphone-backend users add\` creates it\n`,
+    )
+  })
+
+  test('read-only commands on an existing database create no log dir', async () => {
+    const dataDir = absentDir()
+    expect((await runCli(['users', 'add', '201', '--password-stdin', '--data-dir', dataDir, '--log-dir', join(dataDir, 'ops')], { stdin: PASSWORD })).exitCode).toBe(0)
+    for (const args of [['users', 'list'], ['sessions', 'list', '--user', '201']]) {
+      expect((await runCli([...args, '--data-dir', dataDir])).exitCode).toBe(0)
+    }
+    expect(existsSync(join(dataDir, 'log'))).toBe(false)
+  })
+
+  test('the first users add creates the data dir and the database', async () => {
+    const dataDir = absentDir()
+    const result = await runCli(['users', 'add', '201', '--password-stdin', '--data-dir', dataDir], { stdin: PASSWORD })
+    expect(result.exitCode).toBe(0)
+    expect(existsSync(join(dataDir, 'softphone.db'))).toBe(true)
+  })
+})
+
+describe('unknown users', () => {
+  const commands = [
+    ['users', 'disable', '999'],
+    ['users', 'enable', '999'],
+    ['users', 'remove', '999'],
+    // Named before any prompt: without --password-stdin and without a terminal this would be a usage error.
+    ['users', 'passwd', '999'],
+    ['sessions', 'list', '--user', '999'],
+    ['sessions', 'revoke', '--user', '999'],
+  ]
+  for (const args of commands) {
+    test(`${args.join(' ')} exits 1 naming the user`, async () => {
+      expect(await runCli(onServer(...args))).toEqual({ exitCode: 1, stdout: '', stderr: 'softphone-backend: no such user: 999\n' })
+    })
+  }
+
+  test('adding an existing user is refused before the password is read', async () => {
+    expect(await runCli(onServer('users', 'add', '201'))).toMatchObject({ exitCode: 1, stderr: 'softphone-backend: user 201 already exists\n' })
+  })
+})
+
+describe('a data dir that cannot be created', () => {
+  const commands: string[][] = [['serve', '--port', '0'], ['users', 'add', '201', '--password-stdin']]
+  for (const args of commands) {
+    test(`${args.join(' ')}: one line and exit 73`, async () => {
+      const blocker = join(scratch, `file-${++paths}`)
+      writeFileSync(blocker, '')
+      const dataDir = join(blocker, 'data')
+      const result = await runCli([...args, '--data-dir', dataDir], { stdin: PASSWORD })
+      expect(result).toEqual({ exitCode: 73, stdout: '', stderr: `softphone-backend: cannot create data directory ${dataDir}: ENOTDIR\n` })
+    })
+  }
+})
+
+describe('operator actions in the security log', () => {
+  test('each change is logged with the target user, the Unix user and SUDO_USER, never the password', async () => {
+    const operator = Bun.spawnSync(['id', '-un']).stdout.toString().trim()
+    const asAlice = { env: { SUDO_USER: 'alice', USER: 'not-me' } }
+    const before = logEvents().length
+    await runCli(onServer('users', 'add', '205', '--password-stdin'), { stdin: 'Audit-205-secret', ...asAlice })
+    await runCli(onServer('users', 'passwd', '205', '--password-stdin'), { stdin: 'Audit-205-changed', ...asAlice })
+    await server.login('205', 'Audit-205-changed')
+    for (const action of ['disable', 'enable']) await runCli(onServer('users', action, '205'), asAlice)
+    await runCli(onServer('sessions', 'revoke', '--user', '205'), asAlice)
+    await runCli(onServer('users', 'remove', '205'))
+    const operatorEvents = logEvents()
+      .slice(before)
+      .filter((event) => event.operator !== undefined)
+      .map(({ ts, ...event }) => event)
+    expect(operatorEvents).toEqual([
+      { event: 'USER_ADDED', user: '205', reason: 'role user', operator, sudo_user: 'alice' },
+      { event: 'USER_PASSWORD_CHANGED', user: '205', operator, sudo_user: 'alice' },
+      { event: 'USER_DISABLED', user: '205', operator, sudo_user: 'alice' },
+      { event: 'USER_ENABLED', user: '205', operator, sudo_user: 'alice' },
+      { event: 'SESSION_REVOKED', user: '205', reason: 'operator revoke: 1 sessions', operator, sudo_user: 'alice' },
+      { event: 'USER_REMOVED', user: '205', operator },
+    ])
+    // The server's own events share the file.
+    expect(logEvents().some((event) => event.event === 'STARTUP')).toBe(true)
+    const log = readFileSync(join(server.dataDir, 'log', 'security.log'), 'utf8')
+    for (const secret of ['Audit-205-secret', 'Audit-205-changed']) expect(log).not.toContain(secret)
   })
 })
 

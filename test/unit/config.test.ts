@@ -38,6 +38,7 @@ describe('defaults', () => {
       accept_legacy_tokens: true,
       directory: 'embedded',
       password_hash_concurrency: 2,
+      password_min_length: 8,
       throttle_account_failures: 5,
       throttle_ip_failures: 20,
       throttle_max_delay: 900,
@@ -92,6 +93,7 @@ describe('bad configuration stops the start with one line naming the key', () =>
     ['a base path with a trailing slash', () => load({ flags: { base_path: '/api/' } }), /base_path must look like/],
     ['an unavailable directory', () => load({ flags: { directory: 'mikopbx:/cf/conf/mikopbx.db' } }), /directory must be "embedded"/],
     ['invalid TOML', () => load({ configPath: file('port = = 1\n') }), /is not valid TOML/],
+    ['a password minimum below 1', () => load({ flags: { password_min_length: '0' } }), /password_min_length must be at least 1 \(from --password-min-length\)/],
     ['a missing explicit config file', () => load({ configPath: join(dir, 'absent.toml') }), /cannot read config file .*absent\.toml: ENOENT/],
   ]
   for (const [name, run, message] of cases) {
