@@ -5,12 +5,13 @@
  */
 import { join } from 'node:path'
 import { CommandError, EX_USAGE, parseArgs, UsageError, type ParsedArgs } from './cli/args'
+import { checkConfig } from './cli/config-command'
 import { SESSIONS_HELP, SESSIONS_OPTIONS, parseSessionsCommand } from './cli/sessions-command'
 import { DataDirError, EX_CANTCREAT, EX_NOINPUT, NoDatabaseError, ensureDataDir, openCommandStore } from './cli/store-access'
 import { operatorAudit, type Audit, type StoreCommand } from './cli/store-command'
 import { USERS_HELP, USERS_OPTIONS, USERS_SWITCHES, parseUsersCommand } from './cli/users-command'
 import { systemClock } from './clock'
-import { ConfigError, EX_CONFIG, loadConfig } from './config/load'
+import { ConfigError, EX_CONFIG, loadConfig, unknownEnvironmentVariables } from './config/load'
 import { CONFIG_KEYS, type Config, type ConfigKey } from './config/schema'
 import { DirectoryError } from './directory/embedded'
 import { DEFAULT_LOG_LIMITS, SecurityLog } from './security-log/security-log'
@@ -51,15 +52,17 @@ async function main(argv: readonly string[]): Promise<number> {
   if (args.switches.has('version')) return print(VERSION)
   if (args.switches.has('help')) return print(COMMAND_HELP[command]?.() ?? HELP)
   const plan = planFor(command, args)
-  const config = loadConfig({ configPath: args.options.get('config'), flags: configFlags(args), env: process.env })
+  const loaded = loadConfig({ configPath: args.options.get('config'), flags: configFlags(args), env: process.env })
   switch (plan.kind) {
     case 'serve':
-      ensureDataDir(config.data_dir)
-      return serve(config)
+      warnAboutUnknownVariables()
+      ensureDataDir(loaded.config.data_dir)
+      return serve(loaded.config)
     case 'config-check':
-      return print(`config ok\n${JSON.stringify(config, null, 2)}`)
+      warnAboutUnknownVariables()
+      return print(checkConfig(loaded))
     case 'store':
-      return runStoreCommand(plan.command, config)
+      return runStoreCommand(plan.command, loaded.config)
   }
 }
 
@@ -113,11 +116,19 @@ function openSecurityLog(config: Config): SecurityLog {
   return new SecurityLog(join(config.log_dir, 'security.log'), systemClock, { ...DEFAULT_LOG_LIMITS, maxBytes: config.security_log_max_bytes }, warn)
 }
 
+/** On stderr, and never fatal: a typo'd variable is worth a look, not a refused start. */
+function warnAboutUnknownVariables(): void {
+  for (const name of unknownEnvironmentVariables(process.env)) warn(`warning: ${name} is not a configuration key and is ignored (see config --help)`)
+}
+
 function configHelp(): string {
   const lines = Object.entries(CONFIG_KEYS).map(
     ([name, spec]) => `  ${name} (env SOFTPHONE_${name.toUpperCase()}, flag --${name.replaceAll('_', '-')})\n      ${spec.doc}`,
   )
-  return `Configuration keys (flags > environment > config file > defaults):\n${lines.join('\n')}`
+  return `Configuration keys (flags > environment > config file > defaults):\n${lines.join('\n')}
+A bad value or key file stops serve and config check with exit 78 (a data dir that can't be
+created: 73). config check names the file it read, checks the key file without creating it,
+redacts credentials, and warns about SOFTPHONE_* variables that name no key.`
 }
 
 function print(text: string): number {

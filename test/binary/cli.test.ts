@@ -1,10 +1,10 @@
 /**
  * The command line does what it says (README "Command line"), through the compiled binary: passwords
  * typed on a real terminal, usage errors and read-only commands that create nothing, unknown users,
- * an uncreatable data dir, and operator actions in the security log.
+ * an uncreatable data dir, operator actions in the security log, and `config check`.
  */
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from 'bun:test'
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { runCli, runInTerminal, ServerProcess } from './server-process'
@@ -219,4 +219,93 @@ describe('short switches', () => {
     expect(await runCli(['-v'])).toEqual(await runCli(['--version']))
     expect((await runCli(['-x'])).exitCode).toBe(64)
   })
+})
+
+describe('config check tells the truth', () => {
+  const check = (args: string[], env: Record<string, string> = {}) => runCli(['config', 'check', ...args], { env })
+
+  test('it names the file it loaded, or says there was none', async () => {
+    const path = join(scratch, 'named.toml')
+    writeFileSync(path, 'port = 9001\n')
+    const named = await check(['--config', path, '--data-dir', absentDir()])
+    expect(named.stdout).toStartWith(`config file: ${path}\n`)
+    const none = await check(['--data-dir', absentDir()], { CONFIGURATION_DIRECTORY: absentDir() })
+    expect(none.stdout).toStartWith('config file: no file (defaults, environment and flags only)\n')
+  })
+
+  test('a missing key file will be generated on first start, and config check creates neither it nor the data dir', async () => {
+    const dataDir = absentDir()
+    const result = await check(['--data-dir', dataDir])
+    expect(result.exitCode).toBe(0)
+    expect(result.stdout).toContain(`secret key: ${dataDir}/secret.key will be generated on first start\n`)
+    expect(existsSync(dataDir)).toBe(false)
+  })
+
+  test('a present, good key file is reported ok', async () => {
+    const keyPath = join(scratch, 'good.key')
+    writeFileSync(keyPath, `${'ab'.repeat(32)}\n`, { mode: 0o600 })
+    expect((await check(['--data-dir', absentDir(), '--secret-key-path', keyPath])).stdout).toContain(`secret key: ${keyPath} ok\n`)
+  })
+
+  const badKeys: Array<[string, (path: string) => void]> = [
+    ['a short key file', (path) => writeFileSync(path, 'abcd', { mode: 0o600 })],
+    ['a world-readable key file', (path) => (writeFileSync(path, 'ab'.repeat(32)), chmodSync(path, 0o644))],
+    ['a key file that is a symlink', (path) => (writeFileSync(`${path}.real`, 'ab'.repeat(32), { mode: 0o600 }), symlinkSync(`${path}.real`, path))],
+    ['a key file that is a directory', (path) => mkdirSync(path)],
+  ]
+  for (const [name, make] of badKeys) {
+    test(`${name} fails with serve's message and exit code`, async () => {
+      const keyPath = join(scratch, `bad-${++paths}.key`)
+      make(keyPath)
+      const dataDir = absentDir()
+      const checked = await check(['--data-dir', dataDir, '--secret-key-path', keyPath])
+      const served = await runCli(['serve', '--port', '0', '--data-dir', dataDir, '--secret-key-path', keyPath])
+      expect(checked.exitCode).toBe(78)
+      expect(checked.stderr).toStartWith(`softphone-backend: secret key file ${keyPath}`)
+      expect({ exitCode: checked.exitCode, stderr: checked.stderr }).toEqual({ exitCode: served.exitCode, stderr: served.stderr })
+    })
+  }
+
+  test('unknown SOFTPHONE_* variables are warned about on stderr, without failing', async () => {
+    const result = await check(['--data-dir', absentDir()], { SOFTPHONE_PROT: '9000', SOFTPHONE_PORT: '9001' })
+    expect(result.exitCode).toBe(0)
+    expect(result.stderr).toBe('softphone-backend: warning: SOFTPHONE_PROT is not a configuration key and is ignored (see config --help)\n')
+    expect(result.stdout).toContain('"port": 9001')
+    const blocker = join(scratch, `file-${++paths}`)
+    writeFileSync(blocker, '')
+    const served = await runCli(['serve', '--data-dir', join(blocker, 'data')], { env: { SOFTPHONE_PROT: '9000' } })
+    expect(served.stderr).toStartWith('softphone-backend: warning: SOFTPHONE_PROT is not a configuration key and is ignored (see config --help)\n')
+  })
+
+  test('config --help documents the new key and the exit codes', async () => {
+    const help = (await runCli(['config', '--help'])).stdout
+    expect(help).toContain('password_min_length (env SOFTPHONE_PASSWORD_MIN_LENGTH, flag --password-min-length)')
+    expect(help).toContain('exit 78')
+    expect(help).toContain('created: 73')
+    expect((await runCli(['--help'])).stdout).toContain('73 data dir can\'t be created')
+  })
+
+  test('a TOML syntax error names its line and column', async () => {
+    const path = join(scratch, 'broken.toml')
+    writeFileSync(path, 'port = 9001\n\nhost "0.0.0.0"\n')
+    const result = await check(['--config', path])
+    expect(result).toEqual({
+      exitCode: 78,
+      stdout: '',
+      stderr: `softphone-backend: config file ${path} is not valid TOML at line 3, column 6: Expected '=' after a key but found '"'\n`,
+    })
+  })
+
+  const conflicts: Array<[string, string]> = [
+    ['crm,users-state:5', 'must not redefine the built-in channel users-state'],
+    ['crm,queue:3,crm', 'must not name the channel crm twice'],
+  ]
+  for (const [channels, problem] of conflicts) {
+    test(`extra_channels ${channels}: a config error naming the key, for check and serve`, async () => {
+      for (const command of [['config', 'check'], ['serve', '--port', '0']]) {
+        const result = await runCli([...command, '--data-dir', absentDir(), '--extra-channels', channels])
+        expect(result).toEqual({ exitCode: 78, stdout: '', stderr: `softphone-backend: config error: extra_channels ${problem} (from --extra-channels)\n` })
+      }
+    })
+  }
 })
