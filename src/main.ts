@@ -1,15 +1,22 @@
 #!/usr/bin/env bun
-/** The command line: parses argv, loads configuration, runs one command, maps failures to exit codes. */
-import { mkdirSync } from 'node:fs'
-import { parseArgs, UsageError, EX_USAGE, type ParsedArgs } from './cli/args'
-import { SESSIONS_HELP, SESSIONS_OPTIONS, sessionsCommand } from './cli/sessions-command'
-import { USERS_HELP, USERS_OPTIONS, USERS_SWITCHES, usersCommand } from './cli/users-command'
+/**
+ * The command line: parses argv, checks the command's usage before touching any file, loads
+ * configuration, runs one command, maps failures to exit codes (README "Command line").
+ */
+import { join } from 'node:path'
+import { CommandError, EX_USAGE, parseArgs, UsageError, type ParsedArgs } from './cli/args'
+import { checkConfig } from './cli/config-command'
+import { SESSIONS_HELP, SESSIONS_OPTIONS, parseSessionsCommand } from './cli/sessions-command'
+import { DataDirError, EX_CANTCREAT, EX_NOINPUT, NoDatabaseError, ensureDataDir, openCommandStore } from './cli/store-access'
+import { operatorAudit, type Audit, type StoreCommand } from './cli/store-command'
+import { USERS_HELP, USERS_OPTIONS, USERS_SWITCHES, parseUsersCommand } from './cli/users-command'
 import { systemClock } from './clock'
-import { ConfigError, EX_CONFIG, loadConfig } from './config/load'
+import { ConfigError, EX_CONFIG, loadConfig, unknownEnvironmentVariables } from './config/load'
 import { CONFIG_KEYS, type Config, type ConfigKey } from './config/schema'
 import { DirectoryError } from './directory/embedded'
-import { databasePath, EX_UNAVAILABLE, ListenError, serve } from './serve'
-import { openStore, StoreError } from './store/database'
+import { DEFAULT_LOG_LIMITS, SecurityLog } from './security-log/security-log'
+import { EX_UNAVAILABLE, ListenError, serve } from './serve'
+import { StoreError } from './store/database'
 import { SecretKeyError } from './tokens/secret-key'
 import { VERSION } from './version'
 
@@ -26,28 +33,50 @@ Commands:
   sessions ...          list or end a user's sessions (sessions --help)
   config check          validate the configuration and print it
   config --help         list every configuration key
-  --version, --help
-Every configuration key can be given as a flag, e.g. --port 8081 --data-dir /srv/softphone.`
+  -v, --version         print the version
+  -h, --help            this help, or a command's (users --help)
+Every configuration key can be given as a flag, e.g. --port 8081 --data-dir /srv/softphone.
+Exit codes: 1 refused (unknown user, passwords differ, ...), 64 usage, 66 no database yet,
+69 port in use, 73 data dir can't be created, 74 unusable database, 78 configuration or key file.`
+
+/** What a command needs once the configuration is loaded; built from argv alone. */
+type Plan = { kind: 'serve' } | { kind: 'config-check' } | { kind: 'store'; command: StoreCommand }
 
 async function main(argv: readonly string[]): Promise<number> {
   const args = parseArgs(argv, {
     options: ['config', ...CONFIG_FLAGS, ...USERS_OPTIONS, ...SESSIONS_OPTIONS],
     switches: ['help', 'version', ...USERS_SWITCHES],
+    aliases: { h: 'help', v: 'version' },
   })
   const command = args.positionals[0] ?? 'serve'
   if (args.switches.has('version')) return print(VERSION)
   if (args.switches.has('help')) return print(COMMAND_HELP[command]?.() ?? HELP)
-  const config = loadConfig({ configPath: args.options.get('config'), flags: configFlags(args), env: process.env })
+  const plan = planFor(command, args)
+  const loaded = loadConfig({ configPath: args.options.get('config'), flags: configFlags(args), env: process.env })
+  switch (plan.kind) {
+    case 'serve':
+      warnAboutUnknownVariables()
+      ensureDataDir(loaded.config.data_dir)
+      return serve(loaded.config)
+    case 'config-check':
+      warnAboutUnknownVariables()
+      return print(checkConfig(loaded))
+    case 'store':
+      return runStoreCommand(plan.command, loaded.config)
+  }
+}
+
+function planFor(command: string, args: ParsedArgs): Plan {
   switch (command) {
     case 'serve':
-      return serve(config)
+      return { kind: 'serve' }
     case 'users':
-      return withStore(config, (db) => usersCommand(args, db, systemClock, config.password_hash_concurrency))
+      return { kind: 'store', command: parseUsersCommand(args) }
     case 'sessions':
-      return withStore(config, async (db) => sessionsCommand(args, db, systemClock))
+      return { kind: 'store', command: parseSessionsCommand(args) }
     case 'config':
       if (args.positionals[1] !== 'check') throw new UsageError('usage: softphone-backend config check | config --help')
-      return print(`config ok\n${JSON.stringify(config, null, 2)}`)
+      return { kind: 'config-check' }
     default:
       throw new UsageError(`unknown command ${command}; see --help`)
   }
@@ -68,27 +97,47 @@ function configFlags(args: ParsedArgs): Partial<Record<ConfigKey, string>> {
   return flags
 }
 
-async function withStore(config: Config, run: (db: ReturnType<typeof openStore>) => Promise<void>): Promise<number> {
-  mkdirSync(config.data_dir, { recursive: true, mode: 0o700 })
-  const db = openStore(databasePath(config))
+/** Only commands that change something open the security log, so read-only ones create no log dir. */
+async function runStoreCommand(command: StoreCommand, config: Config): Promise<number> {
+  const db = openCommandStore(config, command.access)
+  const log = command.access === 'read' ? null : openSecurityLog(config)
+  const audit: Audit = log ? operatorAudit(log, process.env) : () => {}
   try {
-    await run(db)
+    await command.run({ db, clock: systemClock, config, audit })
     return 0
   } finally {
+    log?.close()
     db.close()
   }
+}
+
+/** The same file, rotation and limits as the server's, so operator actions land next to its events. */
+function openSecurityLog(config: Config): SecurityLog {
+  return new SecurityLog(join(config.log_dir, 'security.log'), systemClock, { ...DEFAULT_LOG_LIMITS, maxBytes: config.security_log_max_bytes }, warn)
+}
+
+/** On stderr, and never fatal: a typo'd variable is worth a look, not a refused start. */
+function warnAboutUnknownVariables(): void {
+  for (const name of unknownEnvironmentVariables(process.env)) warn(`warning: ${name} is not a configuration key and is ignored (see config --help)`)
 }
 
 function configHelp(): string {
   const lines = Object.entries(CONFIG_KEYS).map(
     ([name, spec]) => `  ${name} (env SOFTPHONE_${name.toUpperCase()}, flag --${name.replaceAll('_', '-')})\n      ${spec.doc}`,
   )
-  return `Configuration keys (flags > environment > config file > defaults):\n${lines.join('\n')}`
+  return `Configuration keys (flags > environment > config file > defaults):\n${lines.join('\n')}
+A bad value or key file stops serve and config check with exit 78 (a data dir that can't be
+created: 73). config check names the file it read, checks the key file without creating it,
+redacts credentials, and warns about SOFTPHONE_* variables that name no key.`
 }
 
 function print(text: string): number {
   console.log(text)
   return 0
+}
+
+function warn(line: string): void {
+  console.error(`softphone-backend: ${line}`)
 }
 
 /** Known failures get one line naming the fix; anything else is a bug and keeps its stack. */
@@ -98,12 +147,15 @@ function exitCodeFor(error: unknown): number {
     [ConfigError, EX_CONFIG],
     [SecretKeyError, EX_CONFIG],
     [StoreError, EX_IOERR],
+    [NoDatabaseError, EX_NOINPUT],
+    [DataDirError, EX_CANTCREAT],
     [ListenError, EX_UNAVAILABLE],
     [DirectoryError, 1],
+    [CommandError, 1],
   ]
   for (const [type, code] of known) {
     if (error instanceof type) {
-      console.error(`softphone-backend: ${error.message}`)
+      warn(error.message)
       return code
     }
   }

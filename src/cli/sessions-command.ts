@@ -1,10 +1,10 @@
 /** `softphone-backend sessions list|revoke --user <ext>`: what an operator does for a lost phone. */
-import type { Database } from 'bun:sqlite'
-import { unixSeconds, type Clock } from '../clock'
+import { unixSeconds } from '../clock'
 import { SessionStore } from '../sessions/session-store'
 import { endAllSessions } from '../sessions/sessions'
 import { Revocations } from '../tokens/revocations'
 import { UsageError, type ParsedArgs } from './args'
+import { existingUser, type CommandContext, type StoreCommand } from './store-command'
 
 export const SESSIONS_OPTIONS = ['user'] as const
 
@@ -13,24 +13,33 @@ export const SESSIONS_HELP = `softphone-backend sessions <command> --user <ext>
   revoke    end every session of the user, and every legacy token issued so far
 A running server picks the change up within a second.`
 
-export function sessionsCommand(args: ParsedArgs, db: Database, clock: Clock): void {
+/** Checks the whole command line before anything is opened: a usage error touches no file. */
+export function parseSessionsCommand(args: ParsedArgs): StoreCommand {
   const username = args.options.get('user')
   if (!username) throw new UsageError(SESSIONS_HELP)
-  const store = new SessionStore(db)
   switch (args.positionals[1]) {
     case 'list':
-      for (const session of store.activeForUser(username, unixSeconds(clock))) {
-        const time = (seconds: number) => new Date(seconds * 1000).toISOString()
-        console.log([session.id, time(session.created_at), time(session.last_used_at), session.ip, session.user_agent].join('\t'))
-      }
-      return
-    case 'revoke': {
-      // The server's in-memory copy reloads when it sees this commit (store/change-watch.ts).
-      const ended = endAllSessions(store, new Revocations(db, clock), username, 'revoked by operator', unixSeconds(clock))
-      console.log(`ended ${ended} sessions of ${username}`)
-      return
-    }
+      return { access: 'read', run: async (context) => listSessions(context, username) }
+    case 'revoke':
+      return { access: 'write', run: async (context) => revokeSessions(context, username) }
     default:
       throw new UsageError(SESSIONS_HELP)
   }
+}
+
+function listSessions(context: CommandContext, username: string): void {
+  existingUser(context, username)
+  const time = (seconds: number) => new Date(seconds * 1000).toISOString()
+  for (const session of new SessionStore(context.db).activeForUser(username, unixSeconds(context.clock))) {
+    console.log([session.id, time(session.created_at), time(session.last_used_at), session.ip, session.user_agent].join('\t'))
+  }
+}
+
+function revokeSessions(context: CommandContext, username: string): void {
+  existingUser(context, username)
+  const { db, clock } = context
+  // The server's in-memory copy reloads when it sees this commit (store/change-watch.ts).
+  const ended = endAllSessions(new SessionStore(db), new Revocations(db, clock), username, 'revoked by operator', unixSeconds(clock))
+  context.audit('SESSION_REVOKED', username, `operator revoke: ${ended} sessions`)
+  console.log(`ended ${ended} sessions of ${username}`)
 }

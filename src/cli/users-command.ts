@@ -1,12 +1,9 @@
 /** `softphone-backend users add|list|passwd|disable|enable|remove` for the embedded directory. */
-import type { Database } from 'bun:sqlite'
 import * as v from 'valibot'
-import type { Clock } from '../clock'
 import { ROLES, type Role } from '../directory/directory'
-import { EmbeddedDirectory } from '../directory/embedded'
-import { LOGIN_LIMITS } from '../auth/auth-routes'
-import { UsageError, type ParsedArgs } from './args'
+import { CommandError, UsageError, type ParsedArgs } from './args'
 import { readPassword } from './password-input'
+import { directoryOf, existingUser, type CommandContext, type OperatorEventName, type StoreCommand } from './store-command'
 
 export const USERS_OPTIONS = ['name', 'role', 'mobile'] as const
 export const USERS_SWITCHES = ['password-stdin'] as const
@@ -16,56 +13,86 @@ export const USERS_HELP = `softphone-backend users <command>
   list
   passwd <ext> [--password-stdin]
   disable <ext> | enable <ext> | remove <ext>
-Without --password-stdin the password is asked for on the terminal.`
+Without --password-stdin the password is asked for twice on the terminal.
+Passwords need at least password_min_length (8) characters.`
 
 const Username = v.pipe(v.string(), v.regex(/^[A-Za-z0-9._@+-]{1,64}$/))
 const Mobile = v.pipe(v.string(), v.regex(/^\d{0,10}$/))
 
-export async function usersCommand(args: ParsedArgs, db: Database, clock: Clock, hashConcurrency: number): Promise<void> {
-  const directory = new EmbeddedDirectory(db, clock, hashConcurrency)
+type AccountChange = 'disable' | 'enable' | 'remove'
+
+const ACCOUNT_CHANGES: Record<AccountChange, { event: OperatorEventName; done: string }> = {
+  disable: { event: 'USER_DISABLED', done: 'disabled' },
+  enable: { event: 'USER_ENABLED', done: 'enabled' },
+  remove: { event: 'USER_REMOVED', done: 'removed' },
+}
+
+/** Checks the whole command line before anything is opened: a usage error touches no file. */
+export function parseUsersCommand(args: ParsedArgs): StoreCommand {
   const [, command, username] = args.positionals
   const needUser = (): string => {
     if (!username || !v.is(Username, username)) throw new UsageError('give an extension: 1-64 characters of A-Z a-z 0-9 . _ @ + -')
     return username
   }
+  const passwordFromStdin = args.switches.has('password-stdin')
   switch (command) {
-    case 'add': {
-      const name = needUser()
-      const role = (args.options.get('role') ?? 'user') as Role
-      if (!ROLES.includes(role)) throw new UsageError(`--role must be one of ${ROLES.join(', ')}`)
-      const mobile = args.options.get('mobile') ?? ''
-      if (!v.is(Mobile, mobile)) throw new UsageError('--mobile must be at most 10 digits')
-      const password = await newPassword(args)
-      const user = await directory.add({ username: name, password, displayName: args.options.get('name') ?? '', role, mobile })
-      console.log(`added ${user.username} (id ${user.id}, role ${user.role})`)
-      return
-    }
+    case 'add':
+      return addCommand(needUser(), args, passwordFromStdin)
     case 'list':
-      for (const user of directory.list()) {
-        console.log([user.id, user.username, user.role, user.disabled ? 'disabled' : 'enabled', user.displayName].join('\t'))
-      }
-      return
-    case 'passwd':
-      await directory.setPassword(needUser(), await newPassword(args))
-      console.log(`password changed for ${username}`)
-      return
+      return { access: 'read', run: async (context) => listUsers(context) }
+    case 'passwd': {
+      const name = needUser()
+      return { access: 'write', run: (context) => changePassword(context, name, passwordFromStdin) }
+    }
     case 'disable':
     case 'enable':
-      directory.setDisabled(needUser(), command === 'disable')
-      console.log(`${command}d ${username}`)
-      return
-    case 'remove':
-      directory.remove(needUser())
-      console.log(`removed ${username}`)
-      return
+    case 'remove': {
+      const name = needUser()
+      return { access: 'write', run: async (context) => changeAccount(context, command, name) }
+    }
     default:
       throw new UsageError(USERS_HELP)
   }
 }
 
-async function newPassword(args: ParsedArgs): Promise<string> {
-  const password = await readPassword(args.switches.has('password-stdin'))
-  if (password.length === 0) throw new UsageError('the password is empty')
-  if (Buffer.byteLength(password) > LOGIN_LIMITS.passwordBytes) throw new UsageError('the password is longer than 1024 bytes')
-  return password
+function addCommand(username: string, args: ParsedArgs, passwordFromStdin: boolean): StoreCommand {
+  const role = (args.options.get('role') ?? 'user') as Role
+  if (!ROLES.includes(role)) throw new UsageError(`--role must be one of ${ROLES.join(', ')}`)
+  const mobile = args.options.get('mobile') ?? ''
+  if (!v.is(Mobile, mobile)) throw new UsageError('--mobile must be at most 10 digits')
+  const displayName = args.options.get('name') ?? ''
+  return {
+    access: 'create',
+    run: async (context) => {
+      const directory = directoryOf(context)
+      // Before the prompt: nobody should type a password twice to learn the user exists.
+      if (directory.findByUsername(username)) throw new CommandError(`user ${username} already exists`)
+      const password = await readPassword(passwordFromStdin)
+      const user = await directory.add({ username, password, displayName, role, mobile })
+      context.audit('USER_ADDED', username, `role ${role}`)
+      console.log(`added ${user.username} (id ${user.id}, role ${user.role})`)
+    },
+  }
+}
+
+function listUsers(context: CommandContext): void {
+  for (const user of directoryOf(context).list()) {
+    console.log([user.id, user.username, user.role, user.disabled ? 'disabled' : 'enabled', user.displayName].join('\t'))
+  }
+}
+
+async function changePassword(context: CommandContext, username: string, passwordFromStdin: boolean): Promise<void> {
+  existingUser(context, username)
+  await directoryOf(context).setPassword(username, await readPassword(passwordFromStdin))
+  context.audit('USER_PASSWORD_CHANGED', username)
+  console.log(`password changed for ${username}`)
+}
+
+function changeAccount(context: CommandContext, change: AccountChange, username: string): void {
+  existingUser(context, username)
+  const directory = directoryOf(context)
+  if (change === 'remove') directory.remove(username)
+  else directory.setDisabled(username, change === 'disable')
+  context.audit(ACCOUNT_CHANGES[change].event, username)
+  console.log(`${ACCOUNT_CHANGES[change].done} ${username}`)
 }

@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import * as v from 'valibot'
+import { DEFAULT_PASSWORD_MIN_LENGTH } from '../directory/embedded'
 import { CONFIG_KEYS, ConfigSchema, DEFAULT_BASE_PATH, type Config, type ConfigKey } from './schema'
 
 const DEFAULT_CONFIG_PATH = '/etc/softphone-backend/config.toml'
@@ -24,20 +25,37 @@ export interface ConfigSources {
   env: Record<string, string | undefined>
 }
 
+export interface LoadedConfig {
+  config: Config
+  /** The TOML file that was read, or null when there was none. */
+  file: string | null
+}
+
 type Origin = string
 type Raw = Record<string, { value: unknown; origin: Origin }>
 
-export function loadConfig({ configPath, flags, env }: ConfigSources): Config {
+const ENV_PREFIX = 'SOFTPHONE_'
+
+export function loadConfig({ configPath, flags, env }: ConfigSources): LoadedConfig {
   const raw: Raw = {}
   const file = readConfigFile(configPath ?? (env.CONFIGURATION_DIRECTORY ? join(env.CONFIGURATION_DIRECTORY, 'config.toml') : DEFAULT_CONFIG_PATH), configPath !== undefined)
   if (file) for (const [name, value] of Object.entries(file.values)) raw[name] = { value, origin: file.path }
   for (const name of Object.keys(CONFIG_KEYS) as ConfigKey[]) {
-    const fromEnv = env[`SOFTPHONE_${name.toUpperCase()}`]
-    if (fromEnv !== undefined) raw[name] = { value: coerce(name, fromEnv), origin: `SOFTPHONE_${name.toUpperCase()}` }
+    const variable = `${ENV_PREFIX}${name.toUpperCase()}`
+    const fromEnv = env[variable]
+    if (fromEnv !== undefined) raw[name] = { value: coerce(name, fromEnv), origin: variable }
     const fromFlag = flags[name]
     if (fromFlag !== undefined) raw[name] = { value: coerce(name, fromFlag), origin: `--${name.replaceAll('_', '-')}` }
   }
-  return validate(withDefaults(raw, env), raw)
+  return { config: validate(withDefaults(raw, env), raw), file: file?.path ?? null }
+}
+
+/** SOFTPHONE_* variables that name no key: most likely typos, which would otherwise be ignored silently. */
+export function unknownEnvironmentVariables(env: ConfigSources['env']): string[] {
+  const known = new Set(Object.keys(CONFIG_KEYS).map((name) => `${ENV_PREFIX}${name.toUpperCase()}`))
+  return Object.keys(env)
+    .filter((name) => name.startsWith(ENV_PREFIX) && !known.has(name))
+    .sort()
 }
 
 function readConfigFile(path: string, required: boolean): { path: string; values: Record<string, unknown> } | null {
@@ -53,9 +71,42 @@ function readConfigFile(path: string, required: boolean): { path: string; values
   try {
     values = Bun.TOML.parse(text)
   } catch (error) {
-    throw new ConfigError(`config file ${path} is not valid TOML: ${(error as Error).message}`)
+    const message = tomlMessage(error)
+    const at = tomlErrorPosition(text, message)
+    const where = at ? ` at line ${at.line}, column ${at.column}` : ''
+    throw new ConfigError(`config file ${path} is not valid TOML${where}: ${message}`)
   }
   return { path, values: values as Record<string, unknown> }
+}
+
+const tomlMessage = (error: unknown): string => (error as Error).message.replace(/^TOML Parse error: /, '')
+
+function tomlParseFailure(text: string): string | null {
+  try {
+    Bun.TOML.parse(text)
+    return null
+  } catch (error) {
+    return tomlMessage(error)
+  }
+}
+
+/**
+ * Bun.TOML's errors carry no position (their line/column are the JavaScript caller's), so it is
+ * found by parsing ever longer prefixes: the first line whose prefix fails with the same message,
+ * then the first column within it that does.
+ */
+function tomlErrorPosition(text: string, message: string): { line: number; column: number } | null {
+  const lines = text.split('\n')
+  for (let line = 0; line < lines.length; line++) {
+    const before = lines.slice(0, line).map((each) => `${each}\n`).join('')
+    if (tomlParseFailure(`${before}${lines[line]}\n`) !== message) continue
+    const current = `${lines[line]}\n`
+    for (let column = 1; column <= current.length; column++) {
+      if (tomlParseFailure(before + current.slice(0, column)) === message) return { line: line + 1, column }
+    }
+    return { line: line + 1, column: 1 }
+  }
+  return null
 }
 
 /** Strings from env and flags become the type the key wants; a bad string is left for the schema to name. */
@@ -87,6 +138,7 @@ function withDefaults(raw: Raw, env: ConfigSources['env']): Record<string, unkno
     accept_legacy_tokens: true,
     directory: 'embedded',
     password_hash_concurrency: 2,
+    password_min_length: DEFAULT_PASSWORD_MIN_LENGTH,
     throttle_account_failures: 5,
     throttle_ip_failures: 20,
     throttle_max_delay: 900,

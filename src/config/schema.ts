@@ -3,17 +3,26 @@
  * read, and its documentation (printed by `softphone-backend config --help`, copied into the README).
  */
 import * as v from 'valibot'
+import { DEFAULT_PASSWORD_MIN_LENGTH } from '../directory/embedded'
+import { extraChannelConflict } from '../presence/hub'
 import { ROTATION_MODES } from '../sessions/sessions'
 
 type Kind = 'string' | 'integer' | 'boolean' | 'list'
 
-interface KeySpec<S extends v.GenericSchema> {
+export interface KeySpec<S extends v.GenericSchema = v.GenericSchema> {
   schema: S
   kind: Kind
   doc: string
+  /** Holds a credential: `config check` prints it redacted. */
+  secret?: true
 }
 
-const key = <S extends v.GenericSchema>(kind: Kind, schema: S, doc: string): KeySpec<S> => ({ kind, schema, doc })
+const key = <S extends v.GenericSchema>(kind: Kind, schema: S, doc: string, options: { secret?: true } = {}): KeySpec<S> => ({
+  kind,
+  schema,
+  doc,
+  ...options,
+})
 
 const AbsolutePath = v.pipe(v.string('must be a string'), v.startsWith('/', 'must be an absolute path'))
 const Seconds = (min: number, max: number) =>
@@ -72,6 +81,11 @@ export const CONFIG_KEYS = {
     Seconds(1, 64),
     'How many argon2id hashes may run at once; further logins queue. Default 2.',
   ),
+  password_min_length: key(
+    'integer',
+    Seconds(1, 128),
+    `Fewest characters a password set with \`users add\` or \`users passwd\` may have (embedded directory). Default ${DEFAULT_PASSWORD_MIN_LENGTH}.`,
+  ),
   throttle_account_failures: key(
     'integer',
     Seconds(1, 1000),
@@ -85,14 +99,20 @@ export const CONFIG_KEYS = {
   throttle_max_delay: key('integer', Seconds(1, 86400), 'Longest login delay in seconds. Default 900 (15 minutes).'),
   extra_channels: key(
     'list',
-    v.array(
-      v.pipe(
-        v.string('must be a list of channel names'),
-        v.regex(/^[a-z0-9-]{1,64}(:\d{1,4})?$/, 'must be channel names ([a-z0-9-], at most 64), each optionally :<buffer size>'),
+    v.pipe(
+      v.array(
+        v.pipe(
+          v.string('must be a list of channel names'),
+          v.regex(/^[a-z0-9-]{1,64}(:\d{1,4})?$/, 'must be channel names ([a-z0-9-], at most 64), each optionally :<buffer size>'),
+        ),
+        'must be a list of channel names',
       ),
-      'must be a list of channel names',
+      v.check(
+        (names) => extraChannelConflict(names) === null,
+        (issue) => extraChannelConflict(issue.input as string[])!,
+      ),
     ),
-    'Channels beyond users-state, active-calls and contacts, as "name" or "name:<messages kept>" (default 1). Default [].',
+    'Channels beyond users-state, active-calls and contacts, as "name" or "name:<messages kept>" (default 1); they can\'t redefine those three. Default [].',
   ),
   longpoll_hold_seconds: key('integer', Seconds(1, 120), 'How long a long-poll waits for a message before answering 304. Default 25.'),
   sse_heartbeat_seconds: key('integer', Seconds(1, 15), 'Interval of EventSource heartbeat comments. Default 15.'),

@@ -5,6 +5,11 @@ import { unixSeconds, type Clock } from '../clock'
 import type { Directory, DirectoryUser, Role } from './directory'
 import { ConcurrencyLimiter } from './limiter'
 
+/** NIST SP 800-63B's minimum for a password the user chose; `password_min_length` changes it. */
+export const DEFAULT_PASSWORD_MIN_LENGTH = 8
+/** Longer passwords could never log in: the login route refuses them (README, error table). */
+const PASSWORD_MAX_BYTES = 1024
+
 /** OWASP's argon2id minimum (m = 19 MiB, t = 2, p = 1). Bun's memoryCost is in KiB. */
 export const ARGON2_PARAMS = { algorithm: 'argon2id', memoryCost: 19456, timeCost: 2 } as const
 
@@ -32,6 +37,7 @@ export class EmbeddedDirectory implements Directory {
     private readonly db: Database,
     private readonly clock: Clock,
     hashConcurrency: number,
+    private readonly passwordMinLength = DEFAULT_PASSWORD_MIN_LENGTH,
   ) {
     this.limiter = new ConcurrencyLimiter(hashConcurrency)
     this.byUsername = db.query<UserRow, [string]>('SELECT * FROM users WHERE username = ?')
@@ -63,6 +69,7 @@ export class EmbeddedDirectory implements Directory {
 
   async add(input: { username: string; password: string; displayName: string; role: Role; mobile: string }): Promise<DirectoryUser> {
     if (this.byUsername.get(input.username)) throw new DirectoryError(`user ${input.username} already exists`)
+    this.checkNewPassword(input.password)
     const hash = await this.hash(input.password)
     this.db
       .query('INSERT INTO users (username, display_name, role, password_hash, mobile, created_at) VALUES (?, ?, ?, ?, ?, ?)')
@@ -71,6 +78,7 @@ export class EmbeddedDirectory implements Directory {
   }
 
   async setPassword(username: string, password: string): Promise<void> {
+    this.checkNewPassword(password)
     const hash = await this.hash(password)
     this.update('UPDATE users SET password_hash = ? WHERE username = ?', hash, username)
   }
@@ -81,6 +89,14 @@ export class EmbeddedDirectory implements Directory {
 
   remove(username: string): void {
     this.update('DELETE FROM users WHERE username = ?', username)
+  }
+
+  /** Length in characters (code points), as NIST counts it; the upper limit is the login route's, in bytes. */
+  private checkNewPassword(password: string): void {
+    if ([...password].length < this.passwordMinLength) {
+      throw new DirectoryError(`the password is shorter than ${this.passwordMinLength} characters (password_min_length)`)
+    }
+    if (Buffer.byteLength(password) > PASSWORD_MAX_BYTES) throw new DirectoryError(`the password is longer than ${PASSWORD_MAX_BYTES} bytes`)
   }
 
   private update(sql: string, ...params: Array<string | number>): void {

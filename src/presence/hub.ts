@@ -30,14 +30,29 @@ const STANDARD_CHANNELS: readonly ChannelSpec[] = [
   { name: 'contacts', capacity: 200 },
 ]
 
-/** `name` or `name:<capacity>`, as the extra_channels setting writes them; standard names can't be redefined. */
+/** `name` or `name:<capacity>`, as the extra_channels setting writes them (validated by the config schema). */
 export function channelSpecs(extra: readonly string[]): ChannelSpec[] {
-  const specs = [...STANDARD_CHANNELS]
+  const conflict = extraChannelConflict(extra)
+  if (conflict) throw new Error(`extra channels ${conflict}`)
+  return [
+    ...STANDARD_CHANNELS,
+    ...extra.map((entry) => {
+      const [name, capacity] = entry.split(':') as [string, string | undefined]
+      return { name, capacity: Math.max(1, Number(capacity ?? 1)) }
+    }),
+  ]
+}
+
+/** Why these extra channels can't be used, or null: they may neither redefine a standard channel nor repeat a name. */
+export function extraChannelConflict(extra: readonly string[]): string | null {
+  const seen = new Set<string>()
   for (const entry of extra) {
-    const [name, capacity] = entry.split(':') as [string, string | undefined]
-    if (!specs.some((spec) => spec.name === name)) specs.push({ name, capacity: Math.max(1, Number(capacity ?? 1)) })
+    const name = entry.split(':')[0]!
+    if (STANDARD_CHANNELS.some((spec) => spec.name === name)) return `must not redefine the built-in channel ${name}`
+    if (seen.has(name)) return `must not name the channel ${name} twice`
+    seen.add(name)
   }
-  return specs
+  return null
 }
 
 export interface HubSettings {

@@ -20,6 +20,11 @@ export type SecurityEventName =
   | 'KEY_GENERATED'
   | 'STARTUP'
   | 'SHUTDOWN'
+  | 'USER_ADDED'
+  | 'USER_PASSWORD_CHANGED'
+  | 'USER_DISABLED'
+  | 'USER_ENABLED'
+  | 'USER_REMOVED'
 
 export interface SecurityEvent {
   event: SecurityEventName
@@ -31,6 +36,9 @@ export interface SecurityEvent {
   jti?: string
   ua?: string | null
   version?: string
+  /** Operator commands: the Unix user who ran the command, and who ran sudo to become them. */
+  operator?: string
+  sudo_user?: string
 }
 
 /**
@@ -167,6 +175,8 @@ export class SecurityLog implements SecurityLogSink {
       jti: event.jti,
       ua: event.ua?.slice(0, MAX_UA) || undefined,
       version: event.version,
+      operator: event.operator,
+      sudo_user: event.sudo_user,
     }
   }
 }

@@ -63,8 +63,33 @@ export function openStore(path: string): Database {
   return db
 }
 
+/**
+ * Opens an existing store for commands that only read: never creates the file, never migrates
+ * (README "Command line"). The caller checks that the file exists.
+ */
+export function openStoreReadOnly(path: string): Database {
+  let db: Database
+  try {
+    db = new Database(path, { readonly: true, strict: true })
+  } catch (error) {
+    throw new StoreError(`cannot open database ${path}: ${(error as Error).message}`)
+  }
+  try {
+    db.run(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`)
+    const current = schemaVersion(db)
+    if (current > MIGRATIONS.length) throw new Error(`schema version ${current} is newer than this build knows (${MIGRATIONS.length})`)
+    if (current < MIGRATIONS.length) throw new Error(`schema version ${current} is older than this build's; start the server once to upgrade it`)
+  } catch (error) {
+    db.close()
+    throw new StoreError(`database ${path} is unusable (${(error as Error).message}); it was left untouched`)
+  }
+  return db
+}
+
+const schemaVersion = (db: Database): number => db.query<{ user_version: number }, []>('PRAGMA user_version').get()!.user_version
+
 function migrate(db: Database): void {
-  const { user_version: current } = db.query<{ user_version: number }, []>('PRAGMA user_version').get()!
+  const current = schemaVersion(db)
   if (current > MIGRATIONS.length) {
     throw new Error(`schema version ${current} is newer than this build knows (${MIGRATIONS.length})`)
   }

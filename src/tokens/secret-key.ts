@@ -20,12 +20,17 @@ export interface SecretKey {
 }
 
 export function loadOrCreateSecretKey(path: string): SecretKey {
-  if (!exists(path)) {
-    const created = createKeyFile(path)
-    if (created) return { key: created, generated: true }
-    // Another process won the race between our check and our link: use its key.
-  }
+  const existing = readSecretKey(path)
+  if (existing) return { key: existing, generated: false }
+  const created = createKeyFile(path)
+  if (created) return { key: created, generated: true }
+  // Another process won the race between our check and our link: use its key.
   return { key: readKeyFile(path), generated: false }
+}
+
+/** The key, with every check `serve` makes; null when there is no file yet. Never creates one (`config check`). */
+export function readSecretKey(path: string): Uint8Array | null {
+  return exists(path) ? readKeyFile(path) : null
 }
 
 function exists(path: string): boolean {

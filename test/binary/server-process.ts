@@ -29,6 +29,21 @@ export async function runCli(args: string[], options: { stdin?: string; env?: Re
   return { exitCode, stdout, stderr }
 }
 
+/**
+ * Runs one CLI command on a pseudo-terminal (python3's pty module): each reply is typed once its
+ * prompt has appeared. `shown` is everything the terminal displayed, echo included.
+ */
+export async function runInTerminal(args: string[], replies: Array<[prompt: string, reply: string]>): Promise<{ exitCode: number; shown: string }> {
+  const child = Bun.spawn(['python3', resolve(import.meta.dir, 'fixtures/terminal.py'), JSON.stringify(replies), BINARY, ...args], {
+    stdin: 'ignore',
+    stdout: 'pipe',
+    stderr: 'inherit',
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
+  })
+  const [shown, exitCode] = await Promise.all([new Response(child.stdout).text(), child.exited])
+  return { exitCode, shown }
+}
+
 export class ServerProcess {
   readonly dataDir: string
   private child: ReturnType<typeof Bun.spawn> | null = null

@@ -9,7 +9,7 @@ import { ServerProcess } from './server-process'
 let server: ServerProcess
 beforeAll(async () => {
   server = new ServerProcess()
-  await server.addUser('201', 'Pw-201')
+  await server.addUser('201', 'Pw-201-secret')
   await server.start()
 })
 afterAll(() => server.cleanup())
@@ -35,7 +35,7 @@ const login = () =>
   fetch(`${server.baseUrl}/auth/login`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ username: '201', password: 'Pw-201' }),
+    body: JSON.stringify({ username: '201', password: 'Pw-201-secret' }),
   })
 
 test('a lock held for 3 s: a login waits and succeeds', async () => {

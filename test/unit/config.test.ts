@@ -2,8 +2,9 @@ import { afterEach, beforeEach, describe, expect, test } from 'bun:test'
 import { mkdtempSync, rmSync, writeFileSync, chmodSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { ConfigError, loadConfig } from '../../src/config/load'
+import { ConfigError, loadConfig, unknownEnvironmentVariables } from '../../src/config/load'
 import { CONFIG_KEYS } from '../../src/config/schema'
+import { channelSpecs } from '../../src/presence/hub'
 
 let dir: string
 beforeEach(() => {
@@ -17,8 +18,9 @@ const file = (text: string) => {
   return path
 }
 /** CONFIGURATION_DIRECTORY points at the empty temp dir, so the machine's /etc is never read. */
-const load = (sources: { configPath?: string; flags?: Record<string, string>; env?: Record<string, string> } = {}) =>
+const loadWithFile = (sources: { configPath?: string; flags?: Record<string, string>; env?: Record<string, string> } = {}) =>
   loadConfig({ configPath: sources.configPath, flags: sources.flags ?? {}, env: { CONFIGURATION_DIRECTORY: dir, ...sources.env } })
+const load = (sources: Parameters<typeof loadWithFile>[0] = {}) => loadWithFile(sources).config
 
 describe('defaults', () => {
   test('without any source', () => {
@@ -38,6 +40,7 @@ describe('defaults', () => {
       accept_legacy_tokens: true,
       directory: 'embedded',
       password_hash_concurrency: 2,
+      password_min_length: 8,
       throttle_account_failures: 5,
       throttle_ip_failures: 20,
       throttle_max_delay: 900,
@@ -57,6 +60,20 @@ describe('defaults', () => {
   test('the config file is read from CONFIGURATION_DIRECTORY', () => {
     file('port = 9001\n')
     expect(load().port).toBe(9001)
+  })
+})
+
+describe('what config check reports', () => {
+  test('the file that was read, or null', () => {
+    expect(loadWithFile().file).toBeNull()
+    const path = file('port = 9001\n')
+    expect(loadWithFile().file).toBe(path)
+    expect(loadWithFile({ configPath: path }).file).toBe(path)
+  })
+
+  test('SOFTPHONE_* variables that name no key, and nothing else', () => {
+    const env = { SOFTPHONE_PROT: '1', SOFTPHONE_PORT: '2', SOFTPHONE_DATADIR: '/x', HOME: '/root', STATE_DIRECTORY: '/s' }
+    expect(unknownEnvironmentVariables(env)).toEqual(['SOFTPHONE_DATADIR', 'SOFTPHONE_PROT'])
   })
 })
 
@@ -91,7 +108,16 @@ describe('bad configuration stops the start with one line naming the key', () =>
     ['a bad proxy address', () => load({ flags: { trusted_proxies: '127.0.0.1,nginx' } }), /trusted_proxies must be an IP address/],
     ['a base path with a trailing slash', () => load({ flags: { base_path: '/api/' } }), /base_path must look like/],
     ['an unavailable directory', () => load({ flags: { directory: 'mikopbx:/cf/conf/mikopbx.db' } }), /directory must be "embedded"/],
-    ['invalid TOML', () => load({ configPath: file('port = = 1\n') }), /is not valid TOML/],
+    ['invalid TOML', () => load({ configPath: file('port = = 1\n') }), /is not valid TOML at line 1, column 8: Expected a value but found '='$/],
+    [
+      'invalid TOML further down, inside an array',
+      () => load({ configPath: file('port = 1\ntrusted_proxies = [\n  "::1",\n  "127.0.0.1" "10.0.0.1",\n]\n') }),
+      /is not valid TOML at line 4, column 15: /,
+    ],
+    ['a duplicated TOML key', () => load({ configPath: file('port = 1\nhost = "::1"\nport = 2\n') }), /is not valid TOML at line 3, column \d+: Cannot redefine key 'port'/],
+    ['an extra channel that redefines a built-in one', () => load({ env: { SOFTPHONE_EXTRA_CHANNELS: 'contacts:5' } }), /^config error: extra_channels must not redefine the built-in channel contacts \(from SOFTPHONE_EXTRA_CHANNELS\)$/],
+    ['an extra channel named twice', () => load({ configPath: file('extra_channels = ["crm", "crm:3"]\n') }), /^config error: extra_channels must not name the channel crm twice \(from .*config\.toml\)$/],
+    ['a password minimum below 1', () => load({ flags: { password_min_length: '0' } }), /password_min_length must be at least 1 \(from --password-min-length\)/],
     ['a missing explicit config file', () => load({ configPath: join(dir, 'absent.toml') }), /cannot read config file .*absent\.toml: ENOENT/],
   ]
   for (const [name, run, message] of cases) {
@@ -113,4 +139,16 @@ describe('bad configuration stops the start with one line naming the key', () =>
     chmodSync(path, 0o000)
     expect(() => load({ configPath: path })).toThrow(/cannot read config file .*: EACCES/)
   })
+})
+
+test('the hub refuses the extra channels the schema refuses, rather than dropping them', () => {
+  expect(channelSpecs(['crm', 'queue:3']).map(({ name, capacity }) => `${name}:${capacity}`)).toEqual([
+    'users-state:1',
+    'active-calls:1',
+    'contacts:200',
+    'crm:1',
+    'queue:3',
+  ])
+  expect(() => channelSpecs(['active-calls:5'])).toThrow('must not redefine the built-in channel active-calls')
+  expect(() => channelSpecs(['crm', 'crm'])).toThrow('must not name the channel crm twice')
 })

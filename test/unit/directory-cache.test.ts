@@ -18,7 +18,7 @@ beforeEach(async () => {
   dir = mkdtempSync(join(tmpdir(), 'softphone-cache-'))
   path = join(dir, 'softphone.db')
   db = openStore(path)
-  await new EmbeddedDirectory(db, new ManualClock(), 1).add({ username: '201', password: 'pw', displayName: 'A', role: 'user', mobile: '' })
+  await new EmbeddedDirectory(db, new ManualClock(), 1).add({ username: '201', password: 'pw-201-ab', displayName: 'A', role: 'user', mobile: '' })
   // A second connection stands in for the `users` CLI running in another process.
   other = openStore(path)
 })

@@ -14,7 +14,7 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'softphone-dir-'))
   db = openStore(join(dir, 'softphone.db'))
   directory = new EmbeddedDirectory(db, new ManualClock(), 2)
-  await directory.add({ username: '201', password: 'pw-201', displayName: 'Alice', role: 'admin', mobile: '0123456789' })
+  await directory.add({ username: '201', password: 'pw-201-alice', displayName: 'Alice', role: 'admin', mobile: '0123456789' })
 })
 afterAll(() => {
   db.close()
@@ -25,11 +25,11 @@ describe('EmbeddedDirectory', () => {
   test('stores argon2id hashes with the documented parameters, never the password', () => {
     const row = db.query<{ password_hash: string }, []>('SELECT password_hash FROM users').get()!
     expect(row.password_hash).toStartWith('$argon2id$v=19$m=19456,t=2,p=1$')
-    expect(row.password_hash).not.toContain('pw-201')
+    expect(row.password_hash).not.toContain('pw-201-alice')
   })
 
   test('authenticates the right password only', async () => {
-    expect(await directory.authenticate('201', 'pw-201')).toEqual({
+    expect(await directory.authenticate('201', 'pw-201-alice')).toEqual({
       id: 1,
       username: '201',
       displayName: 'Alice',
@@ -37,36 +37,56 @@ describe('EmbeddedDirectory', () => {
       mobile: '0123456789',
       disabled: false,
     })
-    expect(await directory.authenticate('201', 'PW-201')).toBeNull()
-    expect(await directory.authenticate('999', 'pw-201')).toBeNull()
+    expect(await directory.authenticate('201', 'PW-201-ALICE')).toBeNull()
+    expect(await directory.authenticate('999', 'pw-201-alice')).toBeNull()
   })
 
   test('a disabled user cannot authenticate; enabling restores access', async () => {
     directory.setDisabled('201', true)
-    expect(await directory.authenticate('201', 'pw-201')).toBeNull()
+    expect(await directory.authenticate('201', 'pw-201-alice')).toBeNull()
     expect(directory.findByUsername('201')?.disabled).toBe(true)
     directory.setDisabled('201', false)
-    expect(await directory.authenticate('201', 'pw-201')).not.toBeNull()
+    expect(await directory.authenticate('201', 'pw-201-alice')).not.toBeNull()
   })
 
   test('passwd replaces the hash', async () => {
-    await directory.setPassword('201', 'new-pw')
-    expect(await directory.authenticate('201', 'pw-201')).toBeNull()
-    expect(await directory.authenticate('201', 'new-pw')).not.toBeNull()
+    await directory.setPassword('201', 'new-pw-201')
+    expect(await directory.authenticate('201', 'pw-201-alice')).toBeNull()
+    expect(await directory.authenticate('201', 'new-pw-201')).not.toBeNull()
   })
 
   test('duplicates and unknown users are clear errors', async () => {
-    await expect(directory.add({ username: '201', password: 'x', displayName: '', role: 'user', mobile: '' })).rejects.toThrow(DirectoryError)
+    await expect(directory.add({ username: '201', password: 'long-enough', displayName: '', role: 'user', mobile: '' })).rejects.toThrow(DirectoryError)
     expect(() => directory.setDisabled('999', true)).toThrow('no such user: 999')
     expect(() => directory.remove('999')).toThrow(DirectoryError)
   })
 
   test('findById and list', async () => {
-    await directory.add({ username: '202', password: 'pw', displayName: 'Bob', role: 'user', mobile: '' })
+    await directory.add({ username: '202', password: 'pw-202-bob', displayName: 'Bob', role: 'user', mobile: '' })
     expect(directory.findById(1)?.username).toBe('201')
     expect(directory.findById(42)).toBeNull()
     expect(directory.list().map((user) => user.username)).toEqual(['201', '202'])
     directory.remove('202')
     expect(directory.findByUsername('202')).toBeNull()
+  })
+
+  test('a new password needs password_min_length characters, counted as characters, not bytes', async () => {
+    const strict = new EmbeddedDirectory(db, new ManualClock(), 2, 10)
+    const tooShort = 'ü'.repeat(9) // 18 bytes, 9 characters
+    await expect(strict.add({ username: '203', password: tooShort, displayName: '', role: 'user', mobile: '' })).rejects.toThrow(
+      'the password is shorter than 10 characters (password_min_length)',
+    )
+    expect(strict.findByUsername('203')).toBeNull()
+    await expect(strict.setPassword('201', tooShort)).rejects.toThrow(DirectoryError)
+    expect(await strict.authenticate('201', 'new-pw-201')).not.toBeNull()
+    await strict.add({ username: '203', password: 'ü'.repeat(10), displayName: '', role: 'user', mobile: '' })
+    expect(await strict.authenticate('203', 'ü'.repeat(10))).not.toBeNull()
+    strict.remove('203')
+  })
+
+  test('the default minimum is 8 characters', async () => {
+    await expect(directory.setPassword('201', '1234567')).rejects.toThrow('shorter than 8 characters')
+    await expect(directory.setPassword('201', 'x'.repeat(1025))).rejects.toThrow('longer than 1024 bytes')
+    expect(await directory.authenticate('201', 'new-pw-201')).not.toBeNull()
   })
 })

@@ -2,7 +2,7 @@ import { afterEach, beforeEach, describe, expect, test } from 'bun:test'
 import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync, readdirSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
-import { loadOrCreateSecretKey, SecretKeyError } from '../../src/tokens/secret-key'
+import { loadOrCreateSecretKey, readSecretKey, SecretKeyError } from '../../src/tokens/secret-key'
 
 let dir: string
 beforeEach(() => {
@@ -95,5 +95,20 @@ describe('an existing key file', () => {
     } catch (error) {
       expect((error as Error).message).not.toContain('abab')
     }
+  })
+})
+
+describe('readSecretKey, for config check', () => {
+  test('answers null for a missing file and creates nothing', () => {
+    expect(readSecretKey(join(dir, 'secret.key'))).toBeNull()
+    expect(readdirSync(dir)).toEqual([])
+  })
+
+  test('makes the same checks as loadOrCreateSecretKey', () => {
+    const path = write('ab'.repeat(32), 0o644)
+    expect(() => readSecretKey(path)).toThrow(SecretKeyError)
+    expect(() => readSecretKey(path)).toThrow(`chmod 600 ${path}`)
+    chmodSync(path, 0o600)
+    expect(Buffer.from(readSecretKey(path)!).toString('latin1')).toBe('ab'.repeat(32))
   })
 })

@@ -27,6 +27,16 @@ describe('security log', () => {
     ])
   })
 
+  test('operator events carry the Unix user and SUDO_USER last, after the fields fail2ban reads', () => {
+    const path = join(dir, 'security.log')
+    const log = new SecurityLog(path, clock)
+    log.record({ event: 'USER_PASSWORD_CHANGED', user: '201', operator: 'softphone-backend', sudo_user: 'alice' })
+    log.close()
+    expect(lines(path)).toEqual([
+      '{"ts":"2026-11-23T12:00:00.000Z","event":"USER_PASSWORD_CHANGED","user":"201","operator":"softphone-backend","sudo_user":"alice"}',
+    ])
+  })
+
   test('newlines and control characters stay inside one line; long fields are truncated', () => {
     const path = join(dir, 'security.log')
     const log = new SecurityLog(path, clock)

@@ -1,0 +1,22 @@
+/** `softphone-backend config check`: what `serve` would run with, checked as `serve` checks it, creating nothing. */
+import type { LoadedConfig } from '../config/load'
+import { CONFIG_KEYS, type KeySpec } from '../config/schema'
+import { readSecretKey } from '../tokens/secret-key'
+
+export const REDACTED = '(redacted)'
+
+/** The report for stdout. Throws SecretKeyError, with serve's message, for a key file serve would refuse. */
+export function checkConfig({ config, file }: LoadedConfig): string {
+  const key = readSecretKey(config.secret_key_path) ? 'ok' : 'will be generated on first start'
+  return [
+    `config file: ${file ?? 'no file (defaults, environment and flags only)'}`,
+    `secret key: ${config.secret_key_path} ${key}`,
+    'config ok',
+    JSON.stringify(printableConfig(config), null, 2),
+  ].join('\n')
+}
+
+/** Every key whose spec is marked `secret` is replaced, so a new credential key is covered by its marker alone. */
+export function printableConfig(config: Readonly<Record<string, unknown>>, specs: Readonly<Record<string, KeySpec>> = CONFIG_KEYS): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(config).map(([name, value]) => [name, specs[name]?.secret ? REDACTED : value]))
+}
