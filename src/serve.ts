@@ -41,7 +41,7 @@ export async function serve(config: Config, clock: Clock = systemClock): Promise
   const { key, generated } = loadOrCreateSecretKey(config.secret_key_path)
   if (generated) securityLog.record({ event: 'KEY_GENERATED', reason: `new key at ${config.secret_key_path}` })
   const db = openStore(databasePath(config))
-  const directory = new CachedDirectory(new EmbeddedDirectory(db, clock, config.password_hash_concurrency))
+  const directory = new CachedDirectory(new EmbeddedDirectory(db, clock))
   const { revocations, sessionStore, tokens, sessions, throttle, logins } = createServices(db, key, clock, directory, {
     accessTtl: config.access_ttl,
     refreshTtl: config.refresh_ttl,

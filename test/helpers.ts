@@ -60,7 +60,7 @@ export async function createHarness({ listen = false, ...settings }: HarnessOpti
   const clock = new ManualClock()
   const db = openStore(join(dir, 'softphone.db'))
   const key = Buffer.from(TEST_KEY_TEXT, 'latin1')
-  const directory = new EmbeddedDirectory(db, clock, 2)
+  const directory = new EmbeddedDirectory(db, clock)
   const services = createServices(db, key, clock, directory, {
     accessTtl: 3600,
     refreshTtl: 2592000,

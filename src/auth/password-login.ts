@@ -8,7 +8,7 @@
  * its delay starts.
  */
 import type { Directory, DirectoryUser } from '../directory/directory'
-import { ConcurrencyLimiter, LimiterFullError } from '../directory/limiter'
+import { ConcurrencyLimiter, LimiterFullError } from './limiter'
 import type { LoginThrottle } from '../throttle/login-throttle'
 
 /**

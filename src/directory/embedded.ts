@@ -3,7 +3,6 @@ import type { Database } from 'bun:sqlite'
 import { randomBytes } from 'node:crypto'
 import { unixSeconds, type Clock } from '../clock'
 import type { Directory, DirectoryUser, Role } from './directory'
-import { ConcurrencyLimiter } from './limiter'
 
 /** NIST SP 800-63B's minimum for a password the user chose; `password_min_length` changes it. */
 export const DEFAULT_PASSWORD_MIN_LENGTH = 8
@@ -28,7 +27,6 @@ export class DirectoryError extends Error {
 }
 
 export class EmbeddedDirectory implements Directory {
-  private readonly limiter: ConcurrencyLimiter
   private dummyHash: Promise<string> | undefined
   private readonly byUsername
   private readonly byId
@@ -36,10 +34,8 @@ export class EmbeddedDirectory implements Directory {
   constructor(
     private readonly db: Database,
     private readonly clock: Clock,
-    hashConcurrency: number,
     private readonly passwordMinLength = DEFAULT_PASSWORD_MIN_LENGTH,
   ) {
-    this.limiter = new ConcurrencyLimiter(hashConcurrency)
     this.byUsername = db.query<UserRow, [string]>('SELECT * FROM users WHERE username = ?')
     this.byId = db.query<UserRow, [number]>('SELECT * FROM users WHERE id = ?')
   }
@@ -105,7 +101,7 @@ export class EmbeddedDirectory implements Directory {
   }
 
   private hash(password: string): Promise<string> {
-    return this.limiter.run(() => Bun.password.hash(password, ARGON2_PARAMS))
+    return Bun.password.hash(password, ARGON2_PARAMS)
   }
 
   private getDummyHash(): Promise<string> {

@@ -18,7 +18,7 @@ beforeEach(async () => {
   dir = mkdtempSync(join(tmpdir(), 'softphone-cache-'))
   path = join(dir, 'softphone.db')
   db = openStore(path)
-  await new EmbeddedDirectory(db, new ManualClock(), 1).add({ username: '201', password: 'pw-201-ab', displayName: 'A', role: 'user', mobile: '' })
+  await new EmbeddedDirectory(db, new ManualClock()).add({ username: '201', password: 'pw-201-ab', displayName: 'A', role: 'user', mobile: '' })
   // A second connection stands in for the `users` CLI running in another process.
   other = openStore(path)
 })
@@ -39,7 +39,7 @@ async function eventually(condition: () => boolean, ms = 3000): Promise<void> {
 
 describe('CachedDirectory with a change watch', () => {
   test('serves repeated lookups from memory until another connection commits', async () => {
-    const embedded = new EmbeddedDirectory(db, new ManualClock(), 1)
+    const embedded = new EmbeddedDirectory(db, new ManualClock())
     let queries = 0
     const findByUsername = embedded.findByUsername.bind(embedded)
     embedded.findByUsername = (name) => {

@@ -13,7 +13,7 @@ let directory: EmbeddedDirectory
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'softphone-dir-'))
   db = openStore(join(dir, 'softphone.db'))
-  directory = new EmbeddedDirectory(db, new ManualClock(), 2)
+  directory = new EmbeddedDirectory(db, new ManualClock())
   await directory.add({ username: '201', password: 'pw-201-alice', displayName: 'Alice', role: 'admin', mobile: '0123456789' })
 })
 afterAll(() => {
@@ -71,7 +71,7 @@ describe('EmbeddedDirectory', () => {
   })
 
   test('a new password needs password_min_length characters, counted as characters, not bytes', async () => {
-    const strict = new EmbeddedDirectory(db, new ManualClock(), 2, 10)
+    const strict = new EmbeddedDirectory(db, new ManualClock(), 10)
     const tooShort = 'ü'.repeat(9) // 18 bytes, 9 characters
     await expect(strict.add({ username: '203', password: tooShort, displayName: '', role: 'user', mobile: '' })).rejects.toThrow(
       'the password is shorter than 10 characters (password_min_length)',

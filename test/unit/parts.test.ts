@@ -1,7 +1,7 @@
 import { describe, expect, test } from 'bun:test'
 import { findBearerToken, queryOf } from '../../src/auth/credentials'
 import { clientIp } from '../../src/http/client-ip'
-import { ConcurrencyLimiter, LimiterFullError } from '../../src/directory/limiter'
+import { ConcurrencyLimiter, LimiterFullError } from '../../src/auth/limiter'
 
 describe('findBearerToken', () => {
   const token = 'aaa.bbb.ccc'
