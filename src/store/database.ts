@@ -89,14 +89,14 @@ export function openStoreReadOnly(path: string): Database {
 const schemaVersion = (db: Database): number => db.query<{ user_version: number }, []>('PRAGMA user_version').get()!.user_version
 
 function migrate(db: Database): void {
-  const current = schemaVersion(db)
-  if (current > MIGRATIONS.length) {
-    throw new Error(`schema version ${current} is newer than this build knows (${MIGRATIONS.length})`)
-  }
-  for (let version = current; version < MIGRATIONS.length; version++) {
-    db.transaction(() => {
-      db.run(MIGRATIONS[version]!)
-      db.run(`PRAGMA user_version = ${version + 1}`)
-    }).immediate()
-  }
+  // The version is read under the write lock: two processes opening a new file at once (two
+  // `users add`, or one and the server) must not both apply the same migration.
+  db.transaction(() => {
+    const current = schemaVersion(db)
+    if (current > MIGRATIONS.length) {
+      throw new Error(`schema version ${current} is newer than this build knows (${MIGRATIONS.length})`)
+    }
+    for (let version = current; version < MIGRATIONS.length; version++) db.run(MIGRATIONS[version]!)
+    if (current < MIGRATIONS.length) db.run(`PRAGMA user_version = ${MIGRATIONS.length}`)
+  }).immediate()
 }

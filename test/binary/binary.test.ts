@@ -139,7 +139,8 @@ describe('operations', () => {
     renameSync(path, `${path}.1`)
     server.signal('SIGHUP')
     // The signal is handled asynchronously: retry the failing login until its event lands in the new file.
-    for (let i = 0; i < 50 && !existsSync(path); i++) {
+    const landed = () => existsSync(path) && logEvents().some((event) => event.event === 'AUTH_FAILED')
+    for (let i = 0; i < 50 && !landed(); i++) {
       await post('/auth/login', { body: { username: '201', password: 'wrong' } })
       await Bun.sleep(20)
     }

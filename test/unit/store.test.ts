@@ -27,6 +27,17 @@ describe('openStore', () => {
     db.close()
   })
 
+  test('processes opening a new file at once apply each migration once', async () => {
+    const path = join(dir, 'softphone.db')
+    const opener = `import { openStore } from ${JSON.stringify(join(import.meta.dir, '../../src/store/database'))}; openStore(${JSON.stringify(path)}).close()`
+    const children = Array.from({ length: 6 }, () => Bun.spawn([process.execPath, '-e', opener], { stderr: 'pipe' }))
+    const results = await Promise.all(children.map(async (child) => ({ code: await child.exited, stderr: await new Response(child.stderr).text() })))
+    expect(results).toEqual(Array(6).fill({ code: 0, stderr: '' }))
+    const db = openStore(path)
+    expect(db.query('PRAGMA user_version').get()).toEqual({ user_version: MIGRATIONS.length })
+    db.close()
+  }, 30_000)
+
   test('reopening keeps data and does not re-run migrations', () => {
     const path = join(dir, 'softphone.db')
     const first = openStore(path)
