@@ -14,7 +14,7 @@ import type { AccessGuard } from './access-guard'
 import { bearerChallenge } from './challenge'
 
 /** SPEC §7: limits apply before any password work. */
-export const LOGIN_LIMITS = { bodyBytes: 8 * 1024, usernameChars: 64, passwordBytes: 1024 } as const
+export const LOGIN_LIMITS = { bodyBytes: 8 * 1024, bodyDepth: 2, bodyFields: 64, usernameChars: 64, passwordBytes: 1024 } as const
 
 /** Missing or null fields are "empty", as in the legacy module; wrong types are validation errors. Extra keys are dropped. */
 const LoginBody = v.pipe(
@@ -87,7 +87,7 @@ export function authRoutes({ clock, directory, sessions, throttle, accessTtl, gu
           expires_in: accessTtl,
         }
       },
-      { parse: parseJsonBody(LOGIN_LIMITS.bodyBytes), body: LoginBody },
+      { parse: parseJsonBody({ maxBytes: LOGIN_LIMITS.bodyBytes, maxDepth: LOGIN_LIMITS.bodyDepth, maxItems: LOGIN_LIMITS.bodyFields }, LoginBody), body: LoginBody },
     )
     .post(
       '/auth/refresh',
