@@ -44,7 +44,7 @@ export interface AuthRoutesDeps {
 }
 
 export function authRoutes({ clock, directory, sessions, throttle, accessTtl, guard, securityLog, clientIpOf }: AuthRoutesDeps) {
-  const client = (request: Request) => ({ ip: clientIpOf(request), ua: (request.headers.get('user-agent') ?? '').slice(0, 200) })
+  const client = (request: Request) => ({ ...clientIpOf(request), ua: (request.headers.get('user-agent') ?? '').slice(0, 200) })
   return new Elysia({ name: 'auth-routes' })
     .use(authPlugin({ guard, clock }))
     .post(
@@ -53,7 +53,7 @@ export function authRoutes({ clock, directory, sessions, throttle, accessTtl, gu
         const { username, password } = body
         if (!username || !password) return status(400, errorBody(ERRORS.credentialsMissing, unixSeconds(clock)))
         const from = client(request)
-        const context = { user: username, ip: from.ip, ua: from.ua, method: 'password' as const }
+        const context = { user: username, ...from, method: 'password' as const }
         // Before any password work, and the same for existing and unknown users (SPEC §7).
         const decision = throttle.check(username, from.ip)
         if (!decision.allowed) {
@@ -94,7 +94,7 @@ export function authRoutes({ clock, directory, sessions, throttle, accessTtl, gu
       ({ principal: { user, token }, request, set, status }) => {
         const from = client(request)
         const outcome = sessions.refresh(token, user, from)
-        const event = { user: user.username, ip: from.ip, ua: from.ua, method: 'refresh' as const, jti: token.jti }
+        const event = { user: user.username, ...from, method: 'refresh' as const, jti: token.jti }
         if (!outcome.ok) {
           securityLog.record(
             outcome.reason === 'reuse'
@@ -120,7 +120,7 @@ export function authRoutes({ clock, directory, sessions, throttle, accessTtl, gu
       ({ principal: { user, token }, request }) => {
         sessions.logout(token)
         const from = client(request)
-        securityLog.record({ event: 'LOGOUT', user: user.username, ip: from.ip, ua: from.ua, sid: token.sid, jti: token.jti })
+        securityLog.record({ event: 'LOGOUT', user: user.username, ...from, sid: token.sid, jti: token.jti })
         return { success: true, message: 'Logged out successfully' }
       },
       { auth: 'access' },
