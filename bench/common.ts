@@ -1,6 +1,6 @@
 /**
- * What bench/run.ts and bench/presence.ts share: running main() with cleanup on exit, error, signal or watchdog;
- * fresh servers that are always cleaned up; CPU pinning with taskset; RSS from /proc; arguments and output.
+ * What the benches share: running main() with cleanup on exit, error, signal or watchdog;
+ * fresh servers that are always cleaned up; CPU pinning with taskset; RSS and CPU time from /proc; arguments and output.
  */
 import { existsSync, readFileSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
@@ -94,6 +94,17 @@ export function rssKiB(pid: number): number {
   const kB = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
   if (!kB) throw new Error(`no VmRSS in /proc/${pid}/status`)
   return Number(kB[1])
+}
+
+/** Clock ticks per second, the unit of CPU times in /proc/<pid>/stat. */
+const CLOCK_TICKS = Number(Bun.spawnSync(['getconf', 'CLK_TCK']).stdout.toString().trim()) || 100
+
+/** The CPU time (user + system, every thread) a process has used so far, in milliseconds. */
+export function cpuMs(pid: number): number {
+  // Fields after the parenthesised command, which may itself hold spaces: state is field 3, utime 14, stime 15 (proc(5)).
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  const fields = stat.slice(stat.lastIndexOf(') ') + 2).split(' ')
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS
 }
 
 /** An option's value as a positive integer; anything else ends the bench with a message. */

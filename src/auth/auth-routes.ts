@@ -16,7 +16,7 @@ import { bearerChallenge } from './challenge'
 import type { PasswordLogin } from './password-login'
 
 /** Limits apply before any password work (README "Walkthrough with curl", the error table). */
-export const LOGIN_LIMITS = { bodyBytes: 8 * 1024, usernameChars: 64, passwordBytes: 1024 } as const
+export const LOGIN_LIMITS = { bodyBytes: 8 * 1024, bodyDepth: 2, bodyFields: 64, usernameChars: 64, passwordBytes: 1024 } as const
 
 /** Missing or null fields are "empty", as in the legacy module; wrong types are validation errors. Extra keys are dropped. */
 const LoginBody = v.pipe(
@@ -45,7 +45,7 @@ export interface AuthRoutesDeps {
 }
 
 export function authRoutes({ clock, logins, sessions, accessTtl, guard, securityLog, clientIpOf }: AuthRoutesDeps) {
-  const client = (request: Request) => ({ ip: clientIpOf(request), ua: (request.headers.get('user-agent') ?? '').slice(0, 200) })
+  const client = (request: Request) => ({ ...clientIpOf(request), ua: (request.headers.get('user-agent') ?? '').slice(0, 200) })
   return new Elysia({ name: 'auth-routes' })
     .use(authPlugin({ guard, clock }))
     .post(
@@ -54,7 +54,7 @@ export function authRoutes({ clock, logins, sessions, accessTtl, guard, security
         const { username, password } = body
         if (!username || !password) return status(400, errorBody(ERRORS.credentialsMissing, unixSeconds(clock)))
         const from = client(request)
-        const context = { user: username, ip: from.ip, ua: from.ua, method: 'password' as const }
+        const context = { user: username, ...from, method: 'password' as const }
         const outcome = await logins.attempt(username, password, from.ip)
         if (!outcome.ok) {
           switch (outcome.reason) {
@@ -82,14 +82,14 @@ export function authRoutes({ clock, logins, sessions, accessTtl, guard, security
           expires_in: accessTtl,
         }
       },
-      { parse: parseJsonBody(LOGIN_LIMITS.bodyBytes), body: LoginBody },
+      { parse: parseJsonBody({ maxBytes: LOGIN_LIMITS.bodyBytes, maxDepth: LOGIN_LIMITS.bodyDepth, maxItems: LOGIN_LIMITS.bodyFields }, LoginBody), body: LoginBody },
     )
     .post(
       '/auth/refresh',
       ({ principal: { user, token }, request, set, status }) => {
         const from = client(request)
         const outcome = sessions.refresh(token, user, from)
-        const event = { user: user.username, ip: from.ip, ua: from.ua, method: 'refresh' as const, jti: token.jti }
+        const event = { user: user.username, ...from, method: 'refresh' as const, jti: token.jti }
         if (!outcome.ok) {
           securityLog.record(
             outcome.reason === 'reuse'
@@ -115,7 +115,7 @@ export function authRoutes({ clock, logins, sessions, accessTtl, guard, security
       ({ principal: { user, token }, request }) => {
         sessions.logout(token)
         const from = client(request)
-        securityLog.record({ event: 'LOGOUT', user: user.username, ip: from.ip, ua: from.ua, sid: token.sid, jti: token.jti })
+        securityLog.record({ event: 'LOGOUT', user: user.username, ...from, sid: token.sid, jti: token.jti })
         return { success: true, message: 'Logged out successfully' }
       },
       { auth: 'access' },

@@ -5,6 +5,7 @@
 import * as v from 'valibot'
 import { DEFAULT_PASSWORD_MIN_LENGTH } from '../directory/embedded'
 import { extraChannelConflict } from '../presence/hub'
+import { parseRange } from '../http/client-ip'
 import { ROTATION_MODES } from '../sessions/sessions'
 
 type Kind = 'string' | 'integer' | 'boolean' | 'list'
@@ -32,7 +33,10 @@ const Seconds = (min: number, max: number) =>
     v.minValue(min, `must be at least ${min}`),
     v.maxValue(max, `must be at most ${max}`),
   )
-const IpAddress = v.pipe(v.string('must be an IP address'), v.ip('must be an IP address'))
+const AddressOrRange = v.pipe(
+  v.string('must be a list of IP addresses or CIDR ranges'),
+  v.check((entry) => parseRange(entry) !== null, (issue) => `has ${JSON.stringify(issue.input)}, which is no IP address or CIDR range (such as 10.0.0.0/8 or fd00::/8)`),
+)
 
 export const CONFIG_KEYS = {
   host: key('string', v.pipe(v.string('must be a string'), v.minLength(1, 'must not be empty')), 'Address to listen on. Default 127.0.0.1: nginx on the same box proxies to it.'),
@@ -44,8 +48,8 @@ export const CONFIG_KEYS = {
   ),
   trusted_proxies: key(
     'list',
-    v.array(IpAddress, 'must be a list of IP addresses'),
-    'Peers whose X-Real-IP header names the client. Default ["127.0.0.1", "::1"]. Comma-separated in env and flags.',
+    v.array(AddressOrRange, 'must be a list of IP addresses or CIDR ranges'),
+    'Peers whose X-Real-IP header names the client: addresses or CIDR ranges, IPv4 or IPv6 (10.0.0.0/8, fd00::/8). Default ["127.0.0.1", "::1"]. Comma-separated in env and flags.',
   ),
   data_dir: key('string', AbsolutePath, 'Database and default key location. Default $STATE_DIRECTORY, else /var/lib/softphone-backend.'),
   secret_key_path: key(

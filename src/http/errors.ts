@@ -24,6 +24,8 @@ export const ERRORS = {
   loginThrottled: kind(429, 'Too many login attempts, try again later', 'login_throttled'),
   malformedCredentials: kind(400, 'Malformed credentials', 'invalid_request'),
   invalidJson: kind(400, 'Request body is not valid JSON', 'invalid_json'),
+  bodyTooDeep: kind(400, 'Request body is nested too deeply', 'body_too_deep'),
+  bodyTooManyFields: kind(400, 'Request body has too many fields', 'body_too_many_fields'),
   unsupportedContentType: kind(400, 'Content-Type must be application/json', 'unsupported_content_type'),
   payloadTooLarge: kind(413, 'Request body too large', 'payload_too_large'),
   validationFailed: kind(400, 'Validation failed', 'validation_failed'),
@@ -53,10 +55,30 @@ export function errorBody(kind: ErrorKind, timestamp: number, extra?: Record<str
   return { success: false, error: kind.error, code: kind.code, message: kind.error, timestamp, ...extra }
 }
 
-/** Thrown where returning isn't possible (body parsing); the HTTP plugin turns it into the envelope. */
+/** Thrown where returning isn't possible (body parsing); the HTTP plugin turns it into the envelope, with `extra`. */
 export class HttpError extends Error {
   override name = 'HttpError'
-  constructor(readonly kind: ErrorKind) {
+  constructor(
+    readonly kind: ErrorKind,
+    readonly extra?: Record<string, unknown>,
+  ) {
     super(kind.error)
   }
+}
+
+/** A Standard Schema issue (valibot's among them): only its message and where it is are used. */
+export interface StandardIssue {
+  message: string
+  path?: ReadonlyArray<PropertyKey | { key: unknown }>
+}
+
+/** Field → messages, from the schema's own messages. Submitted values are never included. */
+export function fieldErrors(issues: readonly StandardIssue[]): Record<string, string[]> {
+  const errors: Record<string, string[]> = {}
+  for (const issue of issues) {
+    const field = issue.path?.map((segment) => String(typeof segment === 'object' ? segment.key : segment)).join('.') || 'body'
+    const messages = (errors[field] ??= [])
+    if (!messages.includes(issue.message)) messages.push(issue.message)
+  }
+  return errors
 }

@@ -6,7 +6,7 @@ import { Elysia, ValidationError } from 'elysia'
 import { randomUUID } from 'node:crypto'
 import { unixSeconds, type Clock } from '../clock'
 import { storeOutageOf, type StoreOutage } from '../store/database'
-import { ERRORS, errorBody, HttpError } from './errors'
+import { ERRORS, errorBody, fieldErrors, HttpError, type StandardIssue } from './errors'
 
 const JSON_CONTENT_TYPE = 'application/json; charset=utf-8'
 /** Seconds: a lock clears quickly; an operator has to free disk space. */
@@ -28,7 +28,7 @@ export function httpPlugin({ clock, routes }: { clock: Clock; routes: RouteIndex
       const httpError = error instanceof HttpError ? error : (error as Error | undefined)?.cause
       if (httpError instanceof HttpError) {
         set.status = httpError.kind.status
-        return errorBody(httpError.kind, now)
+        return errorBody(httpError.kind, now, httpError.extra)
       }
       switch (code) {
         case 'NOT_FOUND': {
@@ -46,7 +46,7 @@ export function httpPlugin({ clock, routes }: { clock: Clock; routes: RouteIndex
           return errorBody(ERRORS.invalidJson, now)
         case 'VALIDATION':
           set.status = 400
-          return errorBody(ERRORS.validationFailed, now, { errors: fieldErrors(error) })
+          return errorBody(ERRORS.validationFailed, now, { errors: fieldErrors(standardIssues(error)) })
         default: {
           // The store could not commit (locked past the busy timeout, disk full or failing): nothing
           // changed, so a clean, retryable answer; the client repeats the same request later.
@@ -96,24 +96,8 @@ export class RouteIndex {
   }
 }
 
-/** Field → messages, from the schema's own messages. Submitted values are never included. */
-function fieldErrors(error: unknown): Record<string, string[]> {
-  if (!(error instanceof ValidationError)) return {}
-  const errors: Record<string, string[]> = {}
-  for (const issue of standardIssues(error)) {
-    const field = issue.path?.map((segment) => String(typeof segment === 'object' ? segment.key : segment)).join('.') || 'body'
-    const messages = (errors[field] ??= [])
-    if (!messages.includes(issue.message)) messages.push(issue.message)
-  }
-  return errors
-}
-
-interface StandardIssue {
-  message: string
-  path?: ReadonlyArray<PropertyKey | { key: PropertyKey }>
-}
-
-function standardIssues(error: ValidationError): StandardIssue[] {
+function standardIssues(error: unknown): StandardIssue[] {
+  if (!(error instanceof ValidationError)) return []
   const validator = error.validator as { '~standard'?: unknown; schema?: { '~standard'?: unknown } }
   const standard = (validator['~standard'] ?? validator.schema?.['~standard']) as
     | { validate(value: unknown): { issues?: StandardIssue[] } | Promise<unknown> }

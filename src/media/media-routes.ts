@@ -50,7 +50,7 @@ export function mediaRoutes({ clock, guard, securityLog, clientIpOf }: MediaRout
     if (outcome.ok) return ALLOWED
     securityLog.record({
       event: 'MEDIA_ACCESS_DENIED',
-      ip: clientIpOf(request),
+      ...clientIpOf(request),
       ua: headers.get('user-agent'),
       reason: outcome.reason,
     })

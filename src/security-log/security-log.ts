@@ -30,6 +30,8 @@ export interface SecurityEvent {
   event: SecurityEventName
   user?: string
   ip?: string
+  /** Why `ip` is the peer although a trusted proxy sent X-Real-IP (README "Security notes and decisions"). */
+  ipNote?: string
   method?: 'password' | 'refresh' | 'access_token'
   reason?: string
   sid?: string
@@ -168,6 +170,7 @@ export class SecurityLog implements SecurityLogSink {
       ts: new Date(this.clock.now()).toISOString(),
       event: event.event,
       ip: event.ip,
+      ip_note: event.ipNote,
       user: event.user?.slice(0, MAX_USER),
       method: event.method,
       reason: event.reason,

@@ -38,7 +38,7 @@ export interface SessionRoutesDeps {
 
 export function sessionRoutes({ clock, guard, sessions, securityLog, clientIpOf }: SessionRoutesDeps) {
   const revoked = (request: Request, user: string, sid: string | undefined, reason: string) =>
-    securityLog.record({ event: 'SESSION_REVOKED', user, sid, reason, ip: clientIpOf(request), ua: request.headers.get('user-agent') })
+    securityLog.record({ event: 'SESSION_REVOKED', user, sid, reason, ...clientIpOf(request), ua: request.headers.get('user-agent') })
   return new Elysia({ name: 'session-routes' })
     .use(authPlugin({ guard, clock }))
     .get(

@@ -97,6 +97,13 @@ describe('precedence: flags > environment > file > defaults', () => {
   })
 })
 
+describe('trusted_proxies', () => {
+  test('takes addresses and CIDR ranges, IPv4 and IPv6', () => {
+    const config = load({ flags: { trusted_proxies: '10.0.0.0/8, fd00::/8,192.0.2.1,::1' } })
+    expect(config.trusted_proxies).toEqual(['10.0.0.0/8', 'fd00::/8', '192.0.2.1', '::1'])
+  })
+})
+
 describe('bad configuration stops the start with one line naming the key', () => {
   const cases: Array<[string, () => unknown, RegExp]> = [
     ['an unknown key in the file', () => load({ configPath: file('prot = 8080\n') }), /^config error: prot unknown key \(from .*config\.toml\)$/],
@@ -105,7 +112,13 @@ describe('bad configuration stops the start with one line naming the key', () =>
     ['a non-number in the environment', () => load({ env: { SOFTPHONE_ACCESS_TTL: '1h' } }), /access_ttl must be an integer \(from SOFTPHONE_ACCESS_TTL\)/],
     ['a relative data dir', () => load({ flags: { data_dir: 'data' } }), /data_dir must be an absolute path \(from --data-dir\)/],
     ['a bad boolean', () => load({ env: { SOFTPHONE_ACCEPT_LEGACY_TOKENS: 'yes' } }), /accept_legacy_tokens must be true or false/],
-    ['a bad proxy address', () => load({ flags: { trusted_proxies: '127.0.0.1,nginx' } }), /trusted_proxies must be an IP address/],
+    [
+      'a bad proxy address',
+      () => load({ flags: { trusted_proxies: '127.0.0.1,nginx' } }),
+      /^config error: trusted_proxies has "nginx", which is no IP address or CIDR range \(such as 10\.0\.0\.0\/8 or fd00::\/8\) \(from --trusted-proxies\)$/,
+    ],
+    ['a proxy range too wide for its family', () => load({ configPath: file('trusted_proxies = ["10.0.0.0/33"]\n') }), /trusted_proxies has "10\.0\.0\.0\/33", which is no/],
+    ['a proxy address with a zone', () => load({ env: { SOFTPHONE_TRUSTED_PROXIES: 'fe80::1%eth0' } }), /trusted_proxies has "fe80::1%eth0", which is no/],
     ['a base path with a trailing slash', () => load({ flags: { base_path: '/api/' } }), /base_path must look like/],
     ['an unavailable directory', () => load({ flags: { directory: 'mikopbx:/cf/conf/mikopbx.db' } }), /directory must be "embedded"/],
     ['invalid TOML', () => load({ configPath: file('port = = 1\n') }), /is not valid TOML at line 1, column 8: Expected a value but found '='$/],

@@ -37,6 +37,16 @@ describe('security log', () => {
     ])
   })
 
+  test('a note on the address comes right after it, before any client-controlled text', () => {
+    const path = join(dir, 'security.log')
+    const log = new SecurityLog(path, clock)
+    log.record({ event: 'AUTH_FAILED', user: '201', ip: '127.0.0.1', ipNote: 'invalid X-Real-IP', method: 'password' })
+    log.close()
+    expect(lines(path)).toEqual([
+      '{"ts":"2026-11-23T12:00:00.000Z","event":"AUTH_FAILED","ip":"127.0.0.1","ip_note":"invalid X-Real-IP","user":"201","method":"password"}',
+    ])
+  })
+
   test('newlines and control characters stay inside one line; long fields are truncated', () => {
     const path = join(dir, 'security.log')
     const log = new SecurityLog(path, clock)
