@@ -18,8 +18,8 @@ export interface IdLoading {
 }
 
 /**
- * A million ids take about a second to read (bench/revocations.ts), too long to hold up the start,
- * so the server reads them in steps of a few milliseconds.
+ * A million ids take most of a second to read (bench/revocations.ts), too long to hold up the
+ * start, so the server reads them in steps of a few milliseconds.
  */
 const IN_THE_BACKGROUND: IdLoading = { chunkRows: 10_000, schedule: (step) => void setImmediate(step) }
 

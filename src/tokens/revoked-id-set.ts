@@ -2,7 +2,7 @@
  * The set of revoked token ids the hot path reads, compact enough for a million of them (README
  * "Tests, CI and benchmarks", `bench/revocations.ts`): each id is a 64-bit digest plus its expiry,
  * 12 bytes in one Int32Array, open addressing with linear probing. A Map of strings needs about
- * 150 bytes an id and seconds to fill at start.
+ * 150 bytes an id and over a second to fill at start.
  *
  * The digest of one of our ids (16 random bytes in base64url: 22 characters of `A-Za-z0-9-_`) is
  * its first 64 bits, reading each character by its place in ASCII order; any other string's is the
