@@ -1,12 +1,15 @@
 /**
- * What the benches share: running main() with cleanup on exit, error, signal or watchdog;
- * fresh servers that are always cleaned up; CPU pinning with taskset; RSS and CPU time from /proc; arguments and output.
+ * What the benches share: running main() with cleanup on exit, error, signal or watchdog; fresh servers that
+ * are always cleaned up; CPU pinning with taskset; RSS and CPU time from /proc; wrk runs; arguments and output.
  */
 import { existsSync, readFileSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
 import { BINARY, ServerProcess } from '../test/binary/server-process'
 
 export const TASKSET = '/usr/bin/taskset'
+export const WRK = '/usr/bin/wrk'
+/** wrk prints latencies with these units. */
+const MS_PER_UNIT: Record<string, number> = { us: 0.001, ms: 1, s: 1000, m: 60_000 }
 /** The servers under test run on this CPU ... */
 export const SERVER_CPU = 0
 /** ... and the load (wrk, or the bench process itself) on this one. */
@@ -128,4 +131,55 @@ export function verdict(pass: boolean): string {
 
 export function progress(message: string): void {
   console.error(`.. ${message}`)
+}
+
+interface WrkRun {
+  rps: number
+  p99Ms: number
+  /** Requests wrk gave up on after its --timeout; they are missing from the latencies. */
+  timeouts: number
+  out: string
+}
+
+/**
+ * Runs wrk --latency for `seconds` and parses it. A run with failed requests measures something else than
+ * the route, so it is a broken bench, not a slow one, unless `allow` says the failure is what is measured.
+ */
+export async function runWrk(
+  name: string,
+  prefix: string[],
+  args: string[],
+  seconds: number,
+  allow: { non2xx?: boolean; timeouts?: boolean } = {},
+): Promise<WrkRun> {
+  const child = Bun.spawn([...prefix, WRK, `-d${seconds}s`, '--latency', ...args], {
+    stdout: 'pipe',
+    stderr: 'pipe',
+    timeout: (seconds + 15) * 1000,
+    killSignal: 'SIGKILL',
+  })
+  const forget = onExit(() => child.kill('SIGKILL'))
+  const [out, err, exitCode] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited])
+  forget()
+  if (exitCode !== 0 || err.trim()) throw new Error(`${name}: wrk exited with ${exitCode}: ${err}${out}`)
+  const non2xx = /Non-2xx or 3xx responses:\s*(\d+)/.exec(out)
+  if (non2xx && !allow.non2xx) throw new Error(`${name}: wrk got ${non2xx[1]} non-2xx responses\n${out}`)
+  const socketErrors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out)
+  const [connect, read, write, timeouts] = (socketErrors?.slice(1) ?? [0, 0, 0, 0]).map(Number) as [number, number, number, number]
+  if (connect + read + write > 0 || (timeouts > 0 && !allow.timeouts)) throw new Error(`${name}: wrk reported ${socketErrors![0]}\n${out}`)
+  const rps = /Requests\/sec:\s+([\d.]+)/.exec(out)
+  const p99 = /^\s*99%\s+([\d.]+)(us|ms|s|m)\s*$/m.exec(out)
+  if (!rps || !p99) throw new Error(`${name}: cannot parse wrk output:\n${out}`)
+  return { rps: Number(rps[1]), p99Ms: Number(p99[1]) * MS_PER_UNIT[p99[2]!]!, timeouts, out }
+}
+
+export async function get(url: string, headers: Record<string, string> = {}): Promise<{ status: number; text: string }> {
+  const response = await fetch(url, { headers })
+  return { status: response.status, text: await response.text() }
+}
+
+export function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b)
+  const middle = Math.floor(sorted.length / 2)
+  return sorted.length % 2 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2
 }

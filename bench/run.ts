@@ -16,6 +16,8 @@ import { parseArgs } from 'node:util'
 import { BINARY, ServerProcess } from '../test/binary/server-process'
 import {
   CLIENT_CPU as WRK_CPU,
+  get,
+  median,
   onExit,
   pinningUnavailable,
   pinProcess,
@@ -25,21 +27,20 @@ import {
   requireBinary,
   rssKiB,
   runBench,
+  runWrk,
   SERVER_CPU,
   TASKSET,
   verdict,
   withServer,
+  WRK,
 } from './common'
 
-const WRK = '/usr/bin/wrk'
 /** The first round warms the JIT and caches up; later rounds only need the connections re-opened. */
 const FIRST_WARMUP_SECONDS = 2
 const WARMUP_SECONDS = 1
 const STARTS = 5
 const USER = { name: '201', password: 'bench-password-201' }
 const MiB = 1024 * 1024
-/** wrk prints latencies with these units. */
-const MS_PER_UNIT: Record<string, number> = { us: 0.001, ms: 1, s: 1000, m: 60_000 }
 const STORM_SCRIPT = join(import.meta.dir, 'bad-login.lua')
 const STORM_CONNECTIONS = 64
 const PROBE_CONNECTIONS = 4
@@ -250,46 +251,6 @@ async function wrk(prefix: string[], target: Target, seconds: number): Promise<{
   return { rps, p99Ms }
 }
 
-interface WrkRun {
-  rps: number
-  p99Ms: number
-  /** Requests wrk gave up on after its --timeout; they are missing from the latencies. */
-  timeouts: number
-  out: string
-}
-
-/**
- * Runs wrk --latency for `seconds` and parses it. A run with failed requests measures something else than
- * the route, so it is a broken bench, not a slow one, unless `allow` says the failure is what is measured.
- */
-async function runWrk(
-  name: string,
-  prefix: string[],
-  args: string[],
-  seconds: number,
-  allow: { non2xx?: boolean; timeouts?: boolean } = {},
-): Promise<WrkRun> {
-  const child = Bun.spawn([...prefix, WRK, `-d${seconds}s`, '--latency', ...args], {
-    stdout: 'pipe',
-    stderr: 'pipe',
-    timeout: (seconds + 15) * 1000,
-    killSignal: 'SIGKILL',
-  })
-  const forget = onExit(() => child.kill('SIGKILL'))
-  const [out, err, exitCode] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited])
-  forget()
-  if (exitCode !== 0 || err.trim()) throw new Error(`${name}: wrk exited with ${exitCode}: ${err}${out}`)
-  const non2xx = /Non-2xx or 3xx responses:\s*(\d+)/.exec(out)
-  if (non2xx && !allow.non2xx) throw new Error(`${name}: wrk got ${non2xx[1]} non-2xx responses\n${out}`)
-  const socketErrors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out)
-  const [connect, read, write, timeouts] = (socketErrors?.slice(1) ?? [0, 0, 0, 0]).map(Number) as [number, number, number, number]
-  if (connect + read + write > 0 || (timeouts > 0 && !allow.timeouts)) throw new Error(`${name}: wrk reported ${socketErrors![0]}\n${out}`)
-  const rps = /Requests\/sec:\s+([\d.]+)/.exec(out)
-  const p99 = /^\s*99%\s+([\d.]+)(us|ms|s|m)\s*$/m.exec(out)
-  if (!rps || !p99) throw new Error(`${name}: cannot parse wrk output:\n${out}`)
-  return { rps: Number(rps[1]), p99Ms: Number(p99[1]) * MS_PER_UNIT[p99[2]!]!, timeouts, out }
-}
-
 interface StormResult {
   name: string
   addresses: string
@@ -354,15 +315,4 @@ async function loginStorm(prefix: string[], pin: (pid: number) => void, storm: (
       pass: probe.timeouts === 0 && probe.p99Ms < HEALTH_P99_LIMIT_MS,
     }
   })
-}
-
-async function get(url: string, headers: Record<string, string> = {}): Promise<{ status: number; text: string }> {
-  const response = await fetch(url, { headers })
-  return { status: response.status, text: await response.text() }
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b)
-  const middle = Math.floor(sorted.length / 2)
-  return sorted.length % 2 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2
 }

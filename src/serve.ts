@@ -100,6 +100,7 @@ export async function serve(config: Config, clock: Clock = systemClock): Promise
   const port = app.server!.port
   const host = config.host.includes(':') ? `[${config.host}]` : config.host
   console.log(`softphone-backend ${VERSION} listening on http://${host}:${port}${config.base_path}`)
+  void revocations.idsLoaded.then(({ ids, ms }) => console.log(`${ids} revoked token ids in memory after ${Math.round(ms)} ms`))
   securityLog.record({ event: 'STARTUP', version: VERSION })
 
   return new Promise((resolve) => {

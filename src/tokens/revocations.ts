@@ -4,10 +4,26 @@
  * hot path reads the in-memory copy, which is loaded at start and updated on every write
  * (README "Security notes and decisions").
  */
-import type { Database } from 'bun:sqlite'
+import type { Database, Statement } from 'bun:sqlite'
 import { unixSeconds, type Clock } from '../clock'
+import { RevokedIdSet } from './revoked-id-set'
 
 const PURGE_BATCH = 500
+
+/** How revoked token ids get from SQLite into memory at start. */
+export interface IdLoading {
+  /** Rows read per step. The first step runs in the constructor: a table this small is loaded there and then. */
+  chunkRows: number
+  /** Runs the next step later; between steps the server answers requests. */
+  schedule(step: () => void): void
+}
+
+/**
+ * A million ids take most of a second to read (bench/revocations.ts), too long to hold up the
+ * start, so the server reads them in steps of a few milliseconds.
+ */
+const IN_THE_BACKGROUND: IdLoading = { chunkRows: 10_000, schedule: (step) => void setImmediate(step) }
+
 /**
  * An access token minted at a session's last refresh can outlive the refresh token by up to the
  * largest access_ttl allowed (86400 s), so a revoked session is remembered that much longer.
@@ -15,8 +31,12 @@ const PURGE_BATCH = 500
 export const SESSION_REVOCATION_MARGIN = 86_400
 
 export class Revocations {
-  /** jti → expiry (Unix seconds), so a purge can drop entries without reloading. */
-  private readonly revokedIds = new Map<string, number>()
+  /** With each id's expiry, so a purge can drop entries without reloading. */
+  private readonly revokedIds: RevokedIdSet
+  /** Set while ids are still being loaded: until then a miss in memory is looked up in SQLite. */
+  private storedId: Statement<unknown, [string]> | null = null
+  /** Resolves once every stored id is in memory: how many there are then, and how long it took. */
+  readonly idsLoaded: Promise<{ ids: number; ms: number }>
   private readonly notBefore = new Map<string, number>()
   /** sid → until when (Unix seconds) it must be remembered. */
   private readonly revokedSessions = new Map<string, number>()
@@ -29,6 +49,7 @@ export class Revocations {
   constructor(
     db: Database,
     private readonly clock: Clock,
+    loading: IdLoading = IN_THE_BACKGROUND,
   ) {
     this.insertId = db.query<unknown, [string, number]>(
       'INSERT INTO revoked_tokens (jti, expires_at) VALUES (?, ?) ON CONFLICT (jti) DO NOTHING',
@@ -41,8 +62,9 @@ export class Revocations {
       'DELETE FROM revoked_tokens WHERE jti IN (SELECT jti FROM revoked_tokens WHERE expires_at <= ? LIMIT ?)',
     )
     const now = unixSeconds(clock)
-    const live = db.query<{ jti: string; expires_at: number }, [number]>('SELECT * FROM revoked_tokens WHERE expires_at > ?')
-    for (const row of live.iterate(now)) this.revokedIds.set(row.jti, row.expires_at)
+    const { live } = db.query<{ live: number }, [number]>('SELECT count(*) AS live FROM revoked_tokens WHERE expires_at > ?').get(now)!
+    this.revokedIds = new RevokedIdSet(live)
+    this.idsLoaded = this.loadIds(db, now, loading)
     this.loadCutoffs = db.query<{ username: string; not_before: number }, []>('SELECT * FROM legacy_not_before')
     this.loadRevokedSessions = db.query<{ id: string; current_exp: number }, [number]>(
       'SELECT id, current_exp FROM sessions WHERE revoked_at IS NOT NULL AND current_exp > ?',
@@ -81,11 +103,11 @@ export class Revocations {
   }
 
   noteTokenIdRevoked(jti: string, expiresAt: number): void {
-    this.revokedIds.set(jti, expiresAt)
+    this.revokedIds.add(jti, expiresAt)
   }
 
   isTokenIdRevoked(jti: string): boolean {
-    return this.revokedIds.has(jti)
+    return this.revokedIds.has(jti) || (this.storedId !== null && this.storedId.get(jti) !== null)
   }
 
   /** Writes that every legacy token of `username` issued at or before `at` (Unix seconds) is revoked; as above, noteLegacyCutoff after the commit. */
@@ -111,12 +133,50 @@ export class Revocations {
       total += changes
       if (changes < PURGE_BATCH) break
     }
-    for (const [jti, expiresAt] of this.revokedIds) {
-      if (expiresAt <= now) this.revokedIds.delete(jti)
-    }
+    // Purging may shrink the set, and the rest of a load would then grow it in key order, which
+    // linear probing does badly; expired ids stay in memory until the next purge, harmlessly.
+    if (this.storedId === null) this.revokedIds.purge(now)
     for (const [sid, until] of this.revokedSessions) {
       if (until <= now) this.revokedSessions.delete(sid)
     }
     return total
+  }
+
+  /**
+   * Reads the live ids in key order, which is the set's slot order, so the set fills front to
+   * back; it was sized for all of them, so it never rehashes on the way. The first step runs now
+   * and throws like any start-up read; if a later one fails, misses keep going to SQLite.
+   */
+  private loadIds(db: Database, now: number, { chunkRows, schedule }: IdLoading): Promise<{ ids: number; ms: number }> {
+    const started = performance.now()
+    const chunk = db.query<{ jti: string; expires_at: number }, [string, number, number]>(
+      'SELECT jti, expires_at FROM revoked_tokens WHERE jti > ? AND expires_at > ? ORDER BY jti LIMIT ?',
+    )
+    let after = ''
+    const step = (): boolean => {
+      let rows = 0
+      for (const row of chunk.iterate(after, now, chunkRows)) {
+        this.revokedIds.add(row.jti, row.expires_at)
+        after = row.jti
+        rows++
+      }
+      return rows < chunkRows
+    }
+    const done = () => ({ ids: this.revokedIds.size, ms: performance.now() - started })
+    if (step()) return Promise.resolve(done())
+    this.storedId = db.query<unknown, [string]>('SELECT 1 FROM revoked_tokens WHERE jti = ?')
+    return new Promise((resolve) => {
+      const next = () => {
+        try {
+          if (!step()) return schedule(next)
+        } catch (error) {
+          console.error(`revoked token ids: loading stopped, the rest are looked up in the database: ${(error as Error).message}`)
+          return
+        }
+        this.storedId = null
+        resolve(done())
+      }
+      schedule(next)
+    })
   }
 }

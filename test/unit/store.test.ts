@@ -6,6 +6,7 @@ import { join } from 'node:path'
 import { openStore, StoreError } from '../../src/store/database'
 import { MIGRATIONS } from '../../src/store/migrations'
 import { Revocations } from '../../src/tokens/revocations'
+import { randomId } from '../../src/tokens/tokens'
 import { ManualClock } from '../helpers'
 
 let dir: string
@@ -108,6 +109,69 @@ describe('Revocations', () => {
     clock.advance(2)
     expect(revocations.purgeExpired()).toBe(1234)
     expect(db.query('SELECT count(*) AS n FROM revoked_tokens').get()).toEqual({ n: 0 })
+    db.close()
+  })
+
+  test('after a restart with 50 000 revoked ids every one is refused, no other id is, and purge drops the expired from memory', async () => {
+    const clock = new ManualClock()
+    const path = join(dir, 'softphone.db')
+    const db = openStore(path)
+    const revocations = new Revocations(db, clock)
+    const shortLived = [...Array.from({ length: 25_000 }, randomId), 'jti-short']
+    const longLived = [...Array.from({ length: 25_000 }, randomId), 'jti-long']
+    db.transaction(() => {
+      for (const id of shortLived) revocations.writeTokenIdRevocation(id, clock.seconds + 60)
+      for (const id of longLived) revocations.writeTokenIdRevocation(id, clock.seconds + 600)
+    })()
+    db.close()
+
+    const reopened = openStore(path)
+    const loaded = new Revocations(reopened, clock)
+    expect(await loaded.idsLoaded).toMatchObject({ ids: 50_002 })
+    const accepted = (ids: string[]) => ids.filter((id) => !loaded.isTokenIdRevoked(id))
+    // Only memory is left to refuse them.
+    reopened.run("DELETE FROM revoked_tokens WHERE jti LIKE 'A%'")
+    expect(accepted([...shortLived, ...longLived])).toEqual([])
+    const others = [...Array.from({ length: 10_000 }, randomId), 'jti-other', '']
+    expect(accepted(others)).toEqual(others)
+
+    clock.advance(60)
+    loaded.purgeExpired()
+    expect(accepted(shortLived)).toEqual(shortLived)
+    expect(accepted(longLived)).toEqual([])
+    reopened.close()
+  })
+
+  test('while ids load in steps every stored id is refused, from SQLite until it is in memory', async () => {
+    const clock = new ManualClock()
+    const db = openStore(join(dir, 'softphone.db'))
+    const stored = Array.from({ length: 1_000 }, randomId)
+    const insert = db.query<unknown, [string, number]>('INSERT INTO revoked_tokens (jti, expires_at) VALUES (?, ?)')
+    db.transaction(() => stored.forEach((id, i) => insert.run(id, clock.seconds + (i % 2 ? 600 : 60))))()
+    const steps: Array<() => void> = []
+    const revocations = new Revocations(db, clock, { chunkRows: 100, schedule: (step) => steps.push(step) })
+    const accepted = (ids: string[]) => ids.filter((id) => !revocations.isTokenIdRevoked(id))
+
+    expect(accepted(stored)).toEqual([])
+    steps.shift()!()
+    const during = randomId()
+    revocations.writeTokenIdRevocation(during, clock.seconds + 600)
+    revocations.noteTokenIdRevoked(during, clock.seconds + 600)
+    clock.advance(60)
+    expect(revocations.purgeExpired()).toBe(500)
+    const live = stored.filter((_, i) => i % 2)
+    while (steps.length > 0) {
+      expect(accepted([...live, during])).toEqual([])
+      expect(accepted([randomId(), 'jti-other'])).toHaveLength(2)
+      steps.shift()!()
+    }
+    await revocations.idsLoaded
+    // Memory is purged once the load is done.
+    expect(revocations.purgeExpired()).toBe(0)
+    db.run('DELETE FROM revoked_tokens')
+    expect(accepted([...live, during])).toEqual([])
+    const expired = stored.filter((_, i) => i % 2 === 0)
+    expect(accepted(expired)).toEqual(expired)
     db.close()
   })
 })
