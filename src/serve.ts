@@ -97,12 +97,6 @@ export async function serve(config: Config, clock: Clock = systemClock): Promise
     const hint = code === 'EADDRINUSE' ? 'is another instance running? change port or stop it' : String(code ?? error)
     throw new ListenError(`cannot listen on ${config.host}:${config.port}: ${hint}`)
   }
-  const port = app.server!.port
-  const host = config.host.includes(':') ? `[${config.host}]` : config.host
-  console.log(`softphone-backend ${VERSION} listening on http://${host}:${port}${config.base_path}`)
-  void revocations.idsLoaded.then(({ ids, ms }) => console.log(`${ids} revoked token ids in memory after ${Math.round(ms)} ms`))
-  securityLog.record({ event: 'STARTUP', version: VERSION })
-
   return new Promise((resolve) => {
     let stopping = false
     const shutdown = async (signal: string) => {
@@ -124,5 +118,12 @@ export async function serve(config: Config, clock: Clock = systemClock): Promise
     process.on('SIGTERM', () => void shutdown('SIGTERM'))
     process.on('SIGINT', () => void shutdown('SIGINT'))
     process.on('SIGHUP', () => securityLog.reopen())
+    // Announced only once the signals are handled: a supervisor that stops us right after this
+    // line gets a clean exit 0, not the default death by SIGTERM.
+    const port = app.server!.port
+    const host = config.host.includes(':') ? `[${config.host}]` : config.host
+    console.log(`softphone-backend ${VERSION} listening on http://${host}:${port}${config.base_path}`)
+    void revocations.idsLoaded.then(({ ids, ms }) => console.log(`${ids} revoked token ids in memory after ${Math.round(ms)} ms`))
+    securityLog.record({ event: 'STARTUP', version: VERSION })
   })
 }

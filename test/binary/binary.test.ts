@@ -161,6 +161,16 @@ describe('operations', () => {
     await server.start()
   })
 
+  test('SIGTERM right after the listening line still exits 0', async () => {
+    const fresh = new ServerProcess()
+    try {
+      await fresh.start()
+      expect(await fresh.stop('SIGTERM')).toBe(0)
+    } finally {
+      await fresh.cleanup()
+    }
+  })
+
   test('users disable/enable through the CLI take effect on the running server', async () => {
     const { access_token } = await server.login('201', PASSWORD)
     expect((await runCli(['users', 'disable', '201', '--data-dir', server.dataDir])).exitCode).toBe(0)
