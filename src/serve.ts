@@ -1,5 +1,4 @@
 /** `softphone-backend serve`: opens state, listens, and handles SIGTERM/SIGINT/SIGHUP (README "Command line"). */
-import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { buildApp } from './app'
 import { AccessGuard } from './auth/access-guard'
@@ -32,8 +31,8 @@ export function databasePath(config: Config): string {
   return join(config.data_dir, 'softphone.db')
 }
 
+/** The data dir must exist: main.ts creates it first, so a failure there is one line and exit 73. */
 export async function serve(config: Config, clock: Clock = systemClock): Promise<number> {
-  mkdirSync(config.data_dir, { recursive: true, mode: 0o700 })
   const securityLog = new SecurityLog(join(config.log_dir, 'security.log'), clock, {
     ...DEFAULT_LOG_LIMITS,
     maxBytes: config.security_log_max_bytes,

@@ -14,13 +14,7 @@ beforeAll(async () => {
 })
 afterAll(() => server.cleanup())
 
-/** The test connects from loopback, a trusted proxy, so X-Real-IP plays the client's address. */
-const login = (username: string, password: string, ip: string) =>
-  fetch(`${server.baseUrl}/auth/login`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', 'x-real-ip': ip },
-    body: JSON.stringify({ username, password }),
-  })
+const login = (username: string, password: string, ip: string) => server.postLogin(username, password, ip)
 
 test('fail2ban-regex finds exactly the client addresses of failed and throttled logins', async () => {
   const fail2banRegex = Bun.which('fail2ban-regex')

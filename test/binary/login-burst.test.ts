@@ -16,13 +16,7 @@ beforeAll(async () => {
 }, 60_000)
 afterAll(() => server.cleanup())
 
-const login = (username: string, password: string, ip: string) =>
-  fetch(`${server.baseUrl}/auth/login`, {
-    method: 'POST',
-    // From loopback, a trusted proxy: X-Real-IP names the client, as nginx sets it.
-    headers: { 'content-type': 'application/json', 'x-real-ip': ip },
-    body: JSON.stringify({ username, password }),
-  }).then((response) => response.status)
+const login = async (username: string, password: string, ip: string) => (await server.postLogin(username, password, ip)).status
 
 const securityLog = () => readFileSync(join(server.dataDir, 'log', 'security.log'), 'utf8')
 

@@ -133,6 +133,18 @@ export class ServerProcess {
     rmSync(this.dataDir, { recursive: true, force: true })
   }
 
+  /**
+   * A login as nginx would forward it for a client at `ip`: the test connects from loopback, a
+   * trusted proxy, so X-Real-IP plays the client's address.
+   */
+  postLogin(username: string, password: string, ip: string): Promise<Response> {
+    return fetch(`${this.baseUrl}/auth/login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-real-ip': ip },
+      body: JSON.stringify({ username, password }),
+    })
+  }
+
   async login(username: string, password: string): Promise<{ access_token: string; refresh_token: string }> {
     const response = await fetch(`${this.baseUrl}/auth/login`, {
       method: 'POST',
