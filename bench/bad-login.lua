@@ -1,4 +1,4 @@
--- SPEC §13 login storm, run by bench/run.ts: wrk -s bench/bad-login.lua <base>/auth/login -- <one|distributed>
+-- Login storm (README "Tests, CI and benchmarks"), run by bench/run.ts: wrk -s bench/bad-login.lua <base>/auth/login -- <one|distributed>
 -- Every request is a bad login for a random username. "one": all from X-Real-IP 203.0.113.7, so the
 -- throttle answers 429 after the first failures; "distributed": a random X-Real-IP 10.x.y.z per request, so
 -- nothing is throttled and every request costs an argon2id verify. Counts responses by status and prints

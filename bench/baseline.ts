@@ -1,4 +1,4 @@
-/** SPEC §13 baseline: a raw Bun.serve handler returning a small JSON. Run by bench/run.ts as its own process. */
+/** The performance baseline (README "Tests, CI and benchmarks"): a raw Bun.serve handler returning a small JSON. Run by bench/run.ts as its own process. */
 const server = Bun.serve({
   hostname: '127.0.0.1',
   port: 0,

@@ -1,5 +1,5 @@
 /**
- * The canary (SPEC §14): unique secrets go through every flow of the binary, then every file it
+ * The canary: unique secrets go through every flow of the binary, then every file it
  * wrote and everything it printed is searched for them. Expected hits: zero.
  */
 import { afterAll, beforeAll, expect, test } from 'bun:test'

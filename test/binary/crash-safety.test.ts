@@ -1,5 +1,5 @@
 /**
- * Crash safety (SPEC §14): drive login, refresh and logout traffic at the binary, kill -9 it at a
+ * Crash safety: drive login, refresh and logout traffic at the binary, kill -9 it at a
  * random moment, restart it, and check that every logout and rotation it acknowledged still holds
  * and the database passes `PRAGMA integrity_check`. CRASH_ITERATIONS sets the count (CI runs 15;
  * the release check runs 50 or more: `CRASH_ITERATIONS=50 bun test test/binary/crash-safety`).

@@ -1,5 +1,5 @@
 /**
- * Another process holds the database's write lock (SPEC §14): for 3 s requests wait and succeed
+ * Another process holds the database's write lock: for 3 s requests wait and succeed
  * (busy timeout 5 s); for longer they get a clean 503 with Retry-After, and the server lives on.
  */
 import { afterAll, beforeAll, expect, test } from 'bun:test'

@@ -1,7 +1,7 @@
 /**
  * Our synchronous verifier against jose, the reference, on random tokens (fast-check, fixed seed).
  * It must never accept what jose refuses, and must accept what jose accepts unless the token breaks
- * one of the stricter rules of SPEC §5 that jose doesn't enforce: canonical base64url, no header
+ * one of the stricter rules (README "Security notes and decisions") that jose doesn't enforce: canonical base64url, no header
  * parameters beyond alg/typ/kid, no duplicate names, `iat` not in the future.
  */
 import { describe, expect, test } from 'bun:test'

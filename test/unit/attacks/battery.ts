@@ -1,5 +1,5 @@
 /**
- * Shared parts of the JWT attack battery (SPEC §14): each family file forges tokens and checks that
+ * Shared parts of the JWT attack battery: each family file forges tokens and checks that
  * both the profile route and check-media-access (header and X-Original-URI forms) refuse them.
  */
 import { expect } from 'bun:test'

@@ -1,4 +1,4 @@
-/** Attack family: exp, nbf and iat: required where SPEC §5 says, numbers only, 30 s tolerance. */
+/** Attack family: exp, nbf and iat: required as README "Security notes and decisions" says, numbers only, 30 s tolerance. */
 import { afterAll, beforeAll, test } from 'bun:test'
 import type { Harness } from '../../helpers'
 import { battleground, expectAccepted, expectRefused, forge, validClaims } from './battery'
