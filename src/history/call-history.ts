@@ -1,0 +1,189 @@
+/**
+ * A user's calls from the CDR legs (README "Call history"): legs grouped by linkedid, seen from the
+ * user's side, newest first, in pages whose cursor stays valid while new calls arrive.
+ */
+import type { DirectoryUser } from '../directory/directory'
+import type { CdrLeg, CdrSource, HistorySource, LegPosition, PartyNumbers } from './cdr-reader'
+import { recordingUrl } from './recordings'
+
+export type Direction = 'inner' | 'incoming' | 'outgoing' | 'missed'
+
+export interface LegView {
+  id: number
+  start: string
+  answer: string | null
+  end: string | null
+  src_num: string
+  dst_num: string
+  src_name: string | null
+  dst_name: string | null
+  disposition: string
+  duration: number
+  billsec: number
+  transferred: boolean
+  recording_url: string | null
+}
+
+export interface CallView {
+  id: string
+  direction: Direction
+  other_party: string
+  other_party_name: string | null
+  start: string
+  answer: string | null
+  end: string | null
+  duration: number
+  billsec: number
+  disposition: string
+  legs: LegView[]
+}
+
+export interface CallRange {
+  /** First day, YYYY-MM-DD, local time as the CDR stores it. */
+  from: string
+  /** Last day, included. */
+  to: string
+}
+
+export interface CallPage {
+  source: HistorySource
+  calls: CallView[]
+  /** Where the next page starts, or null when this one reached the range's start. */
+  next: LegPosition | null
+}
+
+/** Own legs read per step while collecting a page; a call usually has one to three. */
+const SCAN_STEP = 256
+
+/** The numbers a user's calls carry: extension, `<ext>-WS` WebRTC peer, mobile by its last 10 digits. */
+export function partyNumbersOf(user: DirectoryUser): PartyNumbers {
+  return { exact: [user.username, `${user.username}-WS`], mobile: user.mobile.replace(/\D/g, '').slice(-10) }
+}
+
+export class CallHistory {
+  /** `isExtension`: whether a number (without `-WS`) is an internal extension, for `inner` calls. */
+  constructor(
+    private readonly source: CdrSource,
+    private readonly isExtension: (number: string) => boolean,
+  ) {}
+
+  /** Up to `limit` of the user's calls in the range, newest first, before `cursor` when given. */
+  page(user: DirectoryUser, range: CallRange, limit: number, cursor: LegPosition | null): CallPage {
+    const opening = this.source.open()
+    if (opening.source !== 'cdr') return { source: opening.source, calls: [], next: null }
+    const numbers = partyNumbersOf(user)
+    const isOwn = ownNumberTest(numbers)
+    const from = `${range.from} 00:00:00`
+    const end = { start: `${dayAfter(range.to)} 00:00:00`, id: 0 }
+    const before = cursor && compare(cursor, end) < 0 ? cursor : end
+    const calls: CallView[] = []
+    const seen = new Set<string>()
+    let position = before
+    while (calls.length < limit) {
+      const own = opening.reader.ownLegsBefore(numbers, from, position, SCAN_STEP)
+      for (const leg of own) {
+        position = leg
+        if (seen.has(leg.call)) continue
+        seen.add(leg.call)
+        const legs = opening.reader.legsOf(leg.call)
+        // A call is placed by its latest own leg: one that lies at or after `before` was on an earlier page.
+        const key = latestOwnLeg(legs, isOwn)
+        if (!key || compare(key, before) >= 0) continue
+        calls.push(this.callView(legs, isOwn))
+        if (calls.length === limit) return { source: 'cdr', calls, next: { start: key.start, id: key.id } }
+      }
+      if (own.length < SCAN_STEP) break
+    }
+    return { source: 'cdr', calls, next: null }
+  }
+
+  private callView(legs: CdrLeg[], isOwn: (number: string | null) => boolean): CallView {
+    const own = legs.filter((leg) => isOwn(leg.src_num) || isOwn(leg.dst_num) || isOwn(leg.from_account) || isOwn(leg.to_account))
+    const first = own[0]!
+    const outbound = isOwn(first.src_num) || isOwn(first.from_account)
+    const other = outbound ? first.dst_num : first.src_num
+    const otherName = outbound ? first.dst_name : first.src_name
+    const answered = own.some((leg) => leg.disposition === 'ANSWERED')
+    const internal = this.isExtension(stripPeer(other ?? ''))
+    return {
+      id: first.linkedid || `id:${first.id}`,
+      direction: outbound ? (internal ? 'inner' : 'outgoing') : !answered ? 'missed' : internal ? 'inner' : 'incoming',
+      other_party: other ?? '',
+      other_party_name: otherName || null,
+      start: legs[0]!.start,
+      answer: own.find((leg) => leg.answer)?.answer ?? null,
+      end: latestEnd(legs),
+      duration: secondsBetween(legs[0]!.start, latestEnd(legs)),
+      billsec: own.reduce((sum, leg) => sum + Number(leg.billsec ?? 0), 0),
+      disposition: answered ? 'ANSWERED' : (own.at(-1)!.disposition ?? ''),
+      legs: legs.map(legView),
+    }
+  }
+}
+
+function ownNumberTest({ exact, mobile }: PartyNumbers): (number: string | null) => boolean {
+  return (number) => number !== null && (exact.includes(number) || (mobile !== '' && number.slice(-10) === mobile))
+}
+
+function latestOwnLeg(legs: CdrLeg[], isOwn: (number: string | null) => boolean): LegPosition | null {
+  let latest: LegPosition | null = null
+  for (const leg of legs) {
+    const own = isOwn(leg.src_num) || isOwn(leg.dst_num) || isOwn(leg.from_account) || isOwn(leg.to_account)
+    if (own && (!latest || compare(leg, latest) > 0)) latest = { start: leg.start, id: leg.id }
+  }
+  return latest
+}
+
+function legView(leg: CdrLeg): LegView {
+  return {
+    id: leg.id,
+    start: leg.start,
+    answer: leg.answer || null,
+    end: leg.endtime || null,
+    src_num: leg.src_num ?? '',
+    dst_num: leg.dst_num ?? '',
+    src_name: leg.src_name || null,
+    dst_name: leg.dst_name || null,
+    disposition: leg.disposition ?? '',
+    duration: Number(leg.duration ?? 0),
+    billsec: Number(leg.billsec ?? 0),
+    transferred: Number(leg.transfer ?? 0) === 1 || Number(leg.a_transfer ?? 0) === 1,
+    recording_url: recordingUrl(leg.recordingfile),
+  }
+}
+
+/** (start, id) order; CDR times are fixed-width text, so text order is time order. */
+export function compare(a: LegPosition, b: LegPosition): number {
+  return a.start < b.start ? -1 : a.start > b.start ? 1 : a.id - b.id
+}
+
+const stripPeer = (number: string): string => number.replace(/-WS$/, '')
+
+function latestEnd(legs: CdrLeg[]): string | null {
+  return legs.reduce<string | null>((latest, leg) => (leg.endtime && (!latest || leg.endtime > latest) ? leg.endtime : latest), null)
+}
+
+/** Whole seconds between two local CDR times (read as UTC: only their difference matters). */
+function secondsBetween(start: string, end: string | null): number {
+  if (!end) return 0
+  const seconds = (Date.parse(`${end.replace(' ', 'T')}Z`) - Date.parse(`${start.replace(' ', 'T')}Z`)) / 1000
+  return Number.isFinite(seconds) && seconds > 0 ? Math.round(seconds) : 0
+}
+
+/** The calendar day after YYYY-MM-DD. */
+export function dayAfter(date: string): string {
+  return addDays(date, 1)
+}
+
+export function addDays(date: string, days: number): string {
+  const day = new Date(`${date}T00:00:00Z`)
+  day.setUTCDate(day.getUTCDate() + days)
+  return day.toISOString().slice(0, 10)
+}
+
+/** Today's date on the PBX's local clock, which is how MikoPBX writes CDR times. */
+export function localDate(ms: number): string {
+  const now = new Date(ms)
+  const pad = (value: number) => String(value).padStart(2, '0')
+  return `${now.getFullYear()}-${pad(now.getMonth() + 1)}-${pad(now.getDate())}`
+}
