@@ -3,7 +3,7 @@
  * user's side, newest first, in pages whose cursor stays valid while new calls arrive.
  */
 import type { DirectoryUser } from '../directory/directory'
-import type { CdrLeg, CdrSource, HistorySource, LegPosition, PartyNumbers } from './cdr-reader'
+import { MAX_PARTY_NUMBERS, type CdrLeg, type CdrSource, type HistorySource, type LegPosition } from './cdr-reader'
 import { recordingUrl } from './recordings'
 
 export type Direction = 'inner' | 'incoming' | 'outgoing' | 'missed'
@@ -55,9 +55,17 @@ export interface CallPage {
 /** Own legs read per step while collecting a page; a call usually has one to three. */
 const SCAN_STEP = 256
 
-/** The numbers a user's calls carry: extension, `<ext>-WS` WebRTC peer, mobile by its last 10 digits. */
-export function partyNumbersOf(user: DirectoryUser): PartyNumbers {
-  return { exact: [user.username, `${user.username}-WS`], mobile: user.mobile.replace(/\D/g, '').slice(-10) }
+/**
+ * How a mobile's last 10 digits appear in CDRs: alone, or after a trunk's prefix. Matched exactly,
+ * so the number indexes serve them (README "Call history").
+ */
+export const MOBILE_PREFIXES = ['', '7', '8', '+7', '1', '+1'] as const
+
+/** The numbers a user's calls carry: extension, `<ext>-WS` WebRTC peer, and its mobile's forms. */
+export function partyNumbersOf(user: DirectoryUser): string[] {
+  const mobile = user.mobile.replace(/\D/g, '').slice(-10)
+  const numbers = [user.username, `${user.username}-WS`, ...(mobile ? MOBILE_PREFIXES.map((prefix) => prefix + mobile) : [])]
+  return numbers.slice(0, MAX_PARTY_NUMBERS)
 }
 
 export class CallHistory {
@@ -72,15 +80,16 @@ export class CallHistory {
     const opening = this.source.open()
     if (opening.source !== 'cdr') return { source: opening.source, calls: [], next: null }
     const numbers = partyNumbersOf(user)
-    const isOwn = ownNumberTest(numbers)
+    const isOwn = (number: string | null) => number !== null && numbers.includes(number)
     const from = `${range.from} 00:00:00`
     const end = { start: `${dayAfter(range.to)} 00:00:00`, id: 0 }
     const before = cursor && compare(cursor, end) < 0 ? cursor : end
+    const plan = opening.reader.plan(numbers, from, end.start)
     const calls: CallView[] = []
     const seen = new Set<string>()
     let position = before
     while (calls.length < limit) {
-      const own = opening.reader.ownLegsBefore(numbers, from, position, SCAN_STEP)
+      const own = opening.reader.ownLegsBefore(plan, numbers, from, position, SCAN_STEP)
       for (const leg of own) {
         position = leg
         if (seen.has(leg.call)) continue
@@ -98,9 +107,9 @@ export class CallHistory {
   }
 
   private callView(legs: CdrLeg[], isOwn: (number: string | null) => boolean): CallView {
-    const own = legs.filter((leg) => isOwn(leg.src_num) || isOwn(leg.dst_num) || isOwn(leg.from_account) || isOwn(leg.to_account))
+    const own = legs.filter((leg) => isOwn(leg.src_num) || isOwn(leg.dst_num))
     const first = own[0]!
-    const outbound = isOwn(first.src_num) || isOwn(first.from_account)
+    const outbound = isOwn(first.src_num)
     const other = outbound ? first.dst_num : first.src_num
     const otherName = outbound ? first.dst_name : first.src_name
     const answered = own.some((leg) => leg.disposition === 'ANSWERED')
@@ -121,14 +130,10 @@ export class CallHistory {
   }
 }
 
-function ownNumberTest({ exact, mobile }: PartyNumbers): (number: string | null) => boolean {
-  return (number) => number !== null && (exact.includes(number) || (mobile !== '' && number.slice(-10) === mobile))
-}
-
 function latestOwnLeg(legs: CdrLeg[], isOwn: (number: string | null) => boolean): LegPosition | null {
   let latest: LegPosition | null = null
   for (const leg of legs) {
-    const own = isOwn(leg.src_num) || isOwn(leg.dst_num) || isOwn(leg.from_account) || isOwn(leg.to_account)
+    const own = isOwn(leg.src_num) || isOwn(leg.dst_num)
     if (own && (!latest || compare(leg, latest) > 0)) latest = { start: leg.start, id: leg.id }
   }
   return latest

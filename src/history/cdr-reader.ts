@@ -16,7 +16,7 @@ export type HistorySource = 'cdr' | 'none' | 'unsupported_schema'
 
 const REQUIRED_COLUMNS = [
   'id', 'start', 'endtime', 'answer', 'src_num', 'dst_num', 'UNIQUEID', 'linkedid', 'disposition',
-  'recordingfile', 'from_account', 'to_account', 'duration', 'billsec',
+  'recordingfile', 'duration', 'billsec',
 ] as const
 /** Newer MikoPBX versions only (names), or not needed to list a call (transfer flags). */
 const OPTIONAL_COLUMNS = ['src_name', 'dst_name', 'transfer', 'a_transfer'] as const
@@ -30,8 +30,6 @@ export interface CdrLeg {
   dst_num: string | null
   src_name: string | null
   dst_name: string | null
-  from_account: string | null
-  to_account: string | null
   linkedid: string | null
   uniqueid: string | null
   disposition: string | null
@@ -48,11 +46,18 @@ export interface LegPosition {
   id: number
 }
 
-/** The numbers under which a user appears in CDRs: exact ones (extension, WebRTC peer) and a mobile's last 10 digits. */
-export interface PartyNumbers {
-  exact: readonly [string, string]
-  mobile: string
-}
+/** At most this many exact `src_num`/`dst_num` values stand for one user (call-history.ts builds them). */
+export const MAX_PARTY_NUMBERS = 8
+
+/**
+ * How a page finds the user's legs. `index`: through the `src_num` and `dst_num` indexes, within
+ * the ids the range spans; cheap when the user has few legs there. `scan`: down the `start` index
+ * from the newest leg, testing each; cheap when the user's legs are dense, since a page fills fast.
+ */
+export type LegPlan = { kind: 'index'; lo: number; hi: number } | { kind: 'scan' } | { kind: 'empty' }
+
+/** Own legs in a range up to which the index plan is chosen (bench/history.ts). */
+export const INDEX_PLAN_MAX_LEGS = 2000
 
 export interface OwnLeg {
   id: number
@@ -120,8 +125,13 @@ function missingColumns(db: Database): string[] {
 /** Legs without a linkedid form a call of their own. */
 const CALL_KEY = "CASE WHEN linkedid IS NULL OR linkedid = '' THEN 'id:' || id ELSE linkedid END"
 
+type Params = Record<string, string | number>
+
 export class CdrReader {
-  private readonly ownLegs
+  private readonly idBounds
+  private readonly ownLegCount
+  private readonly ownLegsByIndex
+  private readonly ownLegsByScan
   private readonly legsByLinkedId
   private readonly legById
 
@@ -129,23 +139,50 @@ export class CdrReader {
     const present = columnsOf(db)
     const optional = OPTIONAL_COLUMNS.map((name) => (present.has(name) ? name : `NULL AS ${name}`))
     const columns = [...REQUIRED_COLUMNS.map((name) => (name === 'UNIQUEID' ? 'UNIQUEID AS uniqueid' : name)), ...optional].join(', ')
-    // The mobile is compared by its last 10 digits, which no index can serve; the scan follows the
-    // index on `start` from the newest leg down and stops at the page's end (bench/history.ts).
-    this.ownLegs = db.query<OwnLeg, [Record<string, string | number>]>(
+    const numbers = Array.from({ length: MAX_PARTY_NUMBERS }, (_, i) => `$n${i}`).join(', ')
+    const inRange = 'start >= $from AND (start < $beforeStart OR (start = $beforeStart AND id < $beforeId))'
+    const own = (column: string) =>
+      `SELECT id, start, ${CALL_KEY} AS call FROM cdr_general WHERE ${column} IN (${numbers}) AND id BETWEEN $lo AND $hi AND ${inRange}`
+    // Every leg of the range has an id between these two. The indexes on src_num and dst_num end in
+    // the rowid, so the index plan seeks straight to the range's part of each number's entries.
+    this.idBounds = db.query<{ lo: number | null; hi: number | null }, [Params]>(
+      'SELECT min(id) AS lo, max(id) AS hi FROM cdr_general WHERE start >= $from AND start < $end',
+    )
+    const capped = (column: string) =>
+      `SELECT count(*) FROM (SELECT 1 FROM cdr_general WHERE ${column} IN (${numbers}) AND id BETWEEN $lo AND $hi LIMIT $cap)`
+    this.ownLegCount = db.query<{ legs: number }, [Params]>(`SELECT (${capped('src_num')}) + (${capped('dst_num')}) AS legs`)
+    this.ownLegsByIndex = db.query<OwnLeg, [Params]>(`${own('src_num')} UNION ${own('dst_num')} ORDER BY start DESC, id DESC LIMIT $limit`)
+    // The unary + keeps SQLite off the number indexes here, so it walks `start` and stops at the limit.
+    this.ownLegsByScan = db.query<OwnLeg, [Params]>(
       `SELECT id, start, ${CALL_KEY} AS call FROM cdr_general
-       WHERE start >= $from AND (start < $beforeStart OR (start = $beforeStart AND id < $beforeId))
-         AND (src_num IN ($ext, $peer) OR dst_num IN ($ext, $peer) OR from_account IN ($ext, $peer) OR to_account IN ($ext, $peer)
-              OR ($mobile <> '' AND (substr(src_num, -10) = $mobile OR substr(dst_num, -10) = $mobile)))
+       WHERE ${inRange} AND (+src_num IN (${numbers}) OR +dst_num IN (${numbers}))
        ORDER BY start DESC, id DESC LIMIT $limit`,
     )
-    this.legsByLinkedId = db.query<CdrLeg, [string]>(`SELECT ${columns} FROM cdr_general WHERE linkedid = ? ORDER BY start, id`)
+    // Sorted here: an ORDER BY costs SQLite a temp b-tree per call, more than the lookup itself.
+    this.legsByLinkedId = db.query<CdrLeg, [string]>(`SELECT ${columns} FROM cdr_general WHERE linkedid = ?`)
     this.legById = db.query<CdrLeg, [number]>(`SELECT ${columns} FROM cdr_general WHERE id = ?`)
   }
 
+  /**
+   * Picks how to find the user's legs that start in [from, end): by the number indexes when the user
+   * has few legs in all, or few within the range's ids (finding those costs a walk over the range's
+   * `start` entries), else by walking `start`, which fills a page quickly when legs are dense.
+   */
+  plan(numbers: readonly string[], from: string, end: string): LegPlan {
+    const cap = INDEX_PLAN_MAX_LEGS + 1
+    const everything = { kind: 'index', lo: 0, hi: Number.MAX_SAFE_INTEGER } as const
+    if (this.ownLegCount.get({ ...numberParams(numbers), ...everything, cap })!.legs <= INDEX_PLAN_MAX_LEGS) return everything
+    const { lo, hi } = this.idBounds.get({ from, end })!
+    if (lo === null || hi === null) return { kind: 'empty' }
+    const { legs } = this.ownLegCount.get({ ...numberParams(numbers), lo, hi, cap })!
+    return legs <= INDEX_PLAN_MAX_LEGS ? { kind: 'index', lo, hi } : { kind: 'scan' }
+  }
+
   /** The user's legs that start at or after `from` and come before `before`, newest first. */
-  ownLegsBefore(numbers: PartyNumbers, from: string, before: LegPosition, limit: number): OwnLeg[] {
-    const [ext, peer] = numbers.exact
-    return this.ownLegs.all({ from, beforeStart: before.start, beforeId: before.id, ext, peer, mobile: numbers.mobile, limit })
+  ownLegsBefore(plan: LegPlan, numbers: readonly string[], from: string, before: LegPosition, limit: number): OwnLeg[] {
+    if (plan.kind === 'empty') return []
+    const params = { ...numberParams(numbers), from, beforeStart: before.start, beforeId: before.id, limit }
+    return plan.kind === 'index' ? this.ownLegsByIndex.all({ ...params, lo: plan.lo, hi: plan.hi }) : this.ownLegsByScan.all(params)
   }
 
   /** Every leg of one call (the `call` key of an OwnLeg), in start order. */
@@ -154,10 +191,15 @@ export class CdrReader {
       const leg = this.legById.get(Number(call.slice(3)))
       return leg ? [leg] : []
     }
-    return this.legsByLinkedId.all(call)
+    return this.legsByLinkedId.all(call).sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : a.id - b.id))
   }
 
   close(): void {
     this.db.close()
   }
+}
+
+/** $n0 … $n7: the numbers, the first repeated to fill the prepared statements' fixed arity. */
+function numberParams(numbers: readonly string[]): Params {
+  return Object.fromEntries(Array.from({ length: MAX_PARTY_NUMBERS }, (_, i) => [`n${i}`, numbers[i] ?? numbers[0]!]))
 }

@@ -154,5 +154,6 @@ test('the README documents call history: the source marker values and the limits
   expect(section).toContain(`(default ${sourceConstant('src/history/history-schemas.ts', 'DEFAULT_CALLS_LIMIT')})`)
   expect(section).toContain(`at most ${sourceConstant('src/history/history-schemas.ts', 'MAX_RANGE_DAYS')} days`)
   expect(section).toContain(`at most ${sourceConstant('src/history/cdr-reader.ts', 'CDR_BUSY_TIMEOUT_MS')} ms`)
+  expect(section).toContain(`at most ${sourceConstant('src/history/cdr-reader.ts', 'INDEX_PLAN_MAX_LEGS')} in all`)
   expect(readme.slice(0, readme.indexOf('\n## '))).not.toContain('call history (no call-history source')
 })

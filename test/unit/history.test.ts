@@ -4,13 +4,13 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import * as v from 'valibot'
-import { localDate } from '../../src/history/call-history'
+import { localDate, partyNumbersOf } from '../../src/history/call-history'
 import { cdrDatabasePath } from '../../src/history/cdr-location'
-import { CdrSource } from '../../src/history/cdr-reader'
+import { CdrSource, INDEX_PLAN_MAX_LEGS } from '../../src/history/cdr-reader'
 import { rangeOf } from '../../src/history/history-routes'
 import { CallsResponse, HistoryResponse } from '../../src/history/history-schemas'
 import { recordingRelativePath, recordingUrl } from '../../src/history/recordings'
-import { createCdrFixture, FIXTURE_CALLS_OF_201, insertRows, leg } from '../cdr-fixture'
+import { createCdrFixture, FIXTURE_CALLS_OF_201, FIXTURE_ROWS, insertRows, leg } from '../cdr-fixture'
 import { BASE, bearer, createHarness, type Harness } from '../helpers'
 
 let dir: string
@@ -174,6 +174,50 @@ describe('calls in pages', () => {
   test('needs an access token', async () => {
     const response = await h.request(`${BASE}/calls`)
     expect(response.status).toBe(401)
+  })
+})
+
+describe('a busy user: each way of finding legs gives the same calls', () => {
+  const busyDay = '2026-11-20'
+  let busyPath: string
+  let busy: Harness
+  let token: string
+
+  beforeAll(async () => {
+    busyPath = join(dir, 'busy.db')
+    const many = Array.from({ length: INDEX_PLAN_MAX_LEGS + 100 }, (_, i) =>
+      leg(`B-${i}`, `${String(8 + Math.floor(i / 360)).padStart(2, '0')}:${String(Math.floor(i / 6) % 60).padStart(2, '0')}:${String((i % 6) * 10).padStart(2, '0')}`, '201', '202', { day: busyDay, talk: 1 }),
+    )
+    createCdrFixture(busyPath, { rows: [...FIXTURE_ROWS, ...many] })
+    busy = await createHarness({ cdrPath: busyPath })
+    await busy.directory.add({ username: '201', password: 'secret-201', displayName: 'A', role: 'user', mobile: '0123456789' })
+    token = (await busy.login()).access_token
+  })
+  afterAll(() => busy.close())
+
+  test('a range with many of its legs is walked down start; one with few through the number indexes', () => {
+    const source = new CdrSource(busyPath)
+    const opening = source.open()
+    if (opening.source !== 'cdr') throw new Error('fixture unreadable')
+    const numbers = partyNumbersOf({ id: 1, username: '201', displayName: 'A', role: 'user', mobile: '0123456789', disabled: false })
+    expect(opening.reader.plan(numbers, `${busyDay} 00:00:00`, '2026-11-21 00:00:00').kind).toBe('scan')
+    expect(opening.reader.plan(numbers, '2026-11-23 00:00:00', '2026-11-24 00:00:00').kind).toBe('index')
+    expect(opening.reader.plan(numbers, '2026-12-01 00:00:00', '2026-12-02 00:00:00').kind).toBe('empty')
+    source.close()
+  })
+
+  test('both give every call once, in order', async () => {
+    const day = await busy.request(`${BASE}/history?date=2026-11-23`, { headers: bearer(token) })
+    expect((await day.json()).history.map((call: Body) => call.id)).toEqual([...FIXTURE_CALLS_OF_201])
+    const ids: string[] = []
+    let cursor: string | null = null
+    do {
+      const response = await busy.request(`${BASE}/calls?from=${busyDay}&to=${busyDay}&limit=500${cursor ? `&cursor=${cursor}` : ''}`, { headers: bearer(token) })
+      const body = await response.json()
+      ids.push(...body.calls.map((call: Body) => call.id))
+      cursor = body.next_cursor
+    } while (cursor)
+    expect(ids).toEqual(Array.from({ length: INDEX_PLAN_MAX_LEGS + 100 }, (_, i) => `B-${INDEX_PLAN_MAX_LEGS + 99 - i}`))
   })
 })
 
