@@ -48,7 +48,7 @@ export interface CallRange {
 export interface CallPage {
   source: HistorySource
   calls: CallView[]
-  /** Where the next page starts, or null when this one reached the range's start. */
+  /** Where the next page starts, or null when no call is left in the range. */
   next: LegPosition | null
 }
 
@@ -87,8 +87,9 @@ export class CallHistory {
     const plan = opening.reader.plan(numbers, from, end.start)
     const calls: CallView[] = []
     const seen = new Set<string>()
+    let last: LegPosition | null = null
     let position = before
-    while (calls.length < limit) {
+    for (;;) {
       const own = opening.reader.ownLegsBefore(plan, numbers, from, position, SCAN_STEP)
       for (const leg of own) {
         position = leg
@@ -98,12 +99,13 @@ export class CallHistory {
         // A call is placed by its latest own leg: one that lies at or after `before` was on an earlier page.
         const key = latestOwnLeg(legs, isOwn)
         if (!key || compare(key, before) >= 0) continue
+        // One call beyond the page tells whether a next page exists, so the last page says so.
+        if (calls.length === limit) return { source: 'cdr', calls, next: last }
         calls.push(this.callView(legs, isOwn))
-        if (calls.length === limit) return { source: 'cdr', calls, next: { start: key.start, id: key.id } }
+        last = key
       }
-      if (own.length < SCAN_STEP) break
+      if (own.length < SCAN_STEP) return { source: 'cdr', calls, next: null }
     }
-    return { source: 'cdr', calls, next: null }
   }
 
   private callView(legs: CdrLeg[], isOwn: (number: string | null) => boolean): CallView {

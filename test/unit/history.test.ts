@@ -124,6 +124,8 @@ describe('calls in pages', () => {
     expect(walked.map((page) => page.length)).toEqual([4, 4, 2])
     expect(walked.flat()).toEqual(allIds)
     expect((await pages('from=2026-11-22&to=2026-11-23&limit=1')).flat()).toEqual(allIds)
+    // The last page says so even when it is full: no empty page after it.
+    expect((await pages('from=2026-11-22&to=2026-11-23&limit=5')).map((page) => page.length)).toEqual([5, 5])
   })
 
   test('a cursor stays valid while new calls arrive', async () => {
