@@ -4,6 +4,7 @@
  */
 import { Database } from 'bun:sqlite'
 import { existsSync } from 'node:fs'
+import { storeOutageOf } from '../store/database'
 
 /**
  * bun:sqlite waits for a lock synchronously, pausing the whole server; a CDR read gives up soon
@@ -87,15 +88,15 @@ export class CdrSource {
     try {
       db.run(`PRAGMA busy_timeout = ${CDR_BUSY_TIMEOUT_MS}`)
       const missing = missingColumns(db)
-      if (missing.length > 0) {
-        db.close()
-        this.warnOnce(`CDR file ${this.path} lacks cdr_general columns ${missing.join(', ')}; call history is empty`)
-        return { source: 'unsupported_schema' }
-      }
+      if (missing.length > 0) return this.unsupported(db, `lacks cdr_general columns ${missing.join(', ')}`)
       this.reader = new CdrReader(db)
     } catch (error) {
-      db.close()
-      throw error
+      // Locked or unreadable: the HTTP plugin answers 503. Anything else (not a database) is a file we can't use.
+      if (storeOutageOf(error)) {
+        db.close()
+        throw error
+      }
+      return this.unsupported(db, `is unusable (${(error as Error).message})`)
     }
     return { source: 'cdr', reader: this.reader }
   }
@@ -103,6 +104,12 @@ export class CdrSource {
   close(): void {
     this.reader?.close()
     this.reader = null
+  }
+
+  private unsupported(db: Database, problem: string): CdrOpening {
+    db.close()
+    this.warnOnce(`CDR file ${this.path} ${problem}; call history is empty`)
+    return { source: 'unsupported_schema' }
   }
 
   private warnOnce(message: string): void {

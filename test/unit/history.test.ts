@@ -264,6 +264,16 @@ describe('without a usable CDR file', () => {
     expect(warnings[0]).toContain('linkedid')
   })
 
+  test('a file that is no SQLite database: "unsupported_schema", not a 500', async () => {
+    const path = join(dir, 'garbage.db')
+    writeFileSync(path, 'this is not a database, just some text long enough to have a header\n'.repeat(20))
+    await withCdr(path, async (harness, token) => {
+      const [historyBody, callsBody] = await fetchBoth(harness, token)
+      expect(historyBody).toMatchObject({ history: [], history_source: 'unsupported_schema' })
+      expect(callsBody).toMatchObject({ calls: [], history_source: 'unsupported_schema' })
+    })
+  })
+
   test('a file locked by MikoPBX: 503 with Retry-After, the file untouched', async () => {
     const path = join(dir, 'locked.db')
     createCdrFixture(path, { wal: false })
