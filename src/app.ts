@@ -69,9 +69,9 @@ export function buildApp(deps: AppDeps) {
   return app
 }
 
-/** Only short digit strings are looked up, so external numbers never fill the directory's cache. */
+/** Only extension-like numbers (up to 6 digits) are looked up, so external numbers never fill the directory's cache. */
 function isExtension(directory: Directory, number: string): boolean {
-  return /^\d{1,8}$/.test(number) && directory.findByUsername(number) !== null
+  return /^\d{1,6}$/.test(number) && directory.findByUsername(number) !== null
 }
 
 export type App = ReturnType<typeof buildApp>
