@@ -1,9 +1,9 @@
 /**
  * Call history on a large CDR file (issue 8): 1 000 000 legs over 365 days (about 2 700 a day) in a
  * `cdr_general` with MikoPBX's indexes (test/cdr-fixture.ts), queried in this process through the
- * same CallHistory the routes use. A busy user (201, about 5 % of all legs, some on its mobile) and
- * an idle one (298, one call a week): `history` for one day, `calls` first and second page over
- * 31 days. Median of several runs after one warm-up. The file is generated once and kept in the
+ * same CallHistory the routes use. A busy user (201, about 5 % of all legs, some on its mobile), an
+ * idle one (298, one call a week) and one busy until two months ago (297): `history` for one day,
+ * `calls` first and second page over 31 days. Median of several runs after one warm-up. The file is generated once and kept in the
  * temp dir for later runs (delete it to regenerate).
  *   node_modules/.bin/bun bench/history.ts [--rows 1000000] [--runs 9] [--json]
  * Bar: every query < 50 ms. Missing it is reported, not fatal.
@@ -24,6 +24,9 @@ const DAYS = 365
 const BAR_MS = 50
 const BUSY: DirectoryUser = { id: 1, username: '201', displayName: 'Busy', role: 'user', mobile: '9261234567', disabled: false }
 const IDLE: DirectoryUser = { id: 2, username: '298', displayName: 'Idle', role: 'user', mobile: '9267654321', disabled: false }
+/** As busy as 201 until 60 days before the last day, then away: many legs in all, none in the last month. */
+const AWAY: DirectoryUser = { id: 3, username: '297', displayName: 'Away', role: 'user', mobile: '', disabled: false }
+const AWAY_FROM = addDays(LAST_DAY, -60)
 
 /** mulberry32: the same file on every machine. */
 function random(seed: number): () => number {
@@ -38,8 +41,12 @@ function random(seed: number): () => number {
 function generate(path: string, rows: number): void {
   const next = random(8)
   const pick = <T>(items: readonly T[]): T => items[Math.floor(next() * items.length)]!
-  const others = Array.from({ length: 100 }, (_, i) => String(200 + i)).filter((ext) => ext !== BUSY.username && ext !== IDLE.username)
-  const extension = () => (next() < 0.05 ? BUSY.username : pick(others))
+  const others = Array.from({ length: 100 }, (_, i) => String(200 + i)).filter((ext) => ![BUSY, IDLE, AWAY].some((user) => user.username === ext))
+  let today = ''
+  const extension = () => {
+    const draw = next()
+    return draw < 0.05 ? BUSY.username : draw < 0.1 && today < AWAY_FROM ? AWAY.username : pick(others)
+  }
   const external = () => `7495${String(Math.floor(next() * 1e7)).padStart(7, '0')}`
   const temp = `${path}.part`
   rmSync(temp, { force: true })
@@ -53,6 +60,7 @@ function generate(path: string, rows: number): void {
   let written = 0
   let callNumber = 0
   const writeDay = db.transaction((day: string, idleCall: boolean) => {
+    today = day
     const seconds = Array.from({ length: perDay }, () => Math.floor(next() * 86400)).sort((a, b) => a - b)
     for (let i = 0; i < seconds.length && written < rows; ) {
       const linkedid = `mikopbx-${++callNumber}`
@@ -122,7 +130,7 @@ async function main(): Promise<void> {
   const { values } = parseArgs({ options: { rows: { type: 'string', default: '1000000' }, runs: { type: 'string', default: '9' }, json: { type: 'boolean', default: false } } })
   const rows = positiveInt('--rows', values.rows!)
   const runs = positiveInt('--runs', values.runs!)
-  const path = join(tmpdir(), `softphone-bench-cdr-${rows}.db`)
+  const path = join(tmpdir(), `softphone-bench-cdr-v2-${rows}.db`)
   if (!existsSync(path)) {
     progress(`generating ${rows} CDR legs into ${path} (once)`)
     generate(path, rows)
@@ -133,7 +141,7 @@ async function main(): Promise<void> {
   const month: CallRange = { from: addDays(LAST_DAY, -30), to: LAST_DAY }
   const secondPage = (user: DirectoryUser): LegPosition | null => history.page(user, month, 100, null).next
   const cases: Case[] = []
-  for (const [label, user] of [['busy 201', BUSY], ['idle 298', IDLE]] as const) {
+  for (const [label, user] of [['busy 201', BUSY], ['idle 298', IDLE], ['away 297', AWAY]] as const) {
     const cursor = secondPage(user)
     cases.push(
       { name: `history ${label}: one day`, run: () => history.page(user, day, 500, null).calls.length },
@@ -147,10 +155,10 @@ async function main(): Promise<void> {
   const reader = new CdrSource(path)
   const opening = reader.open()
   const plans = opening.source === 'cdr'
-    ? Object.fromEntries([BUSY, IDLE].map((user) => [user.username, opening.reader.plan(partyNumbersOf(user), `${month.from} 00:00:00`, `${addDays(LAST_DAY, 1)} 00:00:00`).kind]))
+    ? Object.fromEntries([BUSY, IDLE, AWAY].map((user) => [user.username, opening.reader.plan(partyNumbersOf(user), `${month.from} 00:00:00`, `${addDays(LAST_DAY, 1)} 00:00:00`).kind]))
     : {}
   reader.close()
-  const plan = `31 days: 201 by ${plans['201']}, 298 by ${plans['298']}`
+  const plan = `31 days: 201 by ${plans['201']}, 298 by ${plans['298']}, 297 by ${plans['297']}`
   if (values.json) {
     console.log(JSON.stringify({ rows, runs, plan, results }, null, 2))
     return

@@ -3,7 +3,7 @@
  * user's side, newest first, in pages whose cursor stays valid while new calls arrive.
  */
 import type { DirectoryUser } from '../directory/directory'
-import { MAX_PARTY_NUMBERS, type CdrLeg, type CdrSource, type HistorySource, type LegPosition } from './cdr-reader'
+import { MAX_PARTY_NUMBERS, type CdrLeg, type CdrReader, type CdrSource, type HistorySource, type LegPlan, type LegPosition } from './cdr-reader'
 import { recordingUrl } from './recordings'
 
 export type Direction = 'inner' | 'incoming' | 'outgoing' | 'missed'
@@ -80,31 +80,41 @@ export class CallHistory {
     const opening = this.source.open()
     if (opening.source !== 'cdr') return { source: opening.source, calls: [], next: null }
     const numbers = partyNumbersOf(user)
-    const isOwn = (number: string | null) => number !== null && numbers.includes(number)
+    const isOwn = ownNumberTest(numbers)
     const from = `${range.from} 00:00:00`
     const end = { start: `${dayAfter(range.to)} 00:00:00`, id: 0 }
     const before = cursor && compare(cursor, end) < 0 ? cursor : end
     const plan = opening.reader.plan(numbers, from, end.start)
     const calls: CallView[] = []
-    const seen = new Set<string>()
     let last: LegPosition | null = null
+    for (const { legs, key } of this.callsBefore(opening.reader, plan, numbers, from, before)) {
+      // One call beyond the page tells whether a next page exists, so the last page says so.
+      if (calls.length === limit) return { source: 'cdr', calls, next: last }
+      calls.push(this.callView(legs, isOwn))
+      last = key
+    }
+    return { source: 'cdr', calls, next: null }
+  }
+
+  /**
+   * The user's calls placed before `before`, newest first, each with all its legs. A call is placed
+   * by its latest own leg, so one with a leg at or after `before` was on an earlier page.
+   */
+  private *callsBefore(reader: CdrReader, plan: LegPlan, numbers: string[], from: string, before: LegPosition) {
+    const isOwn = ownNumberTest(numbers)
+    const seen = new Set<string>()
     let position = before
     for (;;) {
-      const own = opening.reader.ownLegsBefore(plan, numbers, from, position, SCAN_STEP)
+      const own = reader.ownLegsBefore(plan, numbers, from, position, SCAN_STEP)
       for (const leg of own) {
         position = leg
         if (seen.has(leg.call)) continue
         seen.add(leg.call)
-        const legs = opening.reader.legsOf(leg.call)
-        // A call is placed by its latest own leg: one that lies at or after `before` was on an earlier page.
+        const legs = reader.legsOf(leg.call)
         const key = latestOwnLeg(legs, isOwn)
-        if (!key || compare(key, before) >= 0) continue
-        // One call beyond the page tells whether a next page exists, so the last page says so.
-        if (calls.length === limit) return { source: 'cdr', calls, next: last }
-        calls.push(this.callView(legs, isOwn))
-        last = key
+        if (key && compare(key, before) < 0) yield { legs, key }
       }
-      if (own.length < SCAN_STEP) return { source: 'cdr', calls, next: null }
+      if (own.length < SCAN_STEP) return
     }
   }
 
@@ -131,6 +141,11 @@ export class CallHistory {
     }
   }
 }
+
+const ownNumberTest =
+  (numbers: readonly string[]) =>
+  (number: string | null): boolean =>
+    number !== null && numbers.includes(number)
 
 function latestOwnLeg(legs: CdrLeg[], isOwn: (number: string | null) => boolean): LegPosition | null {
   let latest: LegPosition | null = null
