@@ -16,7 +16,7 @@ import { parseArgs } from 'node:util'
 import type { DirectoryUser } from '../src/directory/directory'
 import { addDays, CallHistory, partyNumbersOf, type CallRange } from '../src/history/call-history'
 import { CdrSource, type LegPosition } from '../src/history/cdr-reader'
-import { CDR_COLUMNS, createCdrTable, MONITOR } from '../test/cdr-fixture'
+import { createCdrTable, MONITOR } from '../test/cdr-fixture'
 import { median, positiveInt, printTable, progress, runBench, verdict } from './common'
 
 const LAST_DAY = '2026-11-23'
@@ -102,7 +102,6 @@ function generate(path: string, rows: number): void {
   db.run('PRAGMA wal_checkpoint(TRUNCATE)')
   db.close()
   renameSync(temp, path)
-  void CDR_COLUMNS
 }
 
 function clock(second: number): string {
