@@ -9,6 +9,9 @@ import type { Directory } from './directory/directory'
 import { healthRoutes } from './health/health-routes'
 import { clientIpResolver } from './http/client-ip'
 import { httpPlugin, RouteIndex } from './http/http-plugin'
+import { CallHistory } from './history/call-history'
+import { CdrSource } from './history/cdr-reader'
+import { historyRoutes } from './history/history-routes'
 import { mediaRoutes } from './media/media-routes'
 import type { PresenceHub } from './presence/hub'
 import { presenceRoutes, type PresenceSettings } from './presence/presence-routes'
@@ -29,6 +32,8 @@ export interface AppDeps {
   securityLog: SecurityLogSink
   hub: PresenceHub
   presence: PresenceSettings
+  /** MikoPBX's CDR file (README "Call history"); without it `history` and `calls` are empty. */
+  cdr?: CdrSource
   /** Socket peers and per-request timeouts: the app's own Bun server unless a test supplies one. */
   server?: () => ServerControls | null | undefined
 }
@@ -50,16 +55,23 @@ export function buildApp(deps: AppDeps) {
   const keepOpen = (request: Request): void => server()?.timeout?.(request, 0)
   const upgrade: Upgrade = (request, options) => server()?.upgrade?.(request, options) ?? false
   const clientIpOf = clientIpResolver(trustedProxies, peerOf)
+  const history = new CallHistory(deps.cdr ?? new CdrSource(null), (number) => isExtension(directory, number))
   const app = new Elysia({ prefix: basePath })
     .use(httpPlugin({ clock, routes }))
     .use(authRoutes({ clock, logins, sessions, accessTtl: tokens.settings.accessTtl, guard, securityLog, clientIpOf }))
     .use(sessionRoutes({ clock, guard, sessions, securityLog, clientIpOf }))
-    .use(accountRoutes({ clock, guard, lastUsersState: () => hub.lastSnapshot('users-state') }))
+    .use(accountRoutes({ clock, guard, lastUsersState: () => hub.lastSnapshot('users-state'), history }))
+    .use(historyRoutes({ clock, guard, history }))
     .use(mediaRoutes({ clock, guard, securityLog, clientIpOf }))
     .use(healthRoutes({ clock }))
     .use(presenceRoutes({ clock, guard, hub, settings: deps.presence, peerOf, keepOpen, upgrade }))
   routes.load(app.routes)
   return app
+}
+
+/** Only extension-like numbers (up to 6 digits) are looked up, so external numbers never fill the directory's cache. */
+function isExtension(directory: Directory, number: string): boolean {
+  return /^\d{1,6}$/.test(number) && directory.findByUsername(number) !== null
 }
 
 export type App = ReturnType<typeof buildApp>

@@ -7,6 +7,8 @@ import { systemClock, unixSeconds, type Clock } from './clock'
 import type { Config } from './config/schema'
 import { CachedDirectory } from './directory/cached'
 import { EmbeddedDirectory } from './directory/embedded'
+import { cdrDatabasePath } from './history/cdr-location'
+import { CdrSource } from './history/cdr-reader'
 import { DEFAULT_LOG_LIMITS, SecurityLog } from './security-log/security-log'
 import { watchDatabaseChanges } from './store/change-watch'
 import { openStore } from './store/database'
@@ -74,7 +76,9 @@ export async function serve(config: Config, clock: Clock = systemClock): Promise
     clock,
   )
 
+  const cdr = new CdrSource(cdrDatabasePath(config.cdr_db))
   const app = buildApp({
+    cdr,
     basePath: config.base_path,
     trustedProxies: config.trusted_proxies,
     clock,
@@ -90,6 +94,7 @@ export async function serve(config: Config, clock: Clock = systemClock): Promise
     // reusePort off: a second instance must fail loudly rather than share the port (README "Command line").
     app.listen({ hostname: config.host, port: config.port, reusePort: false, maxRequestBodySize: MAX_REQUEST_BODY })
   } catch (error) {
+    cdr.close()
     db.close()
     securityLog.close()
     const code = (error as NodeJS.ErrnoException).code
@@ -111,6 +116,7 @@ export async function serve(config: Config, clock: Clock = systemClock): Promise
       await app.stop(true)
       securityLog.record({ event: 'SHUTDOWN', reason: signal })
       securityLog.close()
+      cdr.close()
       db.close()
       resolve(0)
     }
@@ -122,6 +128,7 @@ export async function serve(config: Config, clock: Clock = systemClock): Promise
     const port = app.server!.port
     const host = config.host.includes(':') ? `[${config.host}]` : config.host
     console.log(`softphone-backend ${VERSION} listening on http://${host}:${port}${config.base_path}`)
+    console.log(cdr.path ? `call history from ${cdr.path}` : 'no call-history source (cdr_db unset, no MikoPBX settings)')
     void revocations.idsLoaded.then(({ ids, ms }) => console.log(`${ids} revoked token ids in memory after ${Math.round(ms)} ms`))
     securityLog.record({ event: 'STARTUP', version: VERSION })
   })

@@ -8,6 +8,7 @@ import { AccessGuard } from '../src/auth/access-guard'
 import { channelSpecs, PresenceHub } from '../src/presence/hub'
 import type { Clock } from '../src/clock'
 import { EmbeddedDirectory } from '../src/directory/embedded'
+import { CdrSource } from '../src/history/cdr-reader'
 import { SecurityLog } from '../src/security-log/security-log'
 import { openStore } from '../src/store/database'
 import { createServices, type ServiceSettings, type Services } from '../src/services'
@@ -53,9 +54,11 @@ export interface Harness {
 export interface HarnessOptions extends Partial<ServiceSettings> {
   /** Serve on a real loopback port (for WebSocket), instead of in-process requests with a fake peer. */
   listen?: boolean
+  /** MikoPBX's CDR file for `history` and `calls` (test/cdr-fixture.ts); none by default. */
+  cdrPath?: string
 }
 
-export async function createHarness({ listen = false, ...settings }: HarnessOptions = {}): Promise<Harness> {
+export async function createHarness({ listen = false, cdrPath, ...settings }: HarnessOptions = {}): Promise<Harness> {
   const dir = mkdtempSync(join(tmpdir(), 'softphone-test-'))
   const clock = new ManualClock()
   const db = openStore(join(dir, 'softphone.db'))
@@ -79,6 +82,7 @@ export async function createHarness({ listen = false, ...settings }: HarnessOpti
     new AccessGuard(tokens, directory),
     clock,
   )
+  const cdr = new CdrSource(cdrPath ?? null)
   const app = buildApp({
     server: listen ? undefined : () => ({ requestIP: (request: Request) => ({ address: peers.get(request) ?? '127.0.0.1' }) }),
     hub,
@@ -91,6 +95,7 @@ export async function createHarness({ listen = false, ...settings }: HarnessOpti
     sessions,
     logins,
     securityLog,
+    cdr,
   })
   if (listen) app.listen({ hostname: '127.0.0.1', port: 0 })
   const request = (path: string, init?: RequestInit & { peer?: string }) => {
@@ -137,6 +142,7 @@ export async function createHarness({ listen = false, ...settings }: HarnessOpti
       hub.shutdown()
       if (app.server) void app.stop(true)
       securityLog.close()
+      cdr.close()
       db.close()
       rmSync(dir, { recursive: true, force: true })
     },

@@ -137,6 +137,7 @@ function withDefaults(raw: Raw, env: ConfigSources['env']): Record<string, unkno
     refresh_rotation: 'compatible',
     accept_legacy_tokens: true,
     directory: 'embedded',
+    cdr_db: '',
     password_hash_concurrency: 2,
     password_min_length: DEFAULT_PASSWORD_MIN_LENGTH,
     throttle_account_failures: 5,

@@ -80,6 +80,11 @@ export const CONFIG_KEYS = {
     v.picklist(['embedded'], 'must be "embedded" (the MikoPBX directory is not available in this version)'),
     'User directory. Default "embedded": users in the service\'s own database, managed with `softphone-backend users`.',
   ),
+  cdr_db: key(
+    'string',
+    v.pipe(v.string('must be a string'), v.check((path) => path === '' || path.startsWith('/'), 'must be an absolute path, or empty')),
+    'MikoPBX\'s CDR file, read-only, for `history` and `calls`. Default "": cdrDatabase.dbfile from /etc/inc/mikopbx-settings.json; without either, no call history.',
+  ),
   password_hash_concurrency: key(
     'integer',
     Seconds(1, 64),

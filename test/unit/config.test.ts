@@ -39,6 +39,7 @@ describe('defaults', () => {
       refresh_rotation: 'compatible',
       accept_legacy_tokens: true,
       directory: 'embedded',
+      cdr_db: '',
       password_hash_concurrency: 2,
       password_min_length: 8,
       throttle_account_failures: 5,

@@ -147,10 +147,13 @@ test('the README lists every exit code the binary uses', () => {
   expect(unlisted).toEqual([])
 })
 
-test('the README does not sell history as working while the route has no call-history source', () => {
-  const accountRoutes = readFileSync('src/account/account-routes.ts', 'utf8')
-  expect(accountRoutes).toContain('history: []')
-  const intro = readme.slice(0, readme.indexOf('\n## '))
-  expect(intro).toContain('`history` answers an empty list')
-  expect(intro).not.toMatch(/profile, users, history/)
+test('the README documents call history: the source marker values and the limits the code enforces', () => {
+  const section = readmeSection('Call history')
+  for (const source of ['cdr', 'none', 'unsupported_schema']) expect(section).toContain(`"${source}"`)
+  expect(section).toContain(`at most ${sourceConstant('src/history/history-schemas.ts', 'MAX_CALLS_LIMIT')}`)
+  expect(section).toContain(`(default ${sourceConstant('src/history/history-schemas.ts', 'DEFAULT_CALLS_LIMIT')})`)
+  expect(section).toContain(`at most ${sourceConstant('src/history/history-schemas.ts', 'MAX_RANGE_DAYS')} days`)
+  expect(section).toContain(`at most ${sourceConstant('src/history/cdr-reader.ts', 'CDR_BUSY_TIMEOUT_MS')} ms`)
+  expect(section).toContain(`at most ${sourceConstant('src/history/cdr-reader.ts', 'INDEX_PLAN_MAX_LEGS')} in all`)
+  expect(readme.slice(0, readme.indexOf('\n## '))).not.toContain('call history (no call-history source')
 })

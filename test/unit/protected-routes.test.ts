@@ -57,7 +57,7 @@ describe('profile, users and history with a valid access token', () => {
     })
   })
 
-  test('history returns the mobile number and an empty list', async () => {
+  test('history without a CDR file returns the mobile number, an empty list and history_source "none"', async () => {
     for (const query of ['', '?date=2026-11-23']) {
       const response = await h.request(`${BASE}/history${query}`, { headers: bearer(tokens.access_token) })
       expect(response.status).toBe(200)
@@ -65,6 +65,7 @@ describe('profile, users and history with a valid access token', () => {
         success: true,
         user: { id: 1, username: '201', role: 'user', display_name: 'Alice', mobile: '0123456789' },
         history: [],
+        history_source: 'none',
       })
     }
   })

@@ -1,0 +1,45 @@
+/** `calls`: the user's call history in pages (README "Call history"). */
+import { Elysia } from 'elysia'
+import * as v from 'valibot'
+import { authPlugin } from '../auth/auth-plugin'
+import type { AccessGuard } from '../auth/access-guard'
+import type { Clock } from '../clock'
+import { ERRORS, HttpError } from '../http/errors'
+import { addDays, localDate, type CallHistory, type CallRange } from './call-history'
+import { CallsQuery, DEFAULT_CALLS_LIMIT, encodeCursor, MAX_RANGE_DAYS } from './history-schemas'
+
+export interface HistoryRoutesDeps {
+  clock: Clock
+  guard: AccessGuard
+  history: CallHistory
+}
+
+type CallsQueryValue = v.InferOutput<typeof CallsQuery>
+
+export function historyRoutes({ clock, guard, history }: HistoryRoutesDeps) {
+  return new Elysia({ name: 'history-routes' })
+    .use(authPlugin({ guard, clock }))
+    .get(
+      '/calls',
+      ({ principal, query }) => {
+        const range = rangeOf(query, localDate(clock.now()))
+        const page = history.page(principal.user, range, query.limit ?? DEFAULT_CALLS_LIMIT, query.cursor ?? null)
+        return { success: true, calls: page.calls, next_cursor: page.next && encodeCursor(page.next), history_source: page.source }
+      },
+      { auth: 'access', query: CallsQuery },
+    )
+}
+
+/**
+ * `to` defaults to today, `from` to 30 days before `to`; both days are included. Only a given
+ * `from` can make the range reversed or too long, so `from` is the field named.
+ */
+export function rangeOf(query: Pick<CallsQueryValue, 'from' | 'to'>, today: string): CallRange {
+  const to = query.to ?? today
+  const from = query.from ?? addDays(to, -(MAX_RANGE_DAYS - 1))
+  if (from > to) throw fromError('must not be after to')
+  if (addDays(from, MAX_RANGE_DAYS - 1) < to) throw fromError(`must be at most ${MAX_RANGE_DAYS - 1} days before to`)
+  return { from, to }
+}
+
+const fromError = (message: string): HttpError => new HttpError(ERRORS.validationFailed, { errors: { from: [message] } })
