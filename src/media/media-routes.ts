@@ -13,7 +13,7 @@ import { unixSeconds, type Clock } from '../clock'
 import type { ClientIpOf } from '../http/client-ip'
 import { ERRORS, errorBody } from '../http/errors'
 import type { SecurityLogSink } from '../security-log/security-log'
-import { recordingPathOf } from './recording-path'
+import { recordingPathRefusal } from './recording-path'
 
 /**
  * The allow answer, serialised once: Elysia sends a string with the default JSON content type,
@@ -43,9 +43,9 @@ export function mediaRoutes({ clock, guard, securityLog, clientIpOf }: MediaRout
     const headers = request.headers
     const originalUri = headers.get('x-original-uri')
     if (originalUri !== null) {
-      const path = recordingPathOf(originalUri)
-      if (!path.ok) {
-        deny(request, path.reason)
+      const pathRefusal = recordingPathRefusal(originalUri)
+      if (pathRefusal !== null) {
+        deny(request, pathRefusal)
         set.headers['www-authenticate'] = CHALLENGES.wrong_type
         return status(403, errorBody(ERRORS.recordingPathInvalid, unixSeconds(clock)))
       }

@@ -17,10 +17,21 @@ const PERCENT = 0x25
 const DEL = 0x7f
 
 export function recordingPathOf(uri: string): RecordingPath {
-  if (!uri.startsWith(RECORDINGS_PREFIX)) return refused('path outside the recordings location')
+  const reason = recordingPathRefusal(uri)
+  if (reason !== null) return refused(reason)
+  const relative = uri.slice(RECORDINGS_PREFIX.length, pathEnd(uri))
+  // recordingPathRefusal has checked that it decodes.
+  return { ok: true, relative: relative.includes('%') ? decodeURIComponent(relative) : relative }
+}
+
+/**
+ * Why the path of `uri` is refused, or null: recordingPathOf without building the relative path,
+ * for check-media-access, which only needs the verdict.
+ */
+export function recordingPathRefusal(uri: string): string | null {
+  if (!uri.startsWith(RECORDINGS_PREFIX)) return 'path outside the recordings location'
   const start = RECORDINGS_PREFIX.length
-  let end = uri.indexOf('?', start)
-  if (end === -1) end = uri.length
+  const end = pathEnd(uri)
   let encoded = false
   // The current segment: how many dots (raw or %2e), and whether it has anything else.
   let dots = 0
@@ -29,8 +40,8 @@ export function recordingPathOf(uri: string): RecordingPath {
     let code = i === end ? SLASH : uri.charCodeAt(i)
     if (code === SLASH) {
       if (!other) {
-        if (dots === 0) return refused(i === end ? 'path names no file' : 'path has a double slash')
-        if (dots <= 2) return refused('path has a dot segment')
+        if (dots === 0) return i === end ? 'path names no file' : 'path has a double slash'
+        if (dots <= 2) return 'path has a dot segment'
       }
       dots = 0
       other = false
@@ -39,7 +50,7 @@ export function recordingPathOf(uri: string): RecordingPath {
     const raw = code !== PERCENT
     if (!raw) {
       code = hexByte(uri, i + 1)
-      if (code < 0) return refused('path has bad percent-encoding')
+      if (code < 0) return 'path has bad percent-encoding'
       encoded = true
       i += 2
     }
@@ -49,15 +60,23 @@ export function recordingPathOf(uri: string): RecordingPath {
     }
     other = true
     const reason = byteRefusal(code, raw)
-    if (reason !== null) return refused(reason)
+    if (reason !== null) return reason
   }
-  const relative = uri.slice(start, end)
-  if (!encoded) return { ok: true, relative }
+  // Escapes that are not UTF-8 once decoded, overlong forms of `.` and `/` among them.
+  return encoded && !decodes(uri.slice(start, end)) ? 'path has bad percent-encoding' : null
+}
+
+function pathEnd(uri: string): number {
+  const query = uri.indexOf('?', RECORDINGS_PREFIX.length)
+  return query === -1 ? uri.length : query
+}
+
+function decodes(text: string): boolean {
   try {
-    return { ok: true, relative: decodeURIComponent(relative) }
+    decodeURIComponent(text)
+    return true
   } catch {
-    // Not UTF-8 once decoded, overlong forms of `.` and `/` among them.
-    return refused('path has bad percent-encoding')
+    return false
   }
 }
 

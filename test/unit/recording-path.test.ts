@@ -1,7 +1,7 @@
 /** recordingPathOf: the recording an nginx `X-Original-URI` names, or why it is refused (README "Recordings: check-media-access"). */
 import { describe, expect, test } from 'bun:test'
 import fc from 'fast-check'
-import { RECORDINGS_PREFIX, recordingPathOf } from '../../src/media/recording-path'
+import { RECORDINGS_PREFIX, recordingPathOf, recordingPathRefusal } from '../../src/media/recording-path'
 
 const P = RECORDINGS_PREFIX
 
@@ -19,6 +19,7 @@ describe('recordingPathOf maps a recording URI to its path under the monitor dir
   ] as const) {
     test(`${uri} → ${relative}`, () => {
       expect(recordingPathOf(uri)).toEqual({ ok: true, relative })
+      expect(recordingPathRefusal(uri)).toBeNull()
     })
   }
 })
@@ -71,6 +72,7 @@ describe('recordingPathOf refuses every path trick', () => {
   for (const [name, uri, reason] of TRICKS) {
     test(name, () => {
       expect(recordingPathOf(uri)).toEqual({ ok: false, reason })
+      expect(recordingPathRefusal(uri)).toBe(reason)
     })
   }
 })
@@ -80,6 +82,7 @@ test('whatever it accepts is under the prefix with no dot segment, empty segment
   fc.assert(
     fc.property(fc.array(pathChar, { maxLength: 24 }), (chars) => {
       const path = recordingPathOf(P + chars.join(''))
+      expect(recordingPathRefusal(P + chars.join(''))).toBe(path.ok ? null : path.reason)
       if (!path.ok) return
       const segments = path.relative.split('/')
       expect(segments.filter((segment) => segment === '' || segment === '.' || segment === '..')).toEqual([])
