@@ -2,7 +2,8 @@
  * `check-media-access`, nginx's auth_request target (README "Recordings: check-media-access").
  * nginx turns any status other than 2xx, 401 and 403 into a 500 for the client, so this route
  * answers only 200, 401 or 403. The token may arrive in the `X-Original-URI` query, since the
- * subrequest itself has none.
+ * subrequest itself has none. A tricky recording path is refused before the token is looked at, so
+ * bad paths can't be used to probe tokens; without `X-Original-URI` only the token is checked.
  */
 import { Elysia } from 'elysia'
 import { bearerChallenge } from '../auth/challenge'
@@ -12,6 +13,7 @@ import { unixSeconds, type Clock } from '../clock'
 import type { ClientIpOf } from '../http/client-ip'
 import { ERRORS, errorBody } from '../http/errors'
 import type { SecurityLogSink } from '../security-log/security-log'
+import { recordingPathRefusal } from './recording-path'
 
 /**
  * The allow answer, serialised once: Elysia sends a string with the default JSON content type,
@@ -34,26 +36,30 @@ export interface MediaRoutesDeps {
 }
 
 export function mediaRoutes({ clock, guard, securityLog, clientIpOf }: MediaRoutesDeps) {
+  const deny = (request: Request, reason: string) =>
+    securityLog.record({ event: 'MEDIA_ACCESS_DENIED', ...clientIpOf(request), ua: request.headers.get('user-agent'), reason })
+
   return new Elysia({ name: 'media-routes' }).get('/check-media-access', ({ request, set, status }) => {
     const headers = request.headers
+    const originalUri = headers.get('x-original-uri')
+    if (originalUri !== null) {
+      const pathRefusal = recordingPathRefusal(originalUri)
+      if (pathRefusal !== null) {
+        deny(request, pathRefusal)
+        set.headers['www-authenticate'] = CHALLENGES.wrong_type
+        return status(403, errorBody(ERRORS.recordingPathInvalid, unixSeconds(clock)))
+      }
+    }
     let outcome: AccessOutcome
     try {
-      outcome = guard.check(
-        { authorization: headers.get('authorization'), query: queryOf(headers.get('x-original-uri')), cookie: headers.get('cookie') },
-        'access',
-      )
+      outcome = guard.check({ authorization: headers.get('authorization'), query: queryOf(originalUri), cookie: headers.get('cookie') }, 'access')
     } catch (error) {
       // A store failure must still be a deny nginx understands, not a 500.
       console.error(JSON.stringify({ level: 'error', route: 'check-media-access', error: String(error) }))
       return status(403, errorBody(ERRORS.accessCheckUnavailable, unixSeconds(clock)))
     }
     if (outcome.ok) return ALLOWED
-    securityLog.record({
-      event: 'MEDIA_ACCESS_DENIED',
-      ...clientIpOf(request),
-      ua: headers.get('user-agent'),
-      reason: outcome.reason,
-    })
+    deny(request, outcome.reason)
     set.headers['www-authenticate'] = CHALLENGES[outcome.failure]
     if (outcome.failure === 'wrong_type') return status(403, errorBody(ERRORS.tokenTypeInvalid, unixSeconds(clock)))
     const kind = outcome.failure === 'missing' ? ERRORS.tokenRequired : ERRORS.unauthorized

@@ -100,7 +100,7 @@ export class NginxProcess {
       'nginx-softphone-backend-http.conf',
     )
     let snippet = readFileSync(join(SYSTEMD, 'nginx-softphone-backend.conf'), 'utf8')
-    snippet = substitute(snippet, '/storage/usbdisk1/mikopbx/voicemailarchive/', `${this.recordings}/`, 'nginx-softphone-backend.conf')
+    snippet = substitute(snippet, '/storage/usbdisk1/mikopbx/astspool/monitor/', `${this.recordings}/`, 'nginx-softphone-backend.conf')
     snippet = substitute(snippet, '/var/log/nginx/softphone-backend.access.log', this.accessLog, 'nginx-softphone-backend.conf')
     writeFileSync(join(prefix, 'softphone-http.conf'), http)
     writeFileSync(join(prefix, 'softphone-server.conf'), snippet)

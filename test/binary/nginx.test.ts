@@ -3,8 +3,9 @@
  * The snippets are used as shipped; only the backend port, the recordings path and the access log
  * path are rewritten in temp copies, because those name places on a real PBX.
  */
-import { afterAll, beforeAll, expect, test } from 'bun:test'
-import { existsSync, readFileSync, writeFileSync } from 'node:fs'
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { connect } from 'node:net'
 import { join } from 'node:path'
 import { NginxProcess } from './nginx-process'
 import { BASE, BINARY, ServerProcess } from './server-process'
@@ -12,6 +13,9 @@ import { BASE, BINARY, ServerProcess } from './server-process'
 const RECORDINGS_URI = '/pbxcore/softphone/recordings'
 const RECORDING = 'call-201.mp3'
 const RECORDING_BYTES = crypto.getRandomValues(new Uint8Array(4096))
+/** Next to the recordings directory, outside it: no URI may serve it. */
+const OUTSIDE = 'secret.mp3'
+const OUTSIDE_TEXT = 'not a recording: outside the aliased directory'
 const USER = '201'
 const PASSWORD = 'nginx-test-secret'
 
@@ -28,6 +32,8 @@ beforeAll(async () => {
   if (!existsSync(BINARY)) throw new Error(`${BINARY} is missing: run bun run build.ts --host first`)
   accessLog = nginx.accessLog
   writeFileSync(join(nginx.recordings, RECORDING), RECORDING_BYTES, { mode: 0o644 })
+  mkdirSync(join(nginx.recordings, 'sub'), { mode: 0o755 })
+  writeFileSync(join(nginx.prefix, OUTSIDE), OUTSIDE_TEXT, { mode: 0o644 })
 
   server = new ServerProcess()
   await server.addUser(USER, PASSWORD)
@@ -115,6 +121,74 @@ test('after logout through nginx the access token no longer opens recordings', a
   })
   expect(logout.status).toBe(200)
   expect((await recording(`?authorization=${own.access_token}`)).status).toBe(401)
+})
+
+/**
+ * The request target exactly as written (fetch would resolve the dot segments first), from its own
+ * loopback address so that its security-log line is not coalesced with another's.
+ */
+function rawGet(target: string, from: string): Promise<{ status: number; response: Buffer }> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = []
+    const socket = connect({ host: '127.0.0.1', port: nginx!.port, localAddress: from }, () =>
+      socket.write(`GET ${target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n`),
+    )
+    socket.on('data', (chunk: Buffer) => chunks.push(chunk))
+    socket.on('end', () => {
+      const response = Buffer.concat(chunks)
+      resolve({ status: Number(response.subarray(9, 12).toString()), response })
+    })
+    socket.on('error', reject)
+  })
+}
+
+function mediaDenialsFrom(ip: string): string[] {
+  const securityLog = join(server.dataDir, 'log', 'security.log')
+  return readFileSync(securityLog, 'utf8')
+    .trim()
+    .split('\n')
+    .map((line) => JSON.parse(line) as { event: string; ip?: string; reason?: string })
+    .filter((event) => event.event === 'MEDIA_ACCESS_DENIED' && event.ip === ip)
+    .map((event) => event.reason ?? '')
+}
+
+describe('path tricks never serve a file with a valid token', () => {
+  // nginx resolves dot segments and %2f itself before choosing a location: the tricks that leave
+  // the recordings location never reach the backend (the PBX-like regex location finds nothing),
+  // and those that stay in it reach check-media-access with the raw URI, which refuses them.
+  const tricks = [
+    ['sub/../call-201.mp3', 403, 'path has a dot segment'],
+    ['sub/%2e%2e/call-201.mp3', 403, 'path has a dot segment'],
+    ['sub/.%2E/call-201.mp3', 403, 'path has a dot segment'],
+    ['%2e/call-201.mp3', 403, 'path has a dot segment'],
+    ['sub%2f..%2fcall-201.mp3', 403, 'path has an encoded slash'],
+    ['..%5csecret.mp3', 403, 'path has an encoded slash'],
+    ['sub\\..\\call-201.mp3', 403, 'path has a backslash'],
+    ['/call-201.mp3', 403, 'path has a double slash'],
+    ['sub//../call-201.mp3', 403, 'path has a double slash'],
+    ['../secret.mp3', 404, null],
+    ['%2e%2e/secret.mp3', 404, null],
+    ['.%2E/secret.mp3', 404, null],
+    ['..%2fsecret.mp3', 404, null],
+    ['..%2f..%2f..%2fsecret.mp3', 404, null],
+    ['call-201.mp3%00', 400, null],
+  ] as const
+  tricks.forEach(([path, status, reason], index) => {
+    test(`${path} → ${status}${reason ? `, ${reason}` : ', not from the backend'}`, async () => {
+      const from = `127.0.0.${index + 10}`
+      const { status: got, response } = await rawGet(`${RECORDINGS_URI}/${path}?authorization=${tokens.access_token}`, from)
+      expect(got).toBe(status)
+      expect(response.includes(OUTSIDE_TEXT)).toBe(false)
+      expect(response.includes(Buffer.from(RECORDING_BYTES))).toBe(false)
+      expect(mediaDenialsFrom(from)).toEqual(reason ? [reason] : [])
+    })
+  })
+
+  test('the same raw request without a trick is served', async () => {
+    const { status, response } = await rawGet(`${RECORDINGS_URI}/${RECORDING}?authorization=${tokens.access_token}`, '127.0.0.9')
+    expect(status).toBe(200)
+    expect(response.includes(Buffer.from(RECORDING_BYTES))).toBe(true)
+  })
 })
 
 test('publishing through nginx is refused', async () => {

@@ -31,6 +31,71 @@ describe('check-media-access allows a valid access token', () => {
   }
 })
 
+const RECORDINGS = '/pbxcore/softphone/recordings/'
+/** Path tricks a header can carry (a header can't hold NUL, CR or LF; recording-path.test.ts covers those). */
+const PATH_TRICKS = [
+  ['a dot-dot segment', `${RECORDINGS}2026/../call.mp3`, 'path has a dot segment'],
+  ['%2e%2e', `${RECORDINGS}%2e%2e/%2e%2e/secret.mp3`, 'path has a dot segment'],
+  ['.%2E', `${RECORDINGS}2026/.%2E/call.mp3`, 'path has a dot segment'],
+  ['%2f', `${RECORDINGS}..%2f..%2fsecret.mp3`, 'path has an encoded slash'],
+  ['%5C', `${RECORDINGS}..%5Csecret.mp3`, 'path has an encoded slash'],
+  ['a backslash', `${RECORDINGS}2026\\..\\call.mp3`, 'path has a backslash'],
+  ['a double slash', `${RECORDINGS}2026//call.mp3`, 'path has a double slash'],
+  ['%00', `${RECORDINGS}call.mp3%00.txt`, 'path has a NUL byte'],
+  ['a raw tab', `${RECORDINGS}call\t.mp3`, 'path has a control character'],
+  ['%1b', `${RECORDINGS}call%1b.mp3`, 'path has a control character'],
+  ['a path outside the recordings location', '/pbxcore/api/module-softphone-backend/v1/profile', 'path outside the recordings location'],
+  ['an empty X-Original-URI', '', 'path outside the recordings location'],
+] as const
+
+describe('check-media-access refuses a tricky recording path with 403, whatever the token', () => {
+  PATH_TRICKS.forEach(([name, path, reason], index) => {
+    test(`${name}, with a valid token in the query and in the header`, async () => {
+      const query = `?authorization=${tokens.access_token}`
+      for (const [headers, peer] of [
+        [{ 'x-original-uri': `${path}${query}` }, `192.0.2.${index + 1}`],
+        [{ 'x-original-uri': path, ...bearer(tokens.access_token) }, `198.51.100.${index + 1}`],
+      ] as const) {
+        const response = await h.request(MEDIA, { headers, peer })
+        expect(response.status).toBe(403)
+        expect(response.headers.get('www-authenticate')).toBe('Bearer realm="softphone", error="insufficient_scope"')
+        const body = await response.json()
+        expect(body).toEqual({
+          success: false,
+          error: 'Invalid recording path',
+          code: 'invalid_recording_path',
+          message: 'Invalid recording path',
+          timestamp: h.clock.seconds,
+        })
+        const line = h.logLines().at(-1)!
+        expect(line).toMatchObject({ event: 'MEDIA_ACCESS_DENIED', ip: peer, reason })
+        const logged = JSON.stringify(line)
+        expect(logged).not.toContain(tokens.access_token.split('.')[2]!)
+        expect(logged).not.toContain('authorization=')
+        expect(JSON.stringify(body)).not.toContain(tokens.access_token.split('.')[2]!)
+      }
+    })
+  })
+
+  test('without a token a tricky path is 403 too, so bad paths never probe tokens', async () => {
+    const response = await h.request(MEDIA, { headers: { 'x-original-uri': `${RECORDINGS}..%2fsecret.mp3` }, peer: '203.0.113.1' })
+    expect(response.status).toBe(403)
+    expect((await response.json()).code).toBe('invalid_recording_path')
+    expect(h.logLines().at(-1)).toMatchObject({ event: 'MEDIA_ACCESS_DENIED', reason: 'path has an encoded slash' })
+  })
+
+  test('a recording path as MikoPBX names it, with an encoded space, is checked by its token', async () => {
+    const path = `${RECORDINGS}2026/11/23/14/mikopbx-1732370000.12_Ab3dEf%20x.mp3`
+    expect((await check({ 'x-original-uri': `${path}?token=${tokens.access_token}` })).status).toBe(200)
+    expect((await check({ 'x-original-uri': path })).status).toBe(401)
+  })
+
+  test('without X-Original-URI (a direct token check) only the token is checked', async () => {
+    expect((await check(bearer(tokens.access_token))).status).toBe(200)
+    expect((await check()).status).toBe(401)
+  })
+})
+
 describe('check-media-access denies with 401 or 403 only', () => {
   test('no token → 401 with a plain challenge, logged as MEDIA_ACCESS_DENIED', async () => {
     const response = await check(originalUri('a=1'))
@@ -104,7 +169,7 @@ describe('check-media-access denies with 401 or 403 only', () => {
         fc.record(
           {
             authorization: fc.oneof(headerValue, token.map((t) => `Bearer ${t}`)),
-            'x-original-uri': fc.oneof(headerValue, token.map((t) => `/rec/a.mp3?authorization=${encodeURIComponent(t)}`)),
+            'x-original-uri': fc.oneof(headerValue, token.map((t) => `${RECORDINGS}a.mp3?authorization=${encodeURIComponent(t)}`)),
             cookie: fc.oneof(headerValue, token.map((t) => `access_token=${t}`)),
           },
           { requiredKeys: [] },

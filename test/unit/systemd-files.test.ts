@@ -100,3 +100,11 @@ test.skipIf(!logrotateBinary)("a forced rotation leaves the service's own securi
     rmSync(dir, { recursive: true, force: true })
   }
 })
+
+test("nginx serves recordings from MikoPBX's monitor directory, the one the README names", () => {
+  const snippet = readFileSync('systemd/nginx-softphone-backend.conf', 'utf8')
+  const location = snippet.match(/^location \^~ \/pbxcore\/softphone\/recordings\/ \{\n([\s\S]*?)^\}/m)
+  if (!location) throw new Error('the snippet has no recordings location')
+  expect(location[1]).toContain('    alias /storage/usbdisk1/mikopbx/astspool/monitor/;\n')
+  expect(readme).toContain('`alias /storage/usbdisk1/mikopbx/astspool/monitor/`')
+})
