@@ -5,7 +5,7 @@
  * interpreted: dot segments, double slashes, backslashes, encoded slashes, control bytes.
  * One pass over the path part and no URL object: this runs on every recording request (bench/run.ts).
  */
-export const RECORDINGS_PREFIX = '/pbxcore/softphone/recordings/'
+import { RECORDINGS_URL_PREFIX as RECORDINGS_PREFIX } from '../history/recordings'
 
 /** `relative` is the path under the monitor directory (`Y/m/d/H/<file>`), percent-decoded once. */
 export type RecordingPath = { ok: true; relative: string } | { ok: false; reason: string }

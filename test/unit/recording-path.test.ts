@@ -1,7 +1,8 @@
 /** recordingPathOf: the recording an nginx `X-Original-URI` names, or why it is refused (README "Recordings: check-media-access"). */
 import { describe, expect, test } from 'bun:test'
 import fc from 'fast-check'
-import { RECORDINGS_PREFIX, recordingPathOf, recordingPathRefusal } from '../../src/media/recording-path'
+import { RECORDINGS_URL_PREFIX as RECORDINGS_PREFIX } from '../../src/history/recordings'
+import { recordingPathOf, recordingPathRefusal } from '../../src/media/recording-path'
 
 const P = RECORDINGS_PREFIX
 
