@@ -1,4 +1,5 @@
 /** `softphone-backend serve`: opens state, listens, and handles SIGTERM/SIGINT/SIGHUP (README "Command line"). */
+import type { Database } from 'bun:sqlite'
 import { join } from 'node:path'
 import { buildApp } from './app'
 import { AccessGuard } from './auth/access-guard'
@@ -7,6 +8,8 @@ import { systemClock, unixSeconds, type Clock } from './clock'
 import type { Config } from './config/schema'
 import { CachedDirectory } from './directory/cached'
 import { EmbeddedDirectory } from './directory/embedded'
+import { MikoPbxDirectory } from './directory/mikopbx'
+import { openAtStart } from './directory/mikopbx-file'
 import { DEFAULT_LOG_LIMITS, SecurityLog } from './security-log/security-log'
 import { watchDatabaseChanges } from './store/change-watch'
 import { openStore } from './store/database'
@@ -31,16 +34,41 @@ export function databasePath(config: Config): string {
   return join(config.data_dir, 'softphone.db')
 }
 
+/** What `config check` and the STARTUP line say about the directory: which one, and the file it reads. */
+export function directoryDescription(config: Config): string {
+  return config.directory === 'mikopbx' ? `mikopbx ${config.mikopbx_db} (read-only)` : `embedded ${databasePath(config)}`
+}
+
+/**
+ * The user directory, cached. MikoPBX's is opened first (a missing file is a config error) and
+ * watched for the PBX's own changes; the embedded one lives in the service's store.
+ */
+function openUserDirectory(config: Config) {
+  let cached: CachedDirectory | undefined
+  const pbx = config.directory === 'mikopbx' ? openAtStart(config.mikopbx_db, () => cached?.invalidate()) : null
+  return {
+    attach(db: Database, clock: Clock): CachedDirectory {
+      cached = new CachedDirectory(pbx ? new MikoPbxDirectory(pbx) : new EmbeddedDirectory(db, clock))
+      return cached
+    },
+    close(): void {
+      pbx?.close()
+    },
+  }
+}
+
 /** The data dir must exist: main.ts creates it first, so a failure there is one line and exit 73. */
 export async function serve(config: Config, clock: Clock = systemClock): Promise<number> {
   const securityLog = new SecurityLog(join(config.log_dir, 'security.log'), clock, {
     ...DEFAULT_LOG_LIMITS,
     maxBytes: config.security_log_max_bytes,
   })
+  // First: a missing PBX database stops the start before anything is created.
+  const users = openUserDirectory(config)
   const { key, generated } = loadOrCreateSecretKey(config.secret_key_path)
   if (generated) securityLog.record({ event: 'KEY_GENERATED', reason: `new key at ${config.secret_key_path}` })
   const db = openStore(databasePath(config))
-  const directory = new CachedDirectory(new EmbeddedDirectory(db, clock))
+  const directory = users.attach(db, clock)
   const { revocations, sessionStore, tokens, sessions, throttle, logins } = createServices(db, key, clock, directory, {
     accessTtl: config.access_ttl,
     refreshTtl: config.refresh_ttl,
@@ -90,6 +118,7 @@ export async function serve(config: Config, clock: Clock = systemClock): Promise
     // reusePort off: a second instance must fail loudly rather than share the port (README "Command line").
     app.listen({ hostname: config.host, port: config.port, reusePort: false, maxRequestBodySize: MAX_REQUEST_BODY })
   } catch (error) {
+    users.close()
     db.close()
     securityLog.close()
     const code = (error as NodeJS.ErrnoException).code
@@ -104,6 +133,7 @@ export async function serve(config: Config, clock: Clock = systemClock): Promise
       console.log(`${signal}: shutting down`)
       clearInterval(purgeTimer)
       storeChanges.close()
+      users.close()
       // Streams first: plain stop() would wait for them forever.
       hub.shutdown()
       // In-flight requests get a grace period; stop(true) then cuts whatever is still open.
@@ -123,6 +153,6 @@ export async function serve(config: Config, clock: Clock = systemClock): Promise
     const host = config.host.includes(':') ? `[${config.host}]` : config.host
     console.log(`softphone-backend ${VERSION} listening on http://${host}:${port}${config.base_path}`)
     void revocations.idsLoaded.then(({ ids, ms }) => console.log(`${ids} revoked token ids in memory after ${Math.round(ms)} ms`))
-    securityLog.record({ event: 'STARTUP', version: VERSION })
+    securityLog.record({ event: 'STARTUP', version: VERSION, directory: directoryDescription(config) })
   })
 }
