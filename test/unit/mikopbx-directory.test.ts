@@ -107,6 +107,25 @@ describe('the PBX owns the file', () => {
     expect(readdirSync(dir)).toEqual(before.files)
   })
 
+  test('a database in WAL mode is read as well, and sees commits', async () => {
+    const walPath = join(dir, 'wal.db')
+    buildMikoPbxFixture(walPath, { journalMode: 'WAL' })
+    let walChanges = 0
+    const walFile = openAtStart(walPath, () => walChanges++)
+    try {
+      const wal = new MikoPbxDirectory(walFile)
+      expect(await wal.authenticate(alice.extension, alice.secret)).toMatchObject({ username: '201' })
+      const writer = new Database(walPath)
+      writer.query(PBX_CHANGES.disable).run(alice.extension)
+      writer.close()
+      walFile.check()
+      expect(walChanges).toBe(1)
+      expect(await wal.authenticate(alice.extension, alice.secret)).toBeNull()
+    } finally {
+      walFile.close()
+    }
+  })
+
   test('a missing file is a config error naming the key', () => {
     expect(() => openAtStart(join(dir, 'absent.db'), () => {})).toThrow(/^config error: mikopbx_db .*absent\.db does not exist/)
   })
