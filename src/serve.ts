@@ -59,12 +59,12 @@ function openUserDirectory(config: Config) {
 
 /** The data dir must exist: main.ts creates it first, so a failure there is one line and exit 73. */
 export async function serve(config: Config, clock: Clock = systemClock): Promise<number> {
+  // First: a missing PBX database stops the start before the log, the key or the store is created.
+  const users = openUserDirectory(config)
   const securityLog = new SecurityLog(join(config.log_dir, 'security.log'), clock, {
     ...DEFAULT_LOG_LIMITS,
     maxBytes: config.security_log_max_bytes,
   })
-  // First: a missing PBX database stops the start before anything is created.
-  const users = openUserDirectory(config)
   const { key, generated } = loadOrCreateSecretKey(config.secret_key_path)
   if (generated) securityLog.record({ event: 'KEY_GENERATED', reason: `new key at ${config.secret_key_path}` })
   const db = openStore(databasePath(config))
@@ -133,7 +133,6 @@ export async function serve(config: Config, clock: Clock = systemClock): Promise
       console.log(`${signal}: shutting down`)
       clearInterval(purgeTimer)
       storeChanges.close()
-      users.close()
       // Streams first: plain stop() would wait for them forever.
       hub.shutdown()
       // In-flight requests get a grace period; stop(true) then cuts whatever is still open.
@@ -141,6 +140,7 @@ export async function serve(config: Config, clock: Clock = systemClock): Promise
       await app.stop(true)
       securityLog.record({ event: 'SHUTDOWN', reason: signal })
       securityLog.close()
+      users.close()
       db.close()
       resolve(0)
     }

@@ -177,6 +177,7 @@ describe('start and the command line', () => {
       stderr: `softphone-backend: config error: mikopbx_db ${absent} does not exist (directory = "mikopbx" reads MikoPBX's database there)\n`,
     })
     expect(existsSync(join(dataDir, 'secret.key'))).toBe(false)
+    expect(existsSync(join(dataDir, 'log'))).toBe(false)
   })
 
   test('config check names the directory and its file', async () => {

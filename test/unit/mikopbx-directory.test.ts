@@ -89,6 +89,8 @@ describe('logins', () => {
     expect(pbx.findByUsername(trunk.extension)).toBeNull()
     expect(pbx.findByUsername(aliceWebRtc.extension)).toBeNull()
     expect(pbx.findById(alice.userId)).toMatchObject({ username: '201' })
+    // m_Users 5 has only an EXTERNAL number: no SIP extension, so no login name.
+    expect(pbx.findById(5)).toBeNull()
   })
 })
 
