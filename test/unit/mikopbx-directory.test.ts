@@ -45,6 +45,26 @@ function pbxWrite(sql: string, ...params: string[]): void {
   writer.close()
 }
 
+/** Refused by the directory, each for its own reason; all must look the same to the client. */
+const refused: Array<[string, string, string]> = [
+  ['an unknown extension', '299', alice.secret],
+  ['a wrong secret', alice.extension, bob.secret],
+  ['a secret differing in case', alice.extension, alice.secret.toUpperCase()],
+  ['a disabled peer with its secret', carol.extension, carol.secret],
+  ['a provider trunk with its secret', trunk.extension, trunk.secret],
+  ['a -WS (WebRTC) peer with its secret', aliceWebRtc.extension, aliceWebRtc.secret],
+  ['SQL in the extension', "201' OR '1'='1", alice.secret],
+  ['a LIKE wildcard as the extension', '20_', alice.secret],
+  ['a percent sign as the extension', '%', alice.secret],
+  ['a NUL byte in the secret', alice.extension, `${alice.secret}\0`],
+  ['a 1 KiB secret', alice.extension, alice.secret.padEnd(1024, 'x')],
+  ['a leading zero', '0201', alice.secret],
+  ['a leading space', ' 201', alice.secret],
+  ['a trailing space', '201 ', alice.secret],
+  ['fullwidth digits', '２０１', alice.secret],
+  ['Arabic-Indic digits', '٢٠١', alice.secret],
+]
+
 describe('logins', () => {
   test('a peer logs in with its extension and SIP secret, mapped from m_Extensions and m_Users', async () => {
     expect(await pbx.authenticate(alice.extension, alice.secret)).toEqual({
@@ -62,24 +82,6 @@ describe('logins', () => {
     expect(await pbx.authenticate(orphan.extension, orphan.secret)).toMatchObject({ id: 1, username: '205', displayName: '', mobile: '' })
   })
 
-  const refused: Array<[string, string, string]> = [
-    ['an unknown extension', '299', alice.secret],
-    ['a wrong secret', alice.extension, bob.secret],
-    ['a secret differing in case', alice.extension, alice.secret.toUpperCase()],
-    ['a disabled peer with its secret', carol.extension, carol.secret],
-    ['a provider trunk with its secret', trunk.extension, trunk.secret],
-    ['a -WS (WebRTC) peer with its secret', aliceWebRtc.extension, aliceWebRtc.secret],
-    ['SQL in the extension', "201' OR '1'='1", alice.secret],
-    ['a LIKE wildcard as the extension', '20_', alice.secret],
-    ['a percent sign as the extension', '%', alice.secret],
-    ['a NUL byte in the secret', alice.extension, `${alice.secret}\0`],
-    ['a 1 KiB secret', alice.extension, alice.secret.padEnd(1024, 'x')],
-    ['a leading zero', '0201', alice.secret],
-    ['a leading space', ' 201', alice.secret],
-    ['a trailing space', '201 ', alice.secret],
-    ['fullwidth digits', '２０１', alice.secret],
-    ['Arabic-Indic digits', '٢٠١', alice.secret],
-  ]
   test.each(refused)('%s is refused', async (_name, username, password) => {
     expect(await pbx.authenticate(username, password)).toBeNull()
   })
@@ -230,18 +232,9 @@ describe('over HTTP', () => {
     expect(await response.json()).toEqual({ success: true, user: { id: alice.userId, username: '201', role: 'user', display_name: 'Alice Smith' } })
   })
 
-  test('unknown, wrong, disabled, trunk and lookalike logins get the same 401 body', async () => {
-    const attempts: Array<[string, string]> = [
-      ['299', alice.secret],
-      [alice.extension, 'wrong'],
-      [carol.extension, carol.secret],
-      [trunk.extension, trunk.secret],
-      [aliceWebRtc.extension, aliceWebRtc.secret],
-      ["201' --", alice.secret],
-      ['２０１', alice.secret],
-    ]
+  test('every refused login above gets a byte-identical 401 over HTTP', async () => {
     const bodies = new Set<string>()
-    for (const [index, [username, password]] of attempts.entries()) {
+    for (const [index, [, username, password]] of refused.entries()) {
       const response = await login(username, password, `198.51.100.${index + 10}`)
       expect(response.status).toBe(401)
       bodies.add(await response.text())
