@@ -43,11 +43,11 @@ export function directoryDescription(config: Config): string {
  * The user directory, cached. MikoPBX's is opened first (a missing file is a config error) and
  * watched for the PBX's own changes; the embedded one lives in the service's store.
  */
-function openUserDirectory(config: Config) {
+function openUserDirectory(config: Config, clock: Clock) {
   let cached: CachedDirectory | undefined
-  const pbx = config.directory === 'mikopbx' ? openAtStart(config.mikopbx_db, () => cached?.invalidate()) : null
+  const pbx = config.directory === 'mikopbx' ? openAtStart(config.mikopbx_db, () => cached?.invalidate(), clock) : null
   return {
-    attach(db: Database, clock: Clock): CachedDirectory {
+    attach(db: Database): CachedDirectory {
       cached = new CachedDirectory(pbx ? new MikoPbxDirectory(pbx) : new EmbeddedDirectory(db, clock))
       return cached
     },
@@ -60,7 +60,7 @@ function openUserDirectory(config: Config) {
 /** The data dir must exist: main.ts creates it first, so a failure there is one line and exit 73. */
 export async function serve(config: Config, clock: Clock = systemClock): Promise<number> {
   // First: a missing PBX database stops the start before the log, the key or the store is created.
-  const users = openUserDirectory(config)
+  const users = openUserDirectory(config, clock)
   const securityLog = new SecurityLog(join(config.log_dir, 'security.log'), clock, {
     ...DEFAULT_LOG_LIMITS,
     maxBytes: config.security_log_max_bytes,
@@ -68,7 +68,7 @@ export async function serve(config: Config, clock: Clock = systemClock): Promise
   const { key, generated } = loadOrCreateSecretKey(config.secret_key_path)
   if (generated) securityLog.record({ event: 'KEY_GENERATED', reason: `new key at ${config.secret_key_path}` })
   const db = openStore(databasePath(config))
-  const directory = users.attach(db, clock)
+  const directory = users.attach(db)
   const { revocations, sessionStore, tokens, sessions, throttle, logins } = createServices(db, key, clock, directory, {
     accessTtl: config.access_ttl,
     refreshTtl: config.refresh_ttl,

@@ -6,6 +6,7 @@
  */
 import { Database } from 'bun:sqlite'
 import { statSync } from 'node:fs'
+import { systemClock, type Clock } from '../clock'
 import { ConfigError } from '../config/load'
 import { storeOutageOf } from '../store/database'
 import { dataVersionCheck, watchDatabaseFile, type ChangeWatch } from '../store/change-watch'
@@ -15,12 +16,22 @@ import { dataVersionCheck, watchDatabaseFile, type ChangeWatch } from '../store/
  * PBX writer blocks readers, so a read gives up after this and the request gets 503.
  */
 const BUSY_TIMEOUT_MS = 200
+/**
+ * After a read met the lock, reads fail at once for this long (the 503's Retry-After): however
+ * many logins arrive during a long write, the server waits at most 200 ms a second.
+ */
+const BUSY_BACKOFF_MS = 1000
 const REQUIRED_TABLES = ['m_Sip', 'm_Extensions'] as const
 
 /** Carries a SQLite result code, so storeOutageOf (store/database.ts) makes it a 503. */
 export class PbxFileError extends Error {
   override name = 'PbxFileError'
-  readonly code = 'SQLITE_CANTOPEN'
+  constructor(
+    message: string,
+    readonly code: 'SQLITE_CANTOPEN' | 'SQLITE_BUSY' = 'SQLITE_CANTOPEN',
+  ) {
+    super(message)
+  }
 }
 
 export class PbxDatabaseFile {
@@ -30,19 +41,35 @@ export class PbxDatabaseFile {
   private db: Database | null = null
   private changeCheck: (() => void) | null = null
   private readonly watch: ChangeWatch
+  /** Until then reads fail without touching the file (BUSY_BACKOFF_MS). */
+  private busyUntil = 0
 
   /** Opens `path` now (throws PbxFileError if it can't), then reports every change to `onChange`. */
   constructor(
     readonly path: string,
     private readonly onChange: () => void,
+    private readonly clock: Clock = systemClock,
   ) {
     this.identity = fileIdentity(path)
     this.open()
     this.watch = watchDatabaseFile(path, () => this.check())
   }
 
-  /** The connection to the file now at the path: reopened if the file was replaced; throws while it is missing. */
-  connection(): Database {
+  /**
+   * Runs `query` on the file now at the path: reopened if the file was replaced. Throws an outage
+   * while the file is missing or the PBX's writer holds the lock.
+   */
+  read<T>(query: (db: Database) => T): T {
+    if (this.backingOff()) throw new PbxFileError(`${this.path} is locked by its writer`, 'SQLITE_BUSY')
+    try {
+      return query(this.connection())
+    } catch (error) {
+      this.noteBusy(error)
+      throw error
+    }
+  }
+
+  private connection(): Database {
     this.followPath()
     if (this.identity === null) throw new PbxFileError(`${this.path} is missing`)
     if (!this.db) this.reopen()
@@ -53,17 +80,26 @@ export class PbxDatabaseFile {
   check(): void {
     try {
       const moved = this.followPath()
-      if (this.identity === null) return
+      if (this.identity === null || this.backingOff()) return
       if (!this.db) this.reopen()
       else if (!moved) this.changeCheck?.()
-    } catch {
+    } catch (error) {
       // Locked by the PBX's writer, or half-written: a later check or request tries again.
+      this.noteBusy(error)
     }
   }
 
   close(): void {
     this.watch.close()
     this.drop()
+  }
+
+  private backingOff(): boolean {
+    return this.clock.now() < this.busyUntil
+  }
+
+  private noteBusy(error: unknown): void {
+    if (storeOutageOf(error) === 'busy') this.busyUntil = this.clock.now() + BUSY_BACKOFF_MS
   }
 
   /** Drops the connection when the path now names another file, or none; true if it did. */
@@ -110,9 +146,9 @@ export class PbxDatabaseFile {
  * For serve and `config check`: the file must be a readable MikoPBX database at start, else one
  * line naming the key (exit 78); later outages are only retried.
  */
-export function openAtStart(path: string, onChange: () => void): PbxDatabaseFile {
+export function openAtStart(path: string, onChange: () => void, clock: Clock = systemClock): PbxDatabaseFile {
   try {
-    return new PbxDatabaseFile(path, onChange)
+    return new PbxDatabaseFile(path, onChange, clock)
   } catch (error) {
     const reason = fileIdentity(path) === null ? 'does not exist' : `is unusable: ${(error as Error).message}`
     throw new ConfigError(`config error: mikopbx_db ${path} ${reason} (directory = "mikopbx" reads MikoPBX's database there)`)

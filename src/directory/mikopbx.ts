@@ -5,7 +5,6 @@
  * the legacy module did not check; a `-WS` peer is the WebRTC twin of an extension, not a user
  * of its own.
  */
-import type { Database } from 'bun:sqlite'
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
 import type { Directory, DirectoryUser } from './directory'
 import type { PbxDatabaseFile } from './mikopbx-file'
@@ -69,8 +68,7 @@ export class MikoPbxDirectory implements Directory {
 
   /** `db.query` caches the prepared statement per connection, and a reopened file is a new connection. */
   private peer(sql: string, key: string | number): PeerRow | null {
-    const db: Database = this.file.connection()
-    return db.query<PeerRow, [string | number]>(sql).get(key)
+    return this.file.read((db) => db.query<PeerRow, [string | number]>(sql).get(key))
   }
 }
 

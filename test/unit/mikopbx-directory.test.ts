@@ -10,7 +10,7 @@ import { CachedDirectory } from '../../src/directory/cached'
 import { MikoPbxDirectory } from '../../src/directory/mikopbx'
 import { openAtStart, type PbxDatabaseFile } from '../../src/directory/mikopbx-file'
 import { storeOutageOf } from '../../src/store/database'
-import { BASE, bearer, createHarness, type Harness } from '../helpers'
+import { BASE, bearer, createHarness, ManualClock, type Harness } from '../helpers'
 import { buildMikoPbxFixture, FIXTURE_PEERS, PBX_CHANGES } from '../mikopbx-fixture'
 
 const { alice, bob, carol, trunk, aliceWebRtc, orphan } = FIXTURE_PEERS
@@ -21,15 +21,21 @@ let file: PbxDatabaseFile
 let changes: number
 let cached: CachedDirectory
 let pbx: MikoPbxDirectory
+let clock: ManualClock
 beforeEach(() => {
+  clock = new ManualClock()
   dir = mkdtempSync(join(tmpdir(), 'softphone-mikopbx-'))
   path = join(dir, 'mikopbx.db')
   buildMikoPbxFixture(path)
   changes = 0
-  file = openAtStart(path, () => {
-    changes++
-    cached?.invalidate()
-  })
+  file = openAtStart(
+    path,
+    () => {
+      changes++
+      cached?.invalidate()
+    },
+    clock,
+  )
   pbx = new MikoPbxDirectory(file)
   cached = new CachedDirectory(pbx)
 })
@@ -212,7 +218,29 @@ describe('changes made on the PBX', () => {
       writer.close()
     }
     file.check()
+    expect(cached.findByUsername(alice.extension)?.disabled).toBe(false)
+    clock.advance(1)
+    file.check()
     expect(cached.findByUsername(alice.extension)?.disabled).toBe(true)
+  })
+
+  test('after meeting the lock, reads fail at once for a second without touching the file, so the server waits once', async () => {
+    const writer = new Database(path)
+    writer.run('BEGIN EXCLUSIVE')
+    writer.query(PBX_CHANGES.setSecret).run(bob.extension, 'x')
+    let first: unknown
+    try {
+      first = await pbx.authenticate(alice.extension, alice.secret).catch((caught: unknown) => caught)
+    } finally {
+      writer.run('ROLLBACK')
+      writer.close()
+    }
+    expect(storeOutageOf(first)).toBe('busy')
+    // The lock is gone, but the clock has not moved: still refused, so the file was not read.
+    const second = await pbx.authenticate(alice.extension, alice.secret).catch((caught: unknown) => caught)
+    expect(storeOutageOf(second)).toBe('busy')
+    clock.advance(1)
+    expect(await pbx.authenticate(alice.extension, alice.secret)).toMatchObject({ username: '201' })
   })
 })
 
@@ -258,6 +286,7 @@ describe('over HTTP', () => {
       writer.run('ROLLBACK')
       writer.close()
     }
+    clock.advance(1)
     expect((await login(bob.extension, bob.secret)).status).toBe(200)
   })
 
