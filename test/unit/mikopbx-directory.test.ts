@@ -1,7 +1,7 @@
 /** The MikoPBX directory (README "Running on MikoPBX") against a fixture with MikoPBX's real tables. */
 import { afterEach, beforeEach, describe, expect, test } from 'bun:test'
 import { Database } from 'bun:sqlite'
-import { mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs'
+import { mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { checkConfig } from '../../src/cli/config-command'
@@ -200,6 +200,18 @@ describe('changes made on the PBX', () => {
     file.check()
     expect(await cached.authenticate(alice.extension, alice.secret)).toMatchObject({ username: '201' })
     expect(cached.findByUsername(bob.extension)?.displayName).toBe('Bob Jones')
+  })
+
+  test('a file replaced by something that is no database: an outage, not a crash, until a real one is back', async () => {
+    const garbage = join(dir, 'garbage')
+    writeFileSync(garbage, 'not a database, just text that an interrupted copy left behind'.repeat(100))
+    renameSync(path, join(dir, 'good.db'))
+    renameSync(garbage, path)
+    file.check()
+    const error = await cached.authenticate(alice.extension, alice.secret).catch((caught: unknown) => caught)
+    expect(storeOutageOf(error)).toBe('unavailable')
+    renameSync(join(dir, 'good.db'), path)
+    expect(await cached.authenticate(alice.extension, alice.secret)).toMatchObject({ username: '201' })
   })
 
   test('locked by a writer: a busy outage within the short busy timeout; known users keep their last state', async () => {
