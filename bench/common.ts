@@ -4,6 +4,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
+import { join } from 'node:path'
 import { BINARY, ServerProcess } from '../test/binary/server-process'
 
 export const TASKSET = '/usr/bin/taskset'
@@ -182,4 +183,22 @@ export function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b)
   const middle = Math.floor(sorted.length / 2)
   return sorted.length % 2 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2
+}
+
+/** Starts the raw Bun.serve baseline (bench/baseline.ts) in a process of its own, killed on exit. */
+export async function startBaseline(): Promise<{ url: string; pid: number }> {
+  const child = Bun.spawn([process.execPath, join(import.meta.dir, 'baseline.ts')], { stdout: 'pipe', stderr: 'inherit' })
+  onExit(() => child.kill('SIGKILL'))
+  const timer = setTimeout(() => child.kill('SIGKILL'), 10_000)
+  let output = ''
+  const decoder = new TextDecoder()
+  for await (const chunk of child.stdout) {
+    output += decoder.decode(chunk)
+    const match = /listening on (http:\/\/\S+)/.exec(output)
+    if (match) {
+      clearTimeout(timer)
+      return { url: match[1]!, pid: child.pid }
+    }
+  }
+  throw new Error(`baseline exited before listening: ${output}`)
 }

@@ -27,6 +27,7 @@ import {
   requireBinary,
   rssKiB,
   runBench,
+  startBaseline,
   runWrk,
   SERVER_CPU,
   TASKSET,
@@ -231,23 +232,6 @@ async function measureStartup(): Promise<{ listeningMs: number; firstOkMs: numbe
 }
 
 /** Runs bench/baseline.ts with this same Bun, as its own process, and returns the URL it prints. */
-async function startBaseline(): Promise<{ url: string; pid: number }> {
-  const child = Bun.spawn([process.execPath, join(import.meta.dir, 'baseline.ts')], { stdout: 'pipe', stderr: 'inherit' })
-  onExit(() => child.kill('SIGKILL'))
-  const timer = setTimeout(() => child.kill('SIGKILL'), 10_000)
-  let output = ''
-  const decoder = new TextDecoder()
-  for await (const chunk of child.stdout) {
-    output += decoder.decode(chunk)
-    const match = /listening on (http:\/\/\S+)/.exec(output)
-    if (match) {
-      clearTimeout(timer)
-      return { url: match[1]!, pid: child.pid }
-    }
-  }
-  throw new Error(`baseline exited before listening: ${output}`)
-}
-
 async function wrk(prefix: string[], target: Target, seconds: number): Promise<{ rps: number; p99Ms: number }> {
   const headers = Object.entries(target.headers).flatMap(([name, value]) => ['-H', `${name}: ${value}`])
   const { rps, p99Ms } = await runWrk(target.name, prefix, ['-t1', `-c${connections}`, ...headers, target.url], seconds)

@@ -40,7 +40,11 @@ Exit codes: 1 refused (unknown user, passwords differ, ...), 64 usage, 66 no dat
 69 port in use, 73 data dir can't be created, 74 unusable database, 78 configuration or key file.`
 
 /** What a command needs once the configuration is loaded; built from argv alone. */
-type Plan = { kind: 'serve' } | { kind: 'config-check' } | { kind: 'store'; command: StoreCommand }
+type Plan =
+  | { kind: 'serve' }
+  | { kind: 'config-check' }
+  /** `embeddedOnly`: a `users` command, meaningless with another directory. */
+  | { kind: 'store'; command: StoreCommand; embeddedOnly?: true }
 
 async function main(argv: readonly string[]): Promise<number> {
   const args = parseArgs(argv, {
@@ -62,6 +66,7 @@ async function main(argv: readonly string[]): Promise<number> {
       warnAboutUnknownVariables()
       return print(checkConfig(loaded))
     case 'store':
+      if (plan.embeddedOnly) requireEmbeddedDirectory(loaded.config)
       return runStoreCommand(plan.command, loaded.config)
   }
 }
@@ -71,7 +76,7 @@ function planFor(command: string, args: ParsedArgs): Plan {
     case 'serve':
       return { kind: 'serve' }
     case 'users':
-      return { kind: 'store', command: parseUsersCommand(args) }
+      return { kind: 'store', command: parseUsersCommand(args), embeddedOnly: true }
     case 'sessions':
       return { kind: 'store', command: parseSessionsCommand(args) }
     case 'config':
@@ -95,6 +100,15 @@ function configFlags(args: ParsedArgs): Partial<Record<ConfigKey, string>> {
     if (value !== undefined) flags[flag.replaceAll('-', '_') as ConfigKey] = value
   }
   return flags
+}
+
+/** Before any file is opened: a user added to the embedded table while MikoPBX's directory serves could never log in. */
+function requireEmbeddedDirectory(config: Config): void {
+  if (config.directory !== 'embedded') {
+    throw new CommandError(
+      `users manages the embedded directory only; with directory = "${config.directory}" users and their SIP secrets are managed in the MikoPBX web interface`,
+    )
+  }
 }
 
 /** Only commands that change something open the security log, so read-only ones create no log dir. */

@@ -1,4 +1,5 @@
 /** `softphone-backend serve`: opens state, listens, and handles SIGTERM/SIGINT/SIGHUP (README "Command line"). */
+import type { Database } from 'bun:sqlite'
 import { join } from 'node:path'
 import { buildApp } from './app'
 import { AccessGuard } from './auth/access-guard'
@@ -9,6 +10,8 @@ import { CachedDirectory } from './directory/cached'
 import { EmbeddedDirectory } from './directory/embedded'
 import { cdrDatabasePath } from './history/cdr-location'
 import { CdrSource } from './history/cdr-reader'
+import { MikoPbxDirectory } from './directory/mikopbx'
+import { openAtStart } from './directory/mikopbx-file'
 import { DEFAULT_LOG_LIMITS, SecurityLog } from './security-log/security-log'
 import { watchDatabaseChanges } from './store/change-watch'
 import { openStore } from './store/database'
@@ -33,8 +36,33 @@ export function databasePath(config: Config): string {
   return join(config.data_dir, 'softphone.db')
 }
 
+/** What `config check` and the STARTUP line say about the directory: which one, and the file it reads. */
+export function directoryDescription(config: Config): string {
+  return config.directory === 'mikopbx' ? `mikopbx ${config.mikopbx_db} (read-only)` : `embedded ${databasePath(config)}`
+}
+
+/**
+ * The user directory, cached. MikoPBX's is opened first (a missing file is a config error) and
+ * watched for the PBX's own changes; the embedded one lives in the service's store.
+ */
+function openUserDirectory(config: Config, clock: Clock) {
+  let cached: CachedDirectory | undefined
+  const pbx = config.directory === 'mikopbx' ? openAtStart(config.mikopbx_db, () => cached?.invalidate(), clock) : null
+  return {
+    attach(db: Database): CachedDirectory {
+      cached = new CachedDirectory(pbx ? new MikoPbxDirectory(pbx) : new EmbeddedDirectory(db, clock))
+      return cached
+    },
+    close(): void {
+      pbx?.close()
+    },
+  }
+}
+
 /** The data dir must exist: main.ts creates it first, so a failure there is one line and exit 73. */
 export async function serve(config: Config, clock: Clock = systemClock): Promise<number> {
+  // First: a missing PBX database stops the start before the log, the key or the store is created.
+  const users = openUserDirectory(config, clock)
   const securityLog = new SecurityLog(join(config.log_dir, 'security.log'), clock, {
     ...DEFAULT_LOG_LIMITS,
     maxBytes: config.security_log_max_bytes,
@@ -42,7 +70,7 @@ export async function serve(config: Config, clock: Clock = systemClock): Promise
   const { key, generated } = loadOrCreateSecretKey(config.secret_key_path)
   if (generated) securityLog.record({ event: 'KEY_GENERATED', reason: `new key at ${config.secret_key_path}` })
   const db = openStore(databasePath(config))
-  const directory = new CachedDirectory(new EmbeddedDirectory(db, clock))
+  const directory = users.attach(db)
   const { revocations, sessionStore, tokens, sessions, throttle, logins } = createServices(db, key, clock, directory, {
     accessTtl: config.access_ttl,
     refreshTtl: config.refresh_ttl,
@@ -95,6 +123,7 @@ export async function serve(config: Config, clock: Clock = systemClock): Promise
     app.listen({ hostname: config.host, port: config.port, reusePort: false, maxRequestBodySize: MAX_REQUEST_BODY })
   } catch (error) {
     cdr.close()
+    users.close()
     db.close()
     securityLog.close()
     const code = (error as NodeJS.ErrnoException).code
@@ -117,6 +146,7 @@ export async function serve(config: Config, clock: Clock = systemClock): Promise
       securityLog.record({ event: 'SHUTDOWN', reason: signal })
       securityLog.close()
       cdr.close()
+      users.close()
       db.close()
       resolve(0)
     }
@@ -130,6 +160,6 @@ export async function serve(config: Config, clock: Clock = systemClock): Promise
     console.log(`softphone-backend ${VERSION} listening on http://${host}:${port}${config.base_path}`)
     console.log(cdr.path ? `call history from ${cdr.path}` : 'no call-history source (cdr_db unset, no MikoPBX settings)')
     void revocations.idsLoaded.then(({ ids, ms }) => console.log(`${ids} revoked token ids in memory after ${Math.round(ms)} ms`))
-    securityLog.record({ event: 'STARTUP', version: VERSION })
+    securityLog.record({ event: 'STARTUP', version: VERSION, directory: directoryDescription(config) })
   })
 }

@@ -7,6 +7,7 @@ import { buildApp, type App } from '../src/app'
 import { AccessGuard } from '../src/auth/access-guard'
 import { channelSpecs, PresenceHub } from '../src/presence/hub'
 import type { Clock } from '../src/clock'
+import type { Directory } from '../src/directory/directory'
 import { EmbeddedDirectory } from '../src/directory/embedded'
 import { CdrSource } from '../src/history/cdr-reader'
 import { SecurityLog } from '../src/security-log/security-log'
@@ -56,15 +57,18 @@ export interface HarnessOptions extends Partial<ServiceSettings> {
   listen?: boolean
   /** MikoPBX's CDR file for `history` and `calls` (test/cdr-fixture.ts); none by default. */
   cdrPath?: string
+  /** Serves this directory instead of the embedded one (which `directory` still names). */
+  userDirectory?: Directory
 }
 
-export async function createHarness({ listen = false, cdrPath, ...settings }: HarnessOptions = {}): Promise<Harness> {
+export async function createHarness({ listen = false, cdrPath, userDirectory, ...settings }: HarnessOptions = {}): Promise<Harness> {
   const dir = mkdtempSync(join(tmpdir(), 'softphone-test-'))
   const clock = new ManualClock()
   const db = openStore(join(dir, 'softphone.db'))
   const key = Buffer.from(TEST_KEY_TEXT, 'latin1')
   const directory = new EmbeddedDirectory(db, clock)
-  const services = createServices(db, key, clock, directory, {
+  const served = userDirectory ?? directory
+  const services = createServices(db, key, clock, served, {
     accessTtl: 3600,
     refreshTtl: 2592000,
     acceptLegacyTokens: true,
@@ -79,7 +83,7 @@ export async function createHarness({ listen = false, cdrPath, ...settings }: Ha
   const peers = new WeakMap<Request, string>()
   const hub = new PresenceHub(
     { channels: channelSpecs(['extra-news:3']), maxPerUser: 10, sweepMs: 20 },
-    new AccessGuard(tokens, directory),
+    new AccessGuard(tokens, served),
     clock,
   )
   const cdr = new CdrSource(cdrPath ?? null)
@@ -90,7 +94,7 @@ export async function createHarness({ listen = false, cdrPath, ...settings }: Ha
     basePath: BASE,
     trustedProxies: ['127.0.0.1', '::1'],
     clock,
-    directory,
+    directory: served,
     tokens,
     sessions,
     logins,

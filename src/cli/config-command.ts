@@ -1,19 +1,32 @@
 /** `softphone-backend config check`: what `serve` would run with, checked as `serve` checks it, creating nothing. */
 import type { LoadedConfig } from '../config/load'
-import { CONFIG_KEYS, type KeySpec } from '../config/schema'
+import { CONFIG_KEYS, type Config, type KeySpec } from '../config/schema'
+import { openAtStart } from '../directory/mikopbx-file'
+import { directoryDescription } from '../serve'
 import { readSecretKey } from '../tokens/secret-key'
 
 export const REDACTED = '(redacted)'
 
-/** The report for stdout. Throws SecretKeyError, with serve's message, for a key file serve would refuse. */
+/**
+ * The report for stdout. Throws SecretKeyError or ConfigError, with serve's message, for a key file
+ * or a MikoPBX database serve would refuse.
+ */
 export function checkConfig({ config, file }: LoadedConfig): string {
   const key = readSecretKey(config.secret_key_path) ? 'ok' : 'will be generated on first start'
   return [
     `config file: ${file ?? 'no file (defaults, environment and flags only)'}`,
     `secret key: ${config.secret_key_path} ${key}`,
+    `directory: ${directoryDescription(config)}${checkDirectory(config)}`,
     'config ok',
     JSON.stringify(printableConfig(config), null, 2),
   ].join('\n')
+}
+
+/** MikoPBX's database is opened and its tables checked exactly as serve does; throws serve's ConfigError. */
+function checkDirectory(config: Config): string {
+  if (config.directory !== 'mikopbx') return ''
+  openAtStart(config.mikopbx_db, () => {}).close()
+  return ' ok'
 }
 
 /** Every key whose spec is marked `secret` is replaced, so a new credential key is covered by its marker alone. */

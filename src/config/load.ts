@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import * as v from 'valibot'
 import { DEFAULT_PASSWORD_MIN_LENGTH } from '../directory/embedded'
-import { CONFIG_KEYS, ConfigSchema, DEFAULT_BASE_PATH, type Config, type ConfigKey } from './schema'
+import { CONFIG_KEYS, ConfigSchema, DEFAULT_BASE_PATH, DEFAULT_MIKOPBX_DB, type Config, type ConfigKey } from './schema'
 
 const DEFAULT_CONFIG_PATH = '/etc/softphone-backend/config.toml'
 /** sysexits.h EX_CONFIG. */
@@ -138,6 +138,7 @@ function withDefaults(raw: Raw, env: ConfigSources['env']): Record<string, unkno
     accept_legacy_tokens: true,
     directory: 'embedded',
     cdr_db: '',
+    mikopbx_db: DEFAULT_MIKOPBX_DB,
     password_hash_concurrency: 2,
     password_min_length: DEFAULT_PASSWORD_MIN_LENGTH,
     throttle_account_failures: 5,

@@ -25,6 +25,9 @@ const key = <S extends v.GenericSchema>(kind: Kind, schema: S, doc: string, opti
   ...options,
 })
 
+export const DIRECTORIES = ['embedded', 'mikopbx'] as const
+export const DEFAULT_MIKOPBX_DB = '/cf/conf/mikopbx.db'
+
 const AbsolutePath = v.pipe(v.string('must be a string'), v.startsWith('/', 'must be an absolute path'))
 const Seconds = (min: number, max: number) =>
   v.pipe(
@@ -77,8 +80,13 @@ export const CONFIG_KEYS = {
   ),
   directory: key(
     'string',
-    v.picklist(['embedded'], 'must be "embedded" (the MikoPBX directory is not available in this version)'),
-    'User directory. Default "embedded": users in the service\'s own database, managed with `softphone-backend users`.',
+    v.picklist(DIRECTORIES, 'must be "embedded" or "mikopbx"'),
+    'User directory. Default "embedded": users in the service\'s own database, managed with `softphone-backend users`. "mikopbx": the PBX\'s SIP extensions log in with their SIP secret, read from mikopbx_db.',
+  ),
+  mikopbx_db: key(
+    'string',
+    AbsolutePath,
+    'MikoPBX\'s database, opened read-only when directory is "mikopbx". Default /cf/conf/mikopbx.db.',
   ),
   cdr_db: key(
     'string',

@@ -1,16 +1,31 @@
 /**
  * Keeps directory lookups off the hot path: check-media-access and profile look users up in
- * memory. The cache is dropped whenever the underlying store changes (see store/change-watch.ts).
+ * memory. A change to the underlying store (see store/change-watch.ts) makes every entry stale;
+ * a stale entry is looked up again on its next use, and kept if that lookup meets an outage (the
+ * PBX's writer holding the lock, its file briefly missing), so tokens already issued keep working
+ * (README "Running on MikoPBX").
  */
+import { storeOutageOf } from '../store/database'
 import type { Directory, DirectoryUser } from './directory'
 
+interface Entry {
+  user: DirectoryUser | null
+  /** The invalidation count when it was looked up; older entries are stale. */
+  generation: number
+}
+
 export class CachedDirectory implements Directory {
-  private readonly byUsername = new Map<string, DirectoryUser | null>()
+  private readonly byUsername = new Map<string, Entry>()
+  private generation = 0
 
   constructor(private readonly inner: Directory) {}
 
-  authenticate(username: string, password: string): Promise<DirectoryUser | null> {
-    return this.inner.authenticate(username, password)
+  /** A user who just logged in is remembered, so an outage right after can't refuse their new tokens. */
+  async authenticate(username: string, password: string): Promise<DirectoryUser | null> {
+    const generation = this.generation
+    const user = await this.inner.authenticate(username, password)
+    if (user && generation === this.generation) this.byUsername.set(username, { user, generation })
+    return user
   }
 
   findById(id: number): DirectoryUser | null {
@@ -18,15 +33,20 @@ export class CachedDirectory implements Directory {
   }
 
   findByUsername(username: string): DirectoryUser | null {
-    let user = this.byUsername.get(username)
-    if (user === undefined) {
+    const entry = this.byUsername.get(username)
+    if (entry?.generation === this.generation) return entry.user
+    let user: DirectoryUser | null
+    try {
       user = this.inner.findByUsername(username)
-      this.byUsername.set(username, user)
+    } catch (error) {
+      if (entry && storeOutageOf(error)) return entry.user
+      throw error
     }
+    this.byUsername.set(username, { user, generation: this.generation })
     return user
   }
 
   invalidate(): void {
-    this.byUsername.clear()
+    this.generation++
   }
 }

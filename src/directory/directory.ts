@@ -1,4 +1,8 @@
-/** Where softphone users and their secrets live. Implementations: embedded SQLite, MikoPBX (later). */
+/**
+ * Where softphone users and their secrets live. Implementations: embedded SQLite (embedded.ts) and
+ * MikoPBX's own database, read-only (mikopbx.ts). Lookups may throw an error that storeOutageOf
+ * (store/database.ts) names an outage; the routes answer it with 503.
+ */
 export const ROLES = ['user', 'admin', 'superadmin'] as const
 export type Role = (typeof ROLES)[number]
 

@@ -38,6 +38,8 @@ export interface SecurityEvent {
   jti?: string
   ua?: string | null
   version?: string
+  /** STARTUP: the user directory in use and the file it reads (README "Running on MikoPBX"). */
+  directory?: string
   /** Operator commands: the Unix user who ran the command, and who ran sudo to become them. */
   operator?: string
   sudo_user?: string
@@ -178,6 +180,7 @@ export class SecurityLog implements SecurityLogSink {
       jti: event.jti,
       ua: event.ua?.slice(0, MAX_UA) || undefined,
       version: event.version,
+      directory: event.directory,
       operator: event.operator,
       sudo_user: event.sudo_user,
     }

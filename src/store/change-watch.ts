@@ -17,19 +17,29 @@ export interface ChangeWatch {
 }
 
 export function watchDatabaseChanges(db: Database, path: string, onChange: () => void): ChangeWatch {
+  return watchDatabaseFile(path, dataVersionCheck(db, onChange))
+}
+
+/** A check that calls `onChange` when another connection committed since the last call. */
+export function dataVersionCheck(db: Database, onChange: () => void): () => void {
   const version = db.query<{ data_version: number }, []>('PRAGMA data_version')
   let last = version.get()!.data_version
-  const check = () => {
+  return () => {
     const current = version.get()!.data_version
     if (current !== last) {
       last = current
       onChange()
     }
   }
+}
+
+/** Runs `check` whenever the file system reports a write to the file or its journals, and once a second. */
+export function watchDatabaseFile(path: string, check: () => void): ChangeWatch {
   const name = basename(path)
   let watcher: FSWatcher | null = null
   try {
-    // The directory, not the file: WAL commits land in `<name>-wal`, which may not exist yet.
+    // The directory, not the file: WAL commits land in `<name>-wal`, which may not exist yet,
+    // and a file replaced by a rename is a new inode that a watch on the old one would miss.
     watcher = watch(dirname(path), (_event, file) => {
       if (file?.startsWith(name)) check()
     })

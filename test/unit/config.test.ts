@@ -40,6 +40,7 @@ describe('defaults', () => {
       accept_legacy_tokens: true,
       directory: 'embedded',
       cdr_db: '',
+      mikopbx_db: '/cf/conf/mikopbx.db',
       password_hash_concurrency: 2,
       password_min_length: 8,
       throttle_account_failures: 5,
@@ -121,7 +122,8 @@ describe('bad configuration stops the start with one line naming the key', () =>
     ['a proxy range too wide for its family', () => load({ configPath: file('trusted_proxies = ["10.0.0.0/33"]\n') }), /trusted_proxies has "10\.0\.0\.0\/33", which is no/],
     ['a proxy address with a zone', () => load({ env: { SOFTPHONE_TRUSTED_PROXIES: 'fe80::1%eth0' } }), /trusted_proxies has "fe80::1%eth0", which is no/],
     ['a base path with a trailing slash', () => load({ flags: { base_path: '/api/' } }), /base_path must look like/],
-    ['an unavailable directory', () => load({ flags: { directory: 'mikopbx:/cf/conf/mikopbx.db' } }), /directory must be "embedded"/],
+    ['an unknown directory', () => load({ flags: { directory: 'mikopbx:/cf/conf/mikopbx.db' } }), /^config error: directory must be "embedded" or "mikopbx" \(from --directory\)$/],
+    ['a relative MikoPBX database', () => load({ env: { SOFTPHONE_MIKOPBX_DB: 'mikopbx.db' } }), /^config error: mikopbx_db must be an absolute path \(from SOFTPHONE_MIKOPBX_DB\)$/],
     ['invalid TOML', () => load({ configPath: file('port = = 1\n') }), /is not valid TOML at line 1, column 8: Expected a value but found '='$/],
     [
       'invalid TOML further down, inside an array',

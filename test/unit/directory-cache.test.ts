@@ -81,3 +81,44 @@ describe('CachedDirectory with a change watch', () => {
     expect(changes).toBe(0)
   })
 })
+
+describe('CachedDirectory when the store fails', () => {
+  const user = { id: 7, username: '201', displayName: 'A', role: 'user' as const, mobile: '', disabled: false }
+  const failing = (error: unknown) => ({
+    fail: false,
+    authenticate: async () => user,
+    findById: () => null,
+    findByUsername(): typeof user | null {
+      if (this.fail) throw error
+      return user
+    },
+  })
+
+  test('a stale entry is served while the refresh meets an outage, and refreshed after', () => {
+    const inner = failing(Object.assign(new Error('database is locked'), { code: 'SQLITE_BUSY' }))
+    const cached = new CachedDirectory(inner)
+    expect(cached.findByUsername('201')).toEqual(user)
+    cached.invalidate()
+    inner.fail = true
+    expect(cached.findByUsername('201')).toEqual(user)
+    expect(() => cached.findByUsername('202')).toThrow('database is locked')
+  })
+
+  test('a user who just logged in is remembered for an outage right after', async () => {
+    const inner = failing(Object.assign(new Error('gone'), { code: 'SQLITE_CANTOPEN' }))
+    const cached = new CachedDirectory(inner)
+    await cached.authenticate('201', 'pw')
+    cached.invalidate()
+    inner.fail = true
+    expect(cached.findByUsername('201')).toEqual(user)
+  })
+
+  test('anything but an outage still fails the lookup', () => {
+    const inner = failing(new TypeError('bug'))
+    const cached = new CachedDirectory(inner)
+    cached.findByUsername('201')
+    cached.invalidate()
+    inner.fail = true
+    expect(() => cached.findByUsername('201')).toThrow('bug')
+  })
+})

@@ -1,0 +1,89 @@
+/**
+ * The MikoPBX directory (README "Running on MikoPBX"): the appliance's own SIP extensions log in
+ * with their extension and SIP secret, as with the legacy PHP module, read from the PBX's
+ * database. Only user extensions (`m_Sip.type = 'peer'`) that are not disabled may log in, which
+ * the legacy module did not check; a `-WS` peer is the WebRTC twin of an extension, not a user
+ * of its own.
+ */
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
+import type { Directory, DirectoryUser } from './directory'
+import type { PbxDatabaseFile } from './mikopbx-file'
+
+/**
+ * Legacy tokens all carry `sub` 1, the id the PHP module gave everyone; it is also the id of a
+ * peer without a SIP row in `m_Extensions`, which MikoPBX's web interface never leaves behind.
+ */
+export const FALLBACK_USER_ID = 1
+const MOBILE_DIGITS = 10
+
+interface PeerRow {
+  extension: string
+  secret: string | null
+  disabled: string | number | null
+  user_id: number | null
+  caller_id: string | null
+  external_number: string | null
+}
+
+/** One row per login name; `-WS` peers and provider trunks (type 'friend') are not login names. */
+const PEER_SELECT = `
+  SELECT s.extension, s.secret, s.disabled, e.userid AS user_id, e.callerid AS caller_id,
+    (SELECT x.number FROM m_Extensions x
+      WHERE x.type = 'EXTERNAL' AND x.userid = e.userid ORDER BY x.id LIMIT 1) AS external_number
+  FROM m_Sip s
+  LEFT JOIN m_Extensions e ON e.id = (SELECT id FROM m_Extensions WHERE number = s.extension AND type = 'SIP' ORDER BY id LIMIT 1)
+  WHERE s.type = 'peer' AND s.extension NOT LIKE '%-WS'`
+
+const BY_EXTENSION = `${PEER_SELECT} AND s.extension = ? ORDER BY s.id LIMIT 1`
+const BY_USER_ID = `${PEER_SELECT} AND e.userid = ? ORDER BY s.id LIMIT 1`
+
+export class MikoPbxDirectory implements Directory {
+  /** Compared against when there is no usable peer, so every refusal does the same work. */
+  private readonly dummyDigest = sha256(randomBytes(32))
+
+  constructor(private readonly file: PbxDatabaseFile) {}
+
+  /**
+   * Both sides are hashed first, so the constant-time comparison sees equal lengths and the
+   * secret's length doesn't leak; unknown, disabled, trunk and wrong-secret logins all run one
+   * query, two hashes and one comparison.
+   */
+  async authenticate(username: string, password: string): Promise<DirectoryUser | null> {
+    const row = this.peer(BY_EXTENSION, username)
+    const usable = row !== null && !isDisabled(row) && typeof row.secret === 'string' && row.secret !== ''
+    const expected = usable ? sha256(Buffer.from(row.secret!, 'utf8')) : this.dummyDigest
+    const matches = timingSafeEqual(sha256(Buffer.from(password, 'utf8')), expected)
+    return usable && matches ? toUser(row) : null
+  }
+
+  findById(id: number): DirectoryUser | null {
+    const row = this.peer(BY_USER_ID, id)
+    return row ? toUser(row) : null
+  }
+
+  findByUsername(username: string): DirectoryUser | null {
+    const row = this.peer(BY_EXTENSION, username)
+    return row ? toUser(row) : null
+  }
+
+  /** `db.query` caches the prepared statement per connection, and a reopened file is a new connection. */
+  private peer(sql: string, key: string | number): PeerRow | null {
+    return this.file.read((db) => db.query<PeerRow, [string | number]>(sql).get(key))
+  }
+}
+
+const sha256 = (bytes: Buffer): Buffer => createHash('sha256').update(bytes).digest()
+
+/** MikoPBX stores '0'/'1' as text; an integer 1 is disabled too. */
+const isDisabled = (row: PeerRow): boolean => String(row.disabled) === '1'
+
+function toUser(row: PeerRow): DirectoryUser {
+  return {
+    id: row.user_id ?? FALLBACK_USER_ID,
+    username: row.extension,
+    displayName: row.caller_id ?? '',
+    role: 'user',
+    mobile: (row.external_number ?? '').replace(/\D/g, '').slice(-MOBILE_DIGITS),
+    disabled: isDisabled(row),
+  }
+}
