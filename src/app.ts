@@ -13,6 +13,7 @@ import { CallHistory } from './history/call-history'
 import { CdrSource } from './history/cdr-reader'
 import { historyRoutes } from './history/history-routes'
 import { mediaRoutes } from './media/media-routes'
+import { RecordingOwners, type RecordingsAccess } from './media/recording-owners'
 import type { PresenceHub } from './presence/hub'
 import { presenceRoutes, type PresenceSettings } from './presence/presence-routes'
 import type { Upgrade } from './presence/websocket'
@@ -34,6 +35,8 @@ export interface AppDeps {
   presence: PresenceSettings
   /** MikoPBX's CDR file (README "Call history"); without it `history` and `calls` are empty. */
   cdr?: CdrSource
+  /** README "Recordings: check-media-access"; default `owner`. */
+  recordingsAccess?: RecordingsAccess
   /** Socket peers and per-request timeouts: the app's own Bun server unless a test supplies one. */
   server?: () => ServerControls | null | undefined
 }
@@ -55,14 +58,16 @@ export function buildApp(deps: AppDeps) {
   const keepOpen = (request: Request): void => server()?.timeout?.(request, 0)
   const upgrade: Upgrade = (request, options) => server()?.upgrade?.(request, options) ?? false
   const clientIpOf = clientIpResolver(trustedProxies, peerOf)
-  const history = new CallHistory(deps.cdr ?? new CdrSource(null), (number) => isExtension(directory, number))
+  const cdr = deps.cdr ?? new CdrSource(null)
+  const history = new CallHistory(cdr, (number) => isExtension(directory, number))
+  const owners = (deps.recordingsAccess ?? 'owner') === 'owner' ? new RecordingOwners(cdr, clock) : null
   const app = new Elysia({ prefix: basePath })
     .use(httpPlugin({ clock, routes }))
     .use(authRoutes({ clock, logins, sessions, accessTtl: tokens.settings.accessTtl, guard, securityLog, clientIpOf }))
     .use(sessionRoutes({ clock, guard, sessions, securityLog, clientIpOf }))
     .use(accountRoutes({ clock, guard, lastUsersState: () => hub.lastSnapshot('users-state'), history }))
     .use(historyRoutes({ clock, guard, history }))
-    .use(mediaRoutes({ clock, guard, securityLog, clientIpOf }))
+    .use(mediaRoutes({ clock, guard, securityLog, clientIpOf, owners }))
     .use(healthRoutes({ clock }))
     .use(presenceRoutes({ clock, guard, hub, settings: deps.presence, peerOf, keepOpen, upgrade }))
   routes.load(app.routes)

@@ -59,6 +59,14 @@ function openUserDirectory(config: Config, clock: Clock) {
   }
 }
 
+/** How check-media-access decides, said at start-up (README "Recordings: check-media-access"). */
+export function recordingsAccessLine(mode: Config['recordings_access'], cdrPath: string | null): string {
+  if (mode === 'any') return 'recordings: any valid access token opens any recording (recordings_access = "any")'
+  return cdrPath
+    ? 'recordings: a user opens only its own calls\' recordings, admins any (recordings_access = "owner")'
+    : 'recordings: no call-history source, so only admins open recordings (recordings_access = "owner")'
+}
+
 /** The data dir must exist: main.ts creates it first, so a failure there is one line and exit 73. */
 export async function serve(config: Config, clock: Clock = systemClock): Promise<number> {
   // First: a missing PBX database stops the start before the log, the key or the store is created.
@@ -107,6 +115,7 @@ export async function serve(config: Config, clock: Clock = systemClock): Promise
   const cdr = new CdrSource(cdrDatabasePath(config.cdr_db))
   const app = buildApp({
     cdr,
+    recordingsAccess: config.recordings_access,
     basePath: config.base_path,
     trustedProxies: config.trusted_proxies,
     clock,
@@ -159,6 +168,7 @@ export async function serve(config: Config, clock: Clock = systemClock): Promise
     const host = config.host.includes(':') ? `[${config.host}]` : config.host
     console.log(`softphone-backend ${VERSION} listening on http://${host}:${port}${config.base_path}`)
     console.log(cdr.path ? `call history from ${cdr.path}` : 'no call-history source (cdr_db unset, no MikoPBX settings)')
+    console.log(recordingsAccessLine(config.recordings_access, cdr.path))
     void revocations.idsLoaded.then(({ ids, ms }) => console.log(`${ids} revoked token ids in memory after ${Math.round(ms)} ms`))
     securityLog.record({ event: 'STARTUP', version: VERSION, directory: directoryDescription(config) })
   })

@@ -13,6 +13,7 @@ import { CdrSource } from '../src/history/cdr-reader'
 import { SecurityLog } from '../src/security-log/security-log'
 import { openStore } from '../src/store/database'
 import { createServices, type ServiceSettings, type Services } from '../src/services'
+import type { RecordingsAccess } from '../src/media/recording-owners'
 
 export const BASE = '/pbxcore/api/module-softphone-backend/v1'
 /** A fixed, obviously fake key: 64 hex chars. */
@@ -57,11 +58,13 @@ export interface HarnessOptions extends Partial<ServiceSettings> {
   listen?: boolean
   /** MikoPBX's CDR file for `history` and `calls` (test/cdr-fixture.ts); none by default. */
   cdrPath?: string
+  /** check-media-access's rule (README "Recordings: check-media-access"); `owner` by default, as in production. */
+  recordingsAccess?: RecordingsAccess
   /** Serves this directory instead of the embedded one (which `directory` still names). */
   userDirectory?: Directory
 }
 
-export async function createHarness({ listen = false, cdrPath, userDirectory, ...settings }: HarnessOptions = {}): Promise<Harness> {
+export async function createHarness({ listen = false, cdrPath, recordingsAccess, userDirectory, ...settings }: HarnessOptions = {}): Promise<Harness> {
   const dir = mkdtempSync(join(tmpdir(), 'softphone-test-'))
   const clock = new ManualClock()
   const db = openStore(join(dir, 'softphone.db'))
@@ -100,6 +103,7 @@ export async function createHarness({ listen = false, cdrPath, userDirectory, ..
     logins,
     securityLog,
     cdr,
+    recordingsAccess,
   })
   if (listen) app.listen({ hostname: '127.0.0.1', port: 0 })
   const request = (path: string, init?: RequestInit & { peer?: string }) => {

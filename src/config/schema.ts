@@ -7,6 +7,7 @@ import { DEFAULT_PASSWORD_MIN_LENGTH } from '../directory/embedded'
 import { extraChannelConflict } from '../presence/hub'
 import { parseRange } from '../http/client-ip'
 import { ROTATION_MODES } from '../sessions/sessions'
+import { RECORDINGS_ACCESS_MODES } from '../media/recording-owners'
 
 type Kind = 'string' | 'integer' | 'boolean' | 'list'
 
@@ -92,6 +93,11 @@ export const CONFIG_KEYS = {
     'string',
     v.pipe(v.string('must be a string'), v.check((path) => path === '' || path.startsWith('/'), 'must be an absolute path, or empty')),
     'MikoPBX\'s CDR file, read-only, for `history` and `calls`. Default "": cdrDatabase.dbfile from /etc/inc/mikopbx-settings.json; without either, no call history.',
+  ),
+  recordings_access: key(
+    'string',
+    v.picklist(RECORDINGS_ACCESS_MODES, 'must be "owner" or "any"'),
+    'Who may open a recording through check-media-access. Default "owner": the parties of its call in the CDR, and admins; no CDR means admins only. "any": every valid access token, as the legacy module did.',
   ),
   password_hash_concurrency: key(
     'integer',

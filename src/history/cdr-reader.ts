@@ -66,6 +66,16 @@ export interface OwnLeg {
   call: string
 }
 
+interface Parties {
+  src_num: string | null
+  dst_num: string | null
+}
+
+interface RecordedLeg extends Parties {
+  linkedid: string | null
+  recordingfile: string | null
+}
+
 export type CdrOpening = { source: 'cdr'; reader: CdrReader } | { source: 'none' | 'unsupported_schema' }
 
 export type WarnLog = (message: string) => void
@@ -141,6 +151,9 @@ export class CdrReader {
   private readonly ownLegsByScan
   private readonly legsByLinkedId
   private readonly legById
+  private readonly legsByUniqueId
+  private readonly partiesByLinkedId
+  private readonly dataVersionQuery
 
   constructor(private readonly db: Database) {
     const present = columnsOf(db)
@@ -168,6 +181,34 @@ export class CdrReader {
     // Sorted here: an ORDER BY costs SQLite a temp b-tree per call, more than the lookup itself.
     this.legsByLinkedId = db.query<CdrLeg, [string]>(`SELECT ${columns} FROM cdr_general WHERE linkedid = ?`)
     this.legById = db.query<CdrLeg, [number]>(`SELECT ${columns} FROM cdr_general WHERE id = ?`)
+    // Both through MikoPBX's own indexes (UNIQUEID, linkedid); recordingfile has none.
+    this.legsByUniqueId = db.query<RecordedLeg, [string]>('SELECT src_num, dst_num, linkedid, recordingfile FROM cdr_general WHERE UNIQUEID = ?')
+    this.partiesByLinkedId = db.query<Parties, [string]>('SELECT src_num, dst_num FROM cdr_general WHERE linkedid = ?')
+    this.dataVersionQuery = db.query<{ data_version: number }, []>('PRAGMA data_version')
+  }
+
+  /**
+   * The numbers on every leg of the call whose leg recorded `recordingFile` (MikoPBX names the file
+   * after the leg's UNIQUEID), or null when no leg recorded exactly that file.
+   */
+  partiesOfRecording(uniqueid: string, recordingFile: string): Set<string> | null {
+    const recorders = this.legsByUniqueId.all(uniqueid).filter((leg) => leg.recordingfile === recordingFile)
+    if (recorders.length === 0) return null
+    const parties = new Set<string>()
+    const add = ({ src_num, dst_num }: Parties) => {
+      if (src_num) parties.add(src_num)
+      if (dst_num) parties.add(dst_num)
+    }
+    for (const leg of recorders) {
+      if (leg.linkedid) this.partiesByLinkedId.all(leg.linkedid).forEach(add)
+      else add(leg)
+    }
+    return parties
+  }
+
+  /** Changes whenever another connection (MikoPBX) commits to the file. */
+  dataVersion(): number {
+    return this.dataVersionQuery.get()!.data_version
   }
 
   /**

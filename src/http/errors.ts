@@ -38,6 +38,7 @@ export const ERRORS = {
   shuttingDown: kind(503, 'Server shutting down', 'shutting_down'),
   accessCheckUnavailable: kind(403, 'Access check unavailable, try again', 'access_check_unavailable'),
   recordingPathInvalid: kind(403, 'Invalid recording path', 'invalid_recording_path'),
+  recordingNotYours: kind(403, 'Not allowed to open this recording', 'recording_forbidden'),
   storeBusy: kind(503, 'Service busy, try again', 'store_busy'),
   storeUnavailable: kind(503, 'Storage unavailable, nothing was changed; try again', 'store_unavailable'),
   internal: kind(500, 'Internal server error', 'internal_error'),

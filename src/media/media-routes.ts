@@ -13,7 +13,8 @@ import { unixSeconds, type Clock } from '../clock'
 import type { ClientIpOf } from '../http/client-ip'
 import { ERRORS, errorBody } from '../http/errors'
 import type { SecurityLogSink } from '../security-log/security-log'
-import { recordingPathRefusal } from './recording-path'
+import { REFUSALS, type OwnerRefusal, type RecordingOwners } from './recording-owners'
+import { recordingPathOf, recordingPathRefusal } from './recording-path'
 
 /**
  * The allow answer, serialised once: Elysia sends a string with the default JSON content type,
@@ -33,17 +34,29 @@ export interface MediaRoutesDeps {
   guard: AccessGuard
   securityLog: SecurityLogSink
   clientIpOf: ClientIpOf
+  /** `recordings_access = "owner"`: who may open which recording; null when any valid token may. */
+  owners: RecordingOwners | null
 }
 
-export function mediaRoutes({ clock, guard, securityLog, clientIpOf }: MediaRoutesDeps) {
-  const deny = (request: Request, reason: string) =>
-    securityLog.record({ event: 'MEDIA_ACCESS_DENIED', ...clientIpOf(request), ua: request.headers.get('user-agent'), reason })
+export function mediaRoutes({ clock, guard, securityLog, clientIpOf, owners }: MediaRoutesDeps) {
+  const deny = (request: Request, reason: string, user?: string) =>
+    securityLog.record({ event: 'MEDIA_ACCESS_DENIED', user, ...clientIpOf(request), ua: request.headers.get('user-agent'), reason })
+  const ownerDenial = (refusal: OwnerRefusal) =>
+    refusal === REFUSALS.unavailable ? ERRORS.accessCheckUnavailable : ERRORS.recordingNotYours
 
   return new Elysia({ name: 'media-routes' }).get('/check-media-access', ({ request, set, status }) => {
     const headers = request.headers
     const originalUri = headers.get('x-original-uri')
+    // The owner check needs the path; without it only the verdict, which is cheaper.
+    let relative: string | null = null
     if (originalUri !== null) {
-      const pathRefusal = recordingPathRefusal(originalUri)
+      let pathRefusal: string | null
+      if (owners === null) pathRefusal = recordingPathRefusal(originalUri)
+      else {
+        const path = recordingPathOf(originalUri)
+        pathRefusal = path.ok ? null : path.reason
+        if (path.ok) relative = path.relative
+      }
       if (pathRefusal !== null) {
         deny(request, pathRefusal)
         set.headers['www-authenticate'] = CHALLENGES.wrong_type
@@ -58,7 +71,15 @@ export function mediaRoutes({ clock, guard, securityLog, clientIpOf }: MediaRout
       console.error(JSON.stringify({ level: 'error', route: 'check-media-access', error: String(error) }))
       return status(403, errorBody(ERRORS.accessCheckUnavailable, unixSeconds(clock)))
     }
-    if (outcome.ok) return ALLOWED
+    if (outcome.ok) {
+      if (owners === null || relative === null) return ALLOWED
+      const { user } = outcome.principal
+      const refusal = owners.refusal(user, relative)
+      if (refusal === null) return ALLOWED
+      deny(request, refusal, user.username)
+      set.headers['www-authenticate'] = CHALLENGES.wrong_type
+      return status(403, errorBody(ownerDenial(refusal), unixSeconds(clock)))
+    }
     deny(request, outcome.reason)
     set.headers['www-authenticate'] = CHALLENGES[outcome.failure]
     if (outcome.failure === 'wrong_type') return status(403, errorBody(ERRORS.tokenTypeInvalid, unixSeconds(clock)))

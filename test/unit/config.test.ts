@@ -40,6 +40,7 @@ describe('defaults', () => {
       accept_legacy_tokens: true,
       directory: 'embedded',
       cdr_db: '',
+      recordings_access: 'owner',
       mikopbx_db: '/cf/conf/mikopbx.db',
       password_hash_concurrency: 2,
       password_min_length: 8,
@@ -123,6 +124,7 @@ describe('bad configuration stops the start with one line naming the key', () =>
     ['a proxy address with a zone', () => load({ env: { SOFTPHONE_TRUSTED_PROXIES: 'fe80::1%eth0' } }), /trusted_proxies has "fe80::1%eth0", which is no/],
     ['a base path with a trailing slash', () => load({ flags: { base_path: '/api/' } }), /base_path must look like/],
     ['an unknown directory', () => load({ flags: { directory: 'mikopbx:/cf/conf/mikopbx.db' } }), /^config error: directory must be "embedded" or "mikopbx" \(from --directory\)$/],
+    ['an unknown recordings access rule', () => load({ flags: { recordings_access: 'all' } }), /^config error: recordings_access must be "owner" or "any" \(from --recordings-access\)$/],
     ['a relative MikoPBX database', () => load({ env: { SOFTPHONE_MIKOPBX_DB: 'mikopbx.db' } }), /^config error: mikopbx_db must be an absolute path \(from SOFTPHONE_MIKOPBX_DB\)$/],
     ['invalid TOML', () => load({ configPath: file('port = = 1\n') }), /is not valid TOML at line 1, column 8: Expected a value but found '='$/],
     [

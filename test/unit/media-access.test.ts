@@ -6,8 +6,9 @@ const MEDIA = `${BASE}/check-media-access`
 let h: Harness
 let tokens: { access_token: string; refresh_token: string }
 
+// The token rules; which recordings a token opens (recordings_access = "owner") is recording-owners.test.ts.
 beforeAll(async () => {
-  h = await createHarness()
+  h = await createHarness({ recordingsAccess: 'any' })
   await h.directory.add({ username: '201', password: 'secret-201', displayName: '', role: 'user', mobile: '' })
   tokens = await h.login()
 })

@@ -1,0 +1,109 @@
+/**
+ * Who may open a recording (README "Recordings: check-media-access"): in `owner` mode the parties
+ * of the call it recorded, read from MikoPBX's CDR, and admins; in `any` mode every valid token.
+ * check-media-access is the hottest route (bench/run.ts), so answers are kept in bounded maps,
+ * filled on a miss and dropped when the CDR changes: a hit costs a Map lookup and a few compares.
+ */
+import type { Clock } from '../clock'
+import type { DirectoryUser, Role } from '../directory/directory'
+import { partyNumbersOf } from '../history/call-history'
+import type { CdrSource } from '../history/cdr-reader'
+import { MONITOR_DIR } from '../history/recordings'
+
+export const RECORDINGS_ACCESS_MODES = ['owner', 'any'] as const
+export type RecordingsAccess = (typeof RECORDINGS_ACCESS_MODES)[number]
+
+const ADMIN_ROLES: ReadonlySet<Role> = new Set(['admin', 'superadmin'])
+
+/** Recordings remembered with their parties, and names remembered as unknown, each at most. */
+export const OWNER_CACHE_SIZE = 10_000
+/** The CDR's data_version is read at most this often, so a new call's recording opens within it. */
+export const CDR_CHANGE_CHECK_MS = 1000
+
+export const REFUSALS = {
+  notParticipant: 'not a participant',
+  unknown: 'unknown recording',
+  noSource: 'no call history source',
+  unavailable: 'call history unavailable',
+} as const
+export type OwnerRefusal = (typeof REFUSALS)[keyof typeof REFUSALS]
+
+export type LogError = (error: unknown) => void
+const logOnStderr: LogError = (error) =>
+  console.error(JSON.stringify({ level: 'error', route: 'check-media-access', error: String(error) }))
+
+export class RecordingOwners {
+  /** Relative path → the numbers of every leg of its call; Map order is least recently used first. */
+  private readonly known = new Map<string, ReadonlySet<string>>()
+  private readonly unknown = new Set<string>()
+  private checkedAt = Number.NEGATIVE_INFINITY
+  private version: number | null = null
+
+  constructor(
+    private readonly source: CdrSource,
+    private readonly clock: Clock,
+    private readonly capacity: number = OWNER_CACHE_SIZE,
+    private readonly logError: LogError = logOnStderr,
+  ) {}
+
+  /** Why `user` may not open the recording at `relative` (below the monitor directory), or null. */
+  refusal(user: DirectoryUser, relative: string): OwnerRefusal | null {
+    if (ADMIN_ROLES.has(user.role)) return null
+    let parties: ReadonlySet<string> | OwnerRefusal
+    try {
+      parties = this.partiesOf(relative)
+    } catch (error) {
+      // Locked or broken CDR: a deny nginx understands, never a 5xx.
+      this.logError(error)
+      return REFUSALS.unavailable
+    }
+    if (typeof parties === 'string') return parties
+    for (const number of partyNumbersOf(user)) if (parties.has(number)) return null
+    return REFUSALS.notParticipant
+  }
+
+  private partiesOf(relative: string): ReadonlySet<string> | OwnerRefusal {
+    const opening = this.source.open()
+    if (opening.source !== 'cdr') return REFUSALS.noSource
+    const reader = opening.reader
+    this.dropOnChange(() => reader.dataVersion())
+    const hit = this.known.get(relative)
+    if (hit !== undefined) {
+      this.known.delete(relative)
+      this.known.set(relative, hit)
+      return hit
+    }
+    if (this.unknown.has(relative)) return REFUSALS.unknown
+    const parties = reader.partiesOfRecording(uniqueIdOf(relative), MONITOR_DIR + relative)
+    if (parties === null) {
+      remember(this.unknown, relative, this.capacity)
+      return REFUSALS.unknown
+    }
+    this.known.set(relative, parties)
+    if (this.known.size > this.capacity) this.known.delete(this.known.keys().next().value!)
+    return parties
+  }
+
+  private dropOnChange(dataVersion: () => number): void {
+    const now = this.clock.now()
+    if (now - this.checkedAt < CDR_CHANGE_CHECK_MS) return
+    this.checkedAt = now
+    const version = dataVersion()
+    if (version === this.version) return
+    this.version = version
+    this.known.clear()
+    this.unknown.clear()
+  }
+}
+
+/** MikoPBX names a recording `<UNIQUEID>.<ext>`; a UNIQUEID has dots of its own (`1732370000.12`). */
+function uniqueIdOf(relative: string): string {
+  const name = relative.slice(relative.lastIndexOf('/') + 1)
+  const dot = name.lastIndexOf('.')
+  return dot > 0 ? name.slice(0, dot) : name
+}
+
+function remember(names: Set<string>, name: string, capacity: number): void {
+  names.add(name)
+  if (names.size > capacity) names.delete(names.values().next().value!)
+}
