@@ -82,9 +82,12 @@ describe('the README walkthrough', () => {
     expect((await get('/profile', { authorization: `Bearer ${body.access_token}` })).status).toBe(200)
   })
 
-  test('check-media-access, as nginx asks it', async () => {
+  test('check-media-access, as nginx asks it: without a CDR only admins open recordings, as the start-up says', async () => {
     const response = await get('/check-media-access', { 'x-original-uri': `/pbxcore/softphone/recordings/a.mp3?authorization=${access}` })
-    expect(response.status).toBe(200)
+    expect(response.status).toBe(403)
+    expect(await response.json()).toMatchObject({ code: 'recording_forbidden' })
+    expect(server.stdout).toContain('recordings: no call-history source, so only admins open recordings')
+    expect((await get('/check-media-access', { authorization: `Bearer ${access}` })).status).toBe(200)
   })
 
   test('logout, after which the token is refused, also after a restart', async () => {

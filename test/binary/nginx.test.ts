@@ -6,18 +6,26 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { connect } from 'node:net'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
+import { createCdrFixture } from '../cdr-fixture'
 import { NginxProcess } from './nginx-process'
 import { BASE, BINARY, ServerProcess } from './server-process'
 
 const RECORDINGS_URI = '/pbxcore/softphone/recordings'
-const RECORDING = 'call-201.mp3'
+/** 201's inner call in the CDR fixture, where MikoPBX would put it (README "Recordings: check-media-access"). */
+const RECORDING = '2026/11/23/09/L-inner.201.202.mp3'
+/** The call of 202 and 203 (test/cdr-fixture.ts), not 201's. */
+const OTHERS_RECORDING = '2026/11/23/10/L-other.202.203.mp3'
+const OTHERS_BYTES = crypto.getRandomValues(new Uint8Array(4096))
+/** The path tricks aim at this one, with the same bytes as RECORDING. */
+const DECOY = 'call-201.mp3'
 const RECORDING_BYTES = crypto.getRandomValues(new Uint8Array(4096))
 /** Next to the recordings directory, outside it: no URI may serve it. */
 const OUTSIDE = 'secret.mp3'
 const OUTSIDE_TEXT = 'not a recording: outside the aliased directory'
 const USER = '201'
 const PASSWORD = 'nginx-test-secret'
+const OTHER_USER = '203'
 
 let server: ServerProcess
 let nginx: NginxProcess | null = null
@@ -31,13 +39,19 @@ beforeAll(async () => {
   nginx = new NginxProcess()
   if (!existsSync(BINARY)) throw new Error(`${BINARY} is missing: run bun run build.ts --host first`)
   accessLog = nginx.accessLog
-  writeFileSync(join(nginx.recordings, RECORDING), RECORDING_BYTES, { mode: 0o644 })
+  for (const [relative, bytes] of [[RECORDING, RECORDING_BYTES], [OTHERS_RECORDING, OTHERS_BYTES], [DECOY, RECORDING_BYTES]] as const) {
+    mkdirSync(dirname(join(nginx.recordings, relative)), { recursive: true, mode: 0o755 })
+    writeFileSync(join(nginx.recordings, relative), bytes, { mode: 0o644 })
+  }
+  const cdrPath = join(nginx.prefix, 'cdr.db')
+  createCdrFixture(cdrPath)
   mkdirSync(join(nginx.recordings, 'sub'), { mode: 0o755 })
   writeFileSync(join(nginx.prefix, OUTSIDE), OUTSIDE_TEXT, { mode: 0o644 })
 
   server = new ServerProcess()
   await server.addUser(USER, PASSWORD)
-  await server.start()
+  await server.addUser(OTHER_USER, PASSWORD)
+  await server.start(['--cdr-db', cdrPath])
   await nginx.start({
     backendPort: server.port,
     // Like a PBX's own rules: a regex location that would serve recordings if it won.
@@ -52,11 +66,11 @@ afterAll(async () => {
   await server?.cleanup()
 })
 
-async function login(password = PASSWORD, headers: Record<string, string> = {}): Promise<{ access_token: string; refresh_token: string }> {
+async function login(password = PASSWORD, headers: Record<string, string> = {}, username = USER): Promise<{ access_token: string; refresh_token: string }> {
   const response = await fetch(`${nginxUrl}${BASE}/auth/login`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', ...headers },
-    body: JSON.stringify({ username: USER, password }),
+    body: JSON.stringify({ username, password }),
   })
   expect(response.status).toBe(200)
   const body = (await response.json()) as { access_token: string; refresh_token: string }
@@ -96,6 +110,19 @@ test('recording with an Authorization: Bearer header is served', async () => {
 
 test('recording with an access_token cookie is served', async () => {
   await expectRecording(await recording('', { cookie: `access_token=${tokens.access_token}` }))
+})
+
+test("a recording is served to the parties of its call and refused (403) to another user", async () => {
+  const other = await login(PASSWORD, {}, OTHER_USER)
+  const othersRecording = (token: string) => fetch(`${nginxUrl}${RECORDINGS_URI}/${OTHERS_RECORDING}?authorization=${token}`)
+  const response = await othersRecording(other.access_token)
+  expect(response.status).toBe(200)
+  expect(new Uint8Array(await response.arrayBuffer())).toEqual(OTHERS_BYTES)
+  const refused = await othersRecording(tokens.access_token)
+  expect(refused.status).toBe(403)
+  expect(new Uint8Array(await refused.arrayBuffer())).not.toEqual(OTHERS_BYTES)
+  expect((await recording(`?authorization=${other.access_token}`)).status).toBe(403)
+  expect(server.stdout).toContain('recordings: a user opens only its own calls')
 })
 
 test('recording without a token is 401 with a Bearer challenge', async () => {
