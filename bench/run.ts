@@ -4,6 +4,9 @@
  * Servers are pinned to CPU 0 and wrk to CPU 1 (when possible), and the load is repeated in rounds, each
  * measuring the baseline and then every target, so each ratio is against its own round's baseline and
  * slow drift on the machine hits all alike; the table shows the median ratio over the rounds and its range.
+ * check-media-access runs twice: against the main server in recordings_access = "owner" (the default, reading a CDR
+ * fixture where the asked-for recording is 201's) and against a second one in "any"; the owner/any ratio per round is
+ * printed, and owner must keep 80 % of any's req/s (README "Recordings: check-media-access").
  * After the rounds, a login storm (skip with --skip-storm): 64 connections of bad logins (bench/bad-login.lua) on a
  * fresh server, once from one address (throttled to 429s) and once from random addresses (every login an argon2id
  * verify), while a second wrk with 4 connections measures /health p99, which must stay under 50 ms.
@@ -14,6 +17,7 @@ import { existsSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { BINARY, ServerProcess } from '../test/binary/server-process'
+import { createCdrFixture, FIXTURE_ROWS, leg, MONITOR } from '../test/cdr-fixture'
 import {
   CLIENT_CPU as WRK_CPU,
   get,
@@ -42,7 +46,16 @@ const WARMUP_SECONDS = 1
 const STARTS = 5
 const USER = { name: '201', password: 'bench-password-201' }
 /** A recording as MikoPBX names it: `<monitor dir>/Y/m/d/H/<uniqueid>.mp3`. */
-const RECORDING_URI = '/pbxcore/softphone/recordings/2026/11/23/14/mikopbx-1732370000.12_Ab3dEf.mp3'
+const RECORDING_UNIQUEID = 'mikopbx-1732370000.12_Ab3dEf'
+const RECORDING_RELATIVE = `2026/11/23/14/${RECORDING_UNIQUEID}.mp3`
+const RECORDING_URI = `/pbxcore/softphone/recordings/${RECORDING_RELATIVE}`
+/** The CDR leg that made RECORDING_URI: 201's call, so owner mode allows 201. */
+const RECORDING_LEG = leg('L-bench', '14:00:00', '201', '202', {
+  talk: 30,
+  extra: { UNIQUEID: RECORDING_UNIQUEID, recordingfile: `${MONITOR}/${RECORDING_RELATIVE}` },
+})
+/** recordings_access = "owner" may cost check-media-access at most this share of "any"'s req/s. */
+const OWNER_MIN_PCT_OF_ANY = 80
 const MiB = 1024 * 1024
 const STORM_SCRIPT = join(import.meta.dir, 'bad-login.lua')
 const STORM_CONNECTIONS = 64
@@ -99,9 +112,18 @@ async function main(): Promise<void> {
   const server = new ServerProcess()
   onExit(() => server.cleanup())
   await server.addUser(USER.name, USER.password)
-  await server.start()
+  const cdrPath = join(server.dataDir, 'cdr.db')
+  createCdrFixture(cdrPath, { rows: [...FIXTURE_ROWS, RECORDING_LEG] })
+  await server.start(['--cdr-db', cdrPath])
   const pid = server.pid!
   pin(pid)
+  // Idle while the others are measured, so it doesn't take their CPU.
+  const anyServer = new ServerProcess()
+  onExit(() => anyServer.cleanup())
+  await anyServer.addUser(USER.name, USER.password)
+  await anyServer.start(['--recordings-access', 'any'])
+  pin(anyServer.pid!)
+  const anyBearer = { Authorization: `Bearer ${(await anyServer.login(USER.name, USER.password)).access_token}` }
   await Bun.sleep(1000)
   const idleRssMiB = rssKiB(pid) / 1024
   const { access_token } = await server.login(USER.name, USER.password)
@@ -112,6 +134,12 @@ async function main(): Promise<void> {
     { name: 'health', url: `${server.baseUrl}/health`, headers: {} },
     // As nginx's auth_request sends it, so the recording path check runs too (README "Recordings: check-media-access").
     { name: 'check-media-access', url: `${server.baseUrl}/check-media-access`, headers: { ...bearer, 'X-Original-URI': RECORDING_URI }, spec: { minRpsPct: 60, maxP99x: 2 } },
+    {
+      name: 'check-media-access (any)',
+      url: `${anyServer.baseUrl}/check-media-access`,
+      headers: { ...anyBearer, 'X-Original-URI': RECORDING_URI },
+      spec: { minRpsPct: 60, maxP99x: 2 },
+    },
     { name: 'profile', url: `${server.baseUrl}/profile`, headers: bearer, spec: { minRpsPct: 50 } },
   ]
   for (const target of targets) {
@@ -133,6 +161,7 @@ async function main(): Promise<void> {
     perRound.push({ round, results: measured.map((m) => ({ ...m, rpsPct: (m.rps / base.rps) * 100, p99x: m.p99Ms / base.p99Ms })) })
   }
   const rssAfterLoadMiB = rssKiB(pid) / 1024
+  const ownerVsAny = ownerShareOfAny(perRound, targets)
 
   const storms: StormResult[] = []
   if (!options['skip-storm']) {
@@ -166,6 +195,11 @@ async function main(): Promise<void> {
       r.spec ? verdict(r.pass === true) : '',
     ]),
   ])
+  console.log()
+  const { median: ownerPct, min: ownerMin, max: ownerMax } = ownerVsAny
+  console.log(
+    `check-media-access owner vs any req/s: ${pct(ownerPct)} % (${pct(ownerMin)}-${pct(ownerMax)}), target >= ${OWNER_MIN_PCT_OF_ANY} %: ${verdict(ownerPct >= OWNER_MIN_PCT_OF_ANY)}`,
+  )
   console.log()
   printTable([
     ['binary size', `${binaryMiB.toFixed(1)} MiB`, BINARY],
@@ -208,8 +242,16 @@ async function main(): Promise<void> {
     const loginStorm = storms.length
       ? { connections: STORM_CONNECTIONS, probeConnections: PROBE_CONNECTIONS, stormSeconds: duration + 2 * STORM_MARGIN_SECONDS, probeSeconds: duration, healthP99LimitMs: HEALTH_P99_LIMIT_MS, storms }
       : null
-    console.log(JSON.stringify({ settings, binary, startup, idleRssMiB, rssAfterLoadMiB, targets: results, rounds: perRound, loginStorm }, null, 2))
+    console.log(JSON.stringify({ settings, binary, startup, idleRssMiB, rssAfterLoadMiB, targets: results, rounds: perRound, ownerVsAny, loginStorm }, null, 2))
   }
+}
+
+/** check-media-access's req/s in owner mode as a percentage of any mode's, per round: median, min, max. */
+function ownerShareOfAny(perRound: { results: { name: string; rps: number }[] }[], targets: Target[]): { median: number; min: number; max: number } {
+  const owner = targets.findIndex((t) => t.name === 'check-media-access')
+  const any = targets.findIndex((t) => t.name === 'check-media-access (any)')
+  const shares = perRound.map(({ results }) => (results[owner]!.rps / results[any]!.rps) * 100)
+  return { median: median(shares), min: Math.min(...shares), max: Math.max(...shares) }
 }
 
 /** Median over fresh starts of: exec → the listening line, and exec → the first 200 on /health. */

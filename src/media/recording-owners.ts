@@ -36,6 +36,8 @@ export class RecordingOwners {
   /** Relative path → the numbers of every leg of its call; Map order is least recently used first. */
   private readonly known = new Map<string, ReadonlySet<string>>()
   private readonly unknown = new Set<string>()
+  /** The directory's cache hands out the same user object until it changes (directory/cached.ts). */
+  private readonly numbers = new WeakMap<DirectoryUser, readonly string[]>()
   private checkedAt = Number.NEGATIVE_INFINITY
   private version: number | null = null
 
@@ -58,8 +60,17 @@ export class RecordingOwners {
       return REFUSALS.unavailable
     }
     if (typeof parties === 'string') return parties
-    for (const number of partyNumbersOf(user)) if (parties.has(number)) return null
+    for (const number of this.numbersOf(user)) if (parties.has(number)) return null
     return REFUSALS.notParticipant
+  }
+
+  private numbersOf(user: DirectoryUser): readonly string[] {
+    let numbers = this.numbers.get(user)
+    if (numbers === undefined) {
+      numbers = partyNumbersOf(user)
+      this.numbers.set(user, numbers)
+    }
+    return numbers
   }
 
   private partiesOf(relative: string): ReadonlySet<string> | OwnerRefusal {
