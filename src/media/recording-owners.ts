@@ -19,6 +19,11 @@ const ADMIN_ROLES: ReadonlySet<Role> = new Set(['admin', 'superadmin'])
 export const OWNER_CACHE_SIZE = 10_000
 /** The CDR's data_version is read at most this often, so a new call's recording opens within it. */
 export const CDR_CHANGE_CHECK_MS = 1000
+/**
+ * After a CDR read fails (MikoPBX holds its lock), reads are not tried again for this long: each try
+ * may wait the busy timeout with the whole server paused (history/cdr-reader.ts).
+ */
+export const CDR_BACKOFF_MS = 1000
 
 export const REFUSALS = {
   notParticipant: 'not a participant',
@@ -39,6 +44,7 @@ export class RecordingOwners {
   /** The directory's cache hands out the same user object until it changes (directory/cached.ts). */
   private readonly numbers = new WeakMap<DirectoryUser, readonly string[]>()
   private checkedAt = Number.NEGATIVE_INFINITY
+  private backOffUntil = Number.NEGATIVE_INFINITY
   private version: number | null = null
 
   constructor(
@@ -51,11 +57,13 @@ export class RecordingOwners {
   /** Why `user` may not open the recording at `relative` (below the monitor directory), or null. */
   refusal(user: DirectoryUser, relative: string): OwnerRefusal | null {
     if (ADMIN_ROLES.has(user.role)) return null
+    const now = this.clock.now()
     let parties: ReadonlySet<string> | OwnerRefusal
     try {
-      parties = this.partiesOf(relative)
+      parties = now < this.backOffUntil ? this.remembered(relative) : this.partiesOf(relative, now)
     } catch (error) {
       // Locked or broken CDR: a deny nginx understands, never a 5xx.
+      this.backOffUntil = now + CDR_BACKOFF_MS
       this.logError(error)
       return REFUSALS.unavailable
     }
@@ -73,11 +81,16 @@ export class RecordingOwners {
     return numbers
   }
 
-  private partiesOf(relative: string): ReadonlySet<string> | OwnerRefusal {
+  /** What the maps already know, without touching the CDR. */
+  private remembered(relative: string): ReadonlySet<string> | OwnerRefusal {
+    return this.known.get(relative) ?? (this.unknown.has(relative) ? REFUSALS.unknown : REFUSALS.unavailable)
+  }
+
+  private partiesOf(relative: string, now: number): ReadonlySet<string> | OwnerRefusal {
     const opening = this.source.open()
     if (opening.source !== 'cdr') return REFUSALS.noSource
     const reader = opening.reader
-    this.dropOnChange(() => reader.dataVersion())
+    this.dropOnChange(() => reader.dataVersion(), now)
     const hit = this.known.get(relative)
     if (hit !== undefined) {
       this.known.delete(relative)
@@ -85,6 +98,7 @@ export class RecordingOwners {
       return hit
     }
     if (this.unknown.has(relative)) return REFUSALS.unknown
+    if (now < this.backOffUntil) return REFUSALS.unavailable
     const parties = reader.partiesOfRecording(uniqueIdOf(relative), MONITOR_DIR + relative)
     if (parties === null) {
       remember(this.unknown, relative, this.capacity)
@@ -95,11 +109,18 @@ export class RecordingOwners {
     return parties
   }
 
-  private dropOnChange(dataVersion: () => number): void {
-    const now = this.clock.now()
+  private dropOnChange(dataVersion: () => number, now: number): void {
     if (now - this.checkedAt < CDR_CHANGE_CHECK_MS) return
     this.checkedAt = now
-    const version = dataVersion()
+    let version: number
+    try {
+      version = dataVersion()
+    } catch {
+      // A rollback-journal file is unreadable, data_version included, while MikoPBX writes: what
+      // is remembered stays valid until the next check, and misses wait for it too.
+      this.backOffUntil = now + CDR_BACKOFF_MS
+      return
+    }
     if (version === this.version) return
     this.version = version
     this.known.clear()

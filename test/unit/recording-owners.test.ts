@@ -145,7 +145,7 @@ describe('recordings_access = "owner" when the CDR is missing or locked', () => 
     expect(recordingsAccessLine('any', null)).toContain('any valid access token')
   })
 
-  test('a CDR locked by MikoPBX → 403 access_check_unavailable, never a 5xx, and not remembered', async () => {
+  test('a CDR locked by MikoPBX → 403 access_check_unavailable, never a 5xx, fast for 1 s, and not remembered', async () => {
     const path = join(dir, 'locked.db')
     createCdrFixture(path, { wal: false })
     const harness = await createHarness({ cdrPath: path })
@@ -160,8 +160,20 @@ describe('recordings_access = "owner" when the CDR is missing or locked', () => 
       const response = await open(harness, REC.inner, issued['201']!)
       await expectRefused(harness, response, 'access_check_unavailable', '201', 'call history unavailable', issued['201']!)
       expect(errors).toHaveLength(1)
+      // Within the second the CDR is not tried again (no second busy wait, no second error line).
       writer.run('ROLLBACK')
+      await expectRefused(harness, await open(harness, REC.transferSecond, issued['201']!), 'access_check_unavailable', '201', 'call history unavailable', issued['201']!)
+      expect(errors).toHaveLength(1)
+      harness.clock.advance(1)
       expect((await open(harness, REC.inner, issued['201']!)).status).toBe(200)
+      // Once known, a recording stays openable while MikoPBX holds the lock; an unknown one does not.
+      writer.run('BEGIN EXCLUSIVE')
+      writer.run("UPDATE cdr_general SET disposition = 'BUSY' WHERE id = 1")
+      harness.clock.advance(1)
+      expect((await open(harness, REC.inner, issued['201']!)).status).toBe(200)
+      await expectRefused(harness, await open(harness, REC.incoming, issued['201']!), 'access_check_unavailable', '201', 'call history unavailable', issued['201']!)
+      expect((await open(harness, REC.inner, issued['201']!)).status).toBe(200)
+      writer.run('ROLLBACK')
     } finally {
       console.error = consoleError
       writer.close()
