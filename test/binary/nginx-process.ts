@@ -1,5 +1,5 @@
 /**
- * A real nginx with the shipped snippets (SPEC §12.6) in front of the compiled binary, for
+ * A real nginx with the shipped snippets in front of the compiled binary, for
  * end-to-end tests (nginx.test.ts, nchan-client.test.ts). The snippets are used as shipped; only the
  * backend port, the recordings path and the access log path are rewritten in temp copies, and
  * substitute() fails if the shipped text it rewrites is gone.

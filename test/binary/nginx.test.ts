@@ -1,5 +1,5 @@
 /**
- * The shipped nginx snippets (SPEC §12.6) under a real nginx, in front of the compiled binary.
+ * The shipped nginx snippets under a real nginx, in front of the compiled binary.
  * The snippets are used as shipped; only the backend port, the recordings path and the access log
  * path are rewritten in temp copies, because those name places on a real PBX.
  */
