@@ -5,11 +5,11 @@
  * not the inode it first opened.
  */
 import { Database } from 'bun:sqlite'
-import { statSync } from 'node:fs'
 import { systemClock, type Clock } from '../clock'
 import { ConfigError } from '../config/load'
 import { storeOutageOf } from '../store/database'
 import { dataVersionCheck, watchDatabaseFile, type ChangeWatch } from '../store/change-watch'
+import { fileIdentity } from '../store/file-identity'
 
 /**
  * bun:sqlite waits for a lock synchronously, pausing the whole server: in rollback-journal mode a
@@ -176,13 +176,4 @@ export function openReadOnly(path: string): Database {
     throw error
   }
   return db
-}
-
-function fileIdentity(path: string): string | null {
-  try {
-    const { dev, ino } = statSync(path)
-    return `${dev}:${ino}`
-  } catch {
-    return null
-  }
 }

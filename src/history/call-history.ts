@@ -77,6 +77,7 @@ export class CallHistory {
 
   /** Up to `limit` of the user's calls in the range, newest first, before `cursor` when given. */
   page(user: DirectoryUser, range: CallRange, limit: number, cursor: LegPosition | null): CallPage {
+    this.source.followReplacement()
     const opening = this.source.open()
     if (opening.source !== 'cdr') return { source: opening.source, calls: [], next: null }
     const numbers = partyNumbersOf(user)

@@ -5,6 +5,7 @@
 import { Database } from 'bun:sqlite'
 import { existsSync } from 'node:fs'
 import { storeOutageOf } from '../store/database'
+import { fileIdentity } from '../store/file-identity'
 
 /**
  * bun:sqlite waits for a lock synchronously, pausing the whole server; a CDR read gives up soon
@@ -84,6 +85,8 @@ const warnOnStderr: WarnLog = (message) => console.error(JSON.stringify({ level:
 /** Opens the CDR file on first use, so a file MikoPBX creates after our start is picked up. */
 export class CdrSource {
   private reader: CdrReader | null = null
+  /** The file the reader has open (`dev:ino`). */
+  private identity: string | null = null
   private warned = false
 
   constructor(
@@ -100,6 +103,7 @@ export class CdrSource {
       const missing = missingColumns(db)
       if (missing.length > 0) return this.unsupported(db, `lacks cdr_general columns ${missing.join(', ')}`)
       this.reader = new CdrReader(db)
+      this.identity = fileIdentity(this.path)
     } catch (error) {
       // Locked or unreadable: the HTTP plugin answers 503. Anything else (not a database) is a file we can't use.
       if (storeOutageOf(error)) {
@@ -114,6 +118,16 @@ export class CdrSource {
   close(): void {
     this.reader?.close()
     this.reader = null
+  }
+
+  /**
+   * Lets go of the open file when the path now names another one or none (MikoPBX replaced or
+   * removed it), so the next open() reads what is there. True when it did.
+   */
+  followReplacement(): boolean {
+    if (this.reader === null || this.path === null || fileIdentity(this.path) === this.identity) return false
+    this.close()
+    return true
   }
 
   private unsupported(db: Database, problem: string): CdrOpening {

@@ -7,7 +7,7 @@
 import type { Clock } from '../clock'
 import type { DirectoryUser, Role } from '../directory/directory'
 import { partyNumbersOf } from '../history/call-history'
-import type { CdrSource } from '../history/cdr-reader'
+import type { CdrReader, CdrSource } from '../history/cdr-reader'
 import { MONITOR_DIR } from '../history/recordings'
 
 export const RECORDINGS_ACCESS_MODES = ['owner', 'any'] as const
@@ -46,6 +46,7 @@ export class RecordingOwners {
   private checkedAt = Number.NEGATIVE_INFINITY
   private backOffUntil = Number.NEGATIVE_INFINITY
   private version: number | null = null
+  private reader: CdrReader | null = null
 
   constructor(
     private readonly source: CdrSource,
@@ -87,9 +88,15 @@ export class RecordingOwners {
   }
 
   private partiesOf(relative: string, now: number): ReadonlySet<string> | OwnerRefusal {
+    if (now - this.checkedAt >= CDR_CHANGE_CHECK_MS) this.source.followReplacement()
     const opening = this.source.open()
     if (opening.source !== 'cdr') return REFUSALS.noSource
     const reader = opening.reader
+    // Another reader is another file (replaced, or reopened by call history): nothing remembered holds.
+    if (reader !== this.reader) {
+      this.forget()
+      this.reader = reader
+    }
     this.dropOnChange(() => reader.dataVersion(), now)
     const hit = this.known.get(relative)
     if (hit !== undefined) {
@@ -122,7 +129,13 @@ export class RecordingOwners {
       return
     }
     if (version === this.version) return
+    this.forget()
     this.version = version
+  }
+
+  /** The CDR changed, or is another file now: nothing remembered holds. */
+  private forget(): void {
+    this.version = null
     this.known.clear()
     this.unknown.clear()
   }

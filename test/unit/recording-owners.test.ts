@@ -1,7 +1,7 @@
 /** recordings_access (README "Recordings: check-media-access"): who opens which recording, against the CDR fixture. */
 import { Database } from 'bun:sqlite'
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, renameSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { CdrReader, CdrSource } from '../../src/history/cdr-reader'
@@ -130,6 +130,31 @@ describe('recordings_access = "owner" (the default)', () => {
   })
 })
 
+describe('a CDR file replaced by a rename, as an upgrade does', () => {
+  test('recordings follow the new file within a second, history at once', async () => {
+    const path = join(dir, 'replaced.db')
+    createCdrFixture(path, { wal: false })
+    const harness = await createHarness({ cdrPath: path })
+    try {
+      const issued = await addUsers(harness)
+      const after = '2026/11/23/12/L-after.203.201.mp3'
+      expect((await open(harness, REC.inner, issued['201']!)).status).toBe(200)
+      expect((await open(harness, after, issued['201']!)).status).toBe(403)
+      const next = join(dir, 'replaced.next.db')
+      createCdrFixture(next, { rows: [leg('L-after', '12:00:00', '203', '201', { talk: 10, recorded: true })], wal: false })
+      renameSync(next, path)
+
+      const history = await harness.request(`${BASE}/history?date=2026-11-23`, { headers: { authorization: `Bearer ${issued['201']}` } })
+      expect(((await history.json()) as { history: Array<{ id: string }> }).history.map((call) => call.id)).toEqual(['L-after'])
+      harness.clock.advance(1)
+      expect((await open(harness, after, issued['201']!)).status).toBe(200)
+      expect((await open(harness, REC.inner, issued['201']!)).status).toBe(403)
+    } finally {
+      harness.close()
+    }
+  })
+})
+
 describe('recordings_access = "owner" when the CDR is missing or locked', () => {
   test('no CDR source: only admins open recordings', async () => {
     const harness = await createHarness()
@@ -206,7 +231,7 @@ describe('RecordingOwners remembers answers within bounds', () => {
       },
       dataVersion: () => version,
     } as unknown as CdrReader
-    const source = { open: () => ({ source: 'cdr', reader }) } as unknown as CdrSource
+    const source = { open: () => ({ source: 'cdr', reader }), followReplacement: () => false } as unknown as CdrSource
     const clock = new ManualClock()
     const owners = new RecordingOwners(source, clock, capacity)
     return { owners, lookups, clock, change: () => version++ }
