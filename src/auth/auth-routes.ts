@@ -72,7 +72,7 @@ export function authRoutes({ clock, logins, sessions, accessTtl, guard, security
           }
         }
         const { user } = outcome
-        const session = sessions.start(user, from)
+        const session = await sessions.start(user, from)
         securityLog.record({ event: 'AUTH_SUCCESS', ...context, sid: session.sid })
         return {
           success: true,

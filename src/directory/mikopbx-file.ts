@@ -43,6 +43,8 @@ export class PbxDatabaseFile {
   private readonly watch: ChangeWatch
   /** Until then reads fail without touching the file (BUSY_BACKOFF_MS). */
   private busyUntil = 0
+  /** Counts changes, so readers can tell whether what they remember predates the file's content. */
+  generation = 0
 
   /** Opens `path` now (throws PbxFileError if it can't), then reports every change to `onChange`. */
   constructor(
@@ -60,7 +62,7 @@ export class PbxDatabaseFile {
    * while the file is missing or the PBX's writer holds the lock.
    */
   read<T>(query: (db: Database) => T): T {
-    if (this.backingOff()) throw new PbxFileError(`${this.path} is locked by its writer`, 'SQLITE_BUSY')
+    this.ensureReadable()
     try {
       return query(this.connection())
     } catch (error) {
@@ -69,9 +71,18 @@ export class PbxDatabaseFile {
     }
   }
 
-  private connection(): Database {
+  /**
+   * Throws the outage a read would meet now, without reading: the file is missing, or a read met
+   * the writer's lock within the last second. For answers from memory that must fail as reads do.
+   * A replaced file counts as a change (see `generation`).
+   */
+  ensureReadable(): void {
+    if (this.backingOff()) throw new PbxFileError(`${this.path} is locked by its writer`, 'SQLITE_BUSY')
     this.followPath()
     if (this.identity === null) throw new PbxFileError(`${this.path} is missing`)
+  }
+
+  private connection(): Database {
     if (!this.db) this.reopen()
     return this.db!
   }
@@ -94,6 +105,11 @@ export class PbxDatabaseFile {
     this.drop()
   }
 
+  private changed(): void {
+    this.generation++
+    this.onChange()
+  }
+
   private backingOff(): boolean {
     return this.clock.now() < this.busyUntil
   }
@@ -108,7 +124,7 @@ export class PbxDatabaseFile {
     if (identity === this.identity) return false
     this.identity = identity
     this.drop()
-    this.onChange()
+    this.changed()
     return true
   }
 
@@ -121,13 +137,13 @@ export class PbxDatabaseFile {
       if (storeOutageOf(error)) throw error
       throw new PbxFileError((error as Error).message)
     }
-    this.onChange()
+    this.changed()
   }
 
   private open(): void {
     const db = openReadOnly(this.path)
     try {
-      this.changeCheck = dataVersionCheck(db, this.onChange)
+      this.changeCheck = dataVersionCheck(db, () => this.changed())
     } catch (error) {
       db.close()
       throw error

@@ -37,23 +37,59 @@ const PEER_SELECT = `
 const BY_EXTENSION = `${PEER_SELECT} AND s.extension = ? ORDER BY s.id LIMIT 1`
 const BY_USER_ID = `${PEER_SELECT} AND e.userid = ? ORDER BY s.id LIMIT 1`
 
+/** What a login needs of a peer; null for a name that can't log in (unknown, disabled, a trunk, no secret). */
+interface LoginPeer {
+  user: DirectoryUser
+  secretDigest: Buffer
+}
+
+/** Bounds the remembered login names, known or not; past it, the memory starts over. */
+const MAX_REMEMBERED = 10_000
+
 export class MikoPbxDirectory implements Directory {
   /** Compared against when there is no usable peer, so every refusal does the same work. */
   private readonly dummyDigest = sha256(randomBytes(32))
+  /** Login peers by name, as of `generation` of the file: every change to the file forgets them all. */
+  private readonly loginPeers = new Map<string, LoginPeer | null>()
+  private generation: number
 
-  constructor(private readonly file: PbxDatabaseFile) {}
+  constructor(private readonly file: PbxDatabaseFile) {
+    this.generation = file.generation
+  }
 
   /**
    * Both sides are hashed first, so the constant-time comparison sees equal lengths and the
-   * secret's length doesn't leak; unknown, disabled, trunk and wrong-secret logins all run one
-   * query, two hashes and one comparison.
+   * secret's length doesn't leak; unknown, disabled, trunk and wrong-secret logins all do the same
+   * lookup, one hash and one comparison.
    */
   async authenticate(username: string, password: string): Promise<DirectoryUser | null> {
+    const peer = this.loginPeer(username)
+    const matches = timingSafeEqual(sha256(Buffer.from(password, 'utf8')), peer?.secretDigest ?? this.dummyDigest)
+    return peer && matches ? peer.user : null
+  }
+
+  /**
+   * From memory while the file is unchanged: the watch on it (store/change-watch.ts) reports a
+   * PBX change within a second. A missing file or a held lock fails here as a read would.
+   */
+  private loginPeer(username: string): LoginPeer | null {
+    this.file.ensureReadable()
+    if (this.generation !== this.file.generation) {
+      this.loginPeers.clear()
+      this.generation = this.file.generation
+    }
+    const remembered = this.loginPeers.get(username)
+    if (remembered !== undefined) return remembered
+    const generation = this.file.generation
     const row = this.peer(BY_EXTENSION, username)
     const usable = row !== null && !isDisabled(row) && typeof row.secret === 'string' && row.secret !== ''
-    const expected = usable ? sha256(Buffer.from(row.secret!, 'utf8')) : this.dummyDigest
-    const matches = timingSafeEqual(sha256(Buffer.from(password, 'utf8')), expected)
-    return usable && matches ? toUser(row) : null
+    const peer = usable ? { user: toUser(row), secretDigest: sha256(Buffer.from(row.secret!, 'utf8')) } : null
+    // A change seen during the read (a reopen) may postdate the row: use it once, remember nothing.
+    if (generation === this.file.generation) {
+      if (this.loginPeers.size >= MAX_REMEMBERED) this.loginPeers.clear()
+      this.loginPeers.set(username, peer)
+    }
+    return peer
   }
 
   findById(id: number): DirectoryUser | null {

@@ -5,6 +5,7 @@
 import type { Database } from 'bun:sqlite'
 import { createHash } from 'node:crypto'
 import type { Role } from '../directory/directory'
+import { GroupCommit } from '../store/group-commit'
 import { SESSION_REVOCATION_MARGIN } from '../tokens/revocations'
 
 const PURGE_BATCH = 500
@@ -40,8 +41,10 @@ export class SessionStore {
   private readonly rotateStatement
   private readonly touchStatement
   private readonly revokeStatement
+  private readonly newSessions: GroupCommit
 
   constructor(private readonly db: Database) {
+    this.newSessions = new GroupCommit(db)
     this.byId = db.query<SessionRow, [string]>('SELECT * FROM sessions WHERE id = ?')
     this.insert = db.query(
       `INSERT INTO sessions (id, username, role, user_id, created_at, last_used_at, ip, user_agent,
@@ -68,6 +71,11 @@ export class SessionStore {
   create(session: NewSession): void {
     const { currentJti, ...row } = session
     this.insert.run({ ...row, current_hash: hashTokenId(currentJti) })
+  }
+
+  /** Creates it in the next group commit (store/group-commit.ts); resolves once that is durable. */
+  createDurably(session: NewSession): Promise<void> {
+    return this.newSessions.submit(() => this.create(session))
   }
 
   get(id: string): SessionRow | null {

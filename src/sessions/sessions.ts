@@ -3,11 +3,11 @@
  * refresh token with reuse detection (RFC 9700 §4.14.2), logout ends it. Every change is one
  * IMMEDIATE transaction, and the in-memory revocation mirror is updated only after the commit.
  */
+import { randomBytes } from 'node:crypto'
 import { unixSeconds, type Clock } from '../clock'
 import type { DirectoryUser } from '../directory/directory'
 import type { Revocations } from '../tokens/revocations'
 import type { TokenService, TokenSubject, VerifiedToken } from '../tokens/tokens'
-import { randomId } from '../tokens/tokens'
 import { hashTokenId, type SessionRow, type SessionStore } from './session-store'
 
 export const ROTATION_MODES = ['compatible', 'strict', 'off'] as const
@@ -43,24 +43,23 @@ export class SessionService {
     private readonly rotation: RotationMode,
   ) {}
 
-  start(user: DirectoryUser, client: ClientInfo): StartedSession {
-    const sid = randomId()
+  /** Resolves once the session is committed, in a batch with the logins that arrived alongside. */
+  async start(user: DirectoryUser, client: ClientInfo): Promise<StartedSession> {
+    const sid = sessionId(this.clock)
     const refresh = this.tokens.refreshClaimsNow(sid)
-    this.store.atomically(() =>
-      this.store.create({
-        id: sid,
-        username: user.username,
-        role: user.role,
-        user_id: user.id,
-        created_at: refresh.iat,
-        ip: client.ip,
-        user_agent: client.ua,
-        currentJti: refresh.jti,
-        current_iat: refresh.iat,
-        current_exp: refresh.exp,
-        previous_hash: null,
-      }),
-    )
+    await this.store.createDurably({
+      id: sid,
+      username: user.username,
+      role: user.role,
+      user_id: user.id,
+      created_at: refresh.iat,
+      ip: client.ip,
+      user_agent: client.ua,
+      currentJti: refresh.jti,
+      current_iat: refresh.iat,
+      current_exp: refresh.exp,
+      previous_hash: null,
+    })
     return { sid, accessToken: this.tokens.mintAccess(user, sid), refreshToken: this.tokens.mintRefresh(user, refresh) }
   }
 
@@ -159,6 +158,18 @@ export class SessionService {
     const session = this.store.get(sid)
     if (session?.revoked_at != null) this.revocations.noteSessionRevoked(sid, session.current_exp)
   }
+}
+
+/**
+ * 22 base64url characters, like other ids: 48 bits of the clock in milliseconds, then 80 random
+ * bits. Ids that start alike land in the same pages of the sessions table's index, so a batch of
+ * new sessions writes a few pages instead of one random page each (about 3 times faster).
+ * The id names a session and grants nothing; the random part keeps ids unique.
+ */
+export function sessionId(clock: Clock): string {
+  const bytes = randomBytes(16)
+  bytes.writeUIntBE(clock.now(), 0, 6)
+  return bytes.toString('base64url')
 }
 
 /** Also used by the `sessions revoke` CLI, which has no signing key and needs none for this. */

@@ -66,7 +66,9 @@ export class LoginThrottle {
    * holding one valid account must not wipe the failures it spent guessing others.
    */
   recordSuccess(username: string, ip: string): void {
-    this.forget.run(accountKey(username, ip))
+    // Usually there is nothing to forget: a read, not a commit and its fsync, per login.
+    const key = accountKey(username, ip)
+    if (this.read.get(key)) this.forget.run(key)
   }
 
   purgeExpired(): number {
