@@ -11,7 +11,7 @@ import type { AccessGuard } from '../auth/access-guard'
 import { credentialSources } from '../auth/auth-plugin'
 import { bearerChallenge } from '../auth/challenge'
 import { LOGIN_LIMITS } from '../auth/auth-routes'
-import type { PasswordLogin } from '../auth/password-login'
+import type { LoginOutcome, PasswordLogin } from '../auth/password-login'
 import type { ClientIpOf } from '../http/client-ip'
 import type { PbxStateView } from '../pbx/pbx-state'
 import { isAdmin } from '../pbx/pbx-routes'
@@ -110,7 +110,9 @@ export function coreApiRoutes(deps: CoreApiDeps) {
         return send(set, 503, coreError(clock, 'getRegistry', CORE_MESSAGES.unavailable))
       }
     })
-    .post(ADMIN_LOGIN_PATH, ({ request, body, set }) => adminLogin(deps, { request, body: body as RawBody | undefined, set }), { parse: ({ request }) => readBodyText(request, LOGIN_LIMITS.bodyBytes) })
+    .post(ADMIN_LOGIN_PATH, ({ request, body, set }) => adminLogin(deps, { request, body: body as RawBody | undefined, set }), {
+      parse: ({ request }) => readBodyText(request, LOGIN_LIMITS.bodyBytes),
+    })
 }
 
 /** Null when the request may use the core API, else why not. */
@@ -206,7 +208,16 @@ async function adminLogin({ logins, admins, sessions, securityLog, clientIpOf }:
   }
   const from = { ...clientIpOf(request), ua: (request.headers.get('user-agent') ?? '').slice(0, 200) }
   const context = { user: login, ...from, method: 'admin_password' as const }
-  const outcome = await logins.attemptWith(login, password, from.ip, (name, secret) => admins.verify(name, secret))
+  let outcome: LoginOutcome<string>
+  try {
+    outcome = await logins.attemptWith(login, password, from.ip, (name, secret) => admins.verify(name, secret))
+  } catch (error) {
+    // MikoPBX's database locked by its writer, or missing for a moment: nothing was decided.
+    if (!storeOutageOf(error)) throw error
+    set.status = 503
+    set.headers['retry-after'] = '1'
+    return loginFailure(CORE_MESSAGES.unavailable)
+  }
   if (outcome.ok) {
     const id = sessions.start(outcome.user, from.ip)
     securityLog.record({ event: 'AUTH_SUCCESS', ...context })

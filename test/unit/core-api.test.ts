@@ -9,7 +9,7 @@ import { join } from 'node:path'
 import { DirectoryAdminCredentials, MikoPbxAdminCredentials } from '../../src/core-api/admin-credentials'
 import { AdminSessions } from '../../src/core-api/admin-sessions'
 import { isoWithOffset, phpJson } from '../../src/core-api/envelope'
-import { PbxDatabaseFile } from '../../src/directory/mikopbx-file'
+import { PbxDatabaseFile, PbxFileError } from '../../src/directory/mikopbx-file'
 import { MikoPbxProviders } from '../../src/directory/mikopbx-providers'
 import { BASE, bearer, createHarness, ManualClock, type Harness } from '../helpers'
 import { buildMikoPbxFixture, FIXTURE_ADMIN, FIXTURE_PROVIDERS, PBX_CHANGES } from '../mikopbx-fixture'
@@ -425,6 +425,30 @@ describe("MikoPBX's web administrator (m_PbxSettings)", () => {
       expect((await onPbx.request(`${SIP}/getPeersStatuses`, { peer: REMOTE, headers: { cookie } })).status).toBe(200)
     } finally {
       onPbx.close()
+    }
+  })
+
+  test("MikoPBX's database locked → 503 with Retry-After in each route's own form, never 500", async () => {
+    const busy = () => {
+      throw new PbxFileError('locked by its writer', 'SQLITE_BUSY')
+    }
+    const locked = await createHarness({ pbx, providers: { list: busy }, coreApi: { admins: { verify: async () => busy() } } })
+    try {
+      const registry = await locked.request(`${SIP}/getRegistry`)
+      expect(registry.status).toBe(503)
+      expect(registry.headers.get('retry-after')).toBe('1')
+      expect(JSON.parse(await registry.text())).toMatchObject({ result: false, data: [], messages: { error: ['Service busy, try again'] } })
+      const login = await locked.request(LOGIN, {
+        method: 'POST',
+        peer: REMOTE,
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: form({ login: 'admin', password: 'x' }),
+      })
+      expect(login.status).toBe(503)
+      expect(login.headers.get('retry-after')).toBe('1')
+      expect(await login.json()).toEqual({ success: false, reload: false, message: { error: ['Service busy, try again'] } })
+    } finally {
+      locked.close()
     }
   })
 
