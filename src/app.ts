@@ -5,6 +5,9 @@ import { AccessGuard } from './auth/access-guard'
 import { authRoutes } from './auth/auth-routes'
 import type { PasswordLogin } from './auth/password-login'
 import type { Clock } from './clock'
+import type { AdminCredentials } from './core-api/admin-credentials'
+import { AdminSessions } from './core-api/admin-sessions'
+import { coreApiRoutes } from './core-api/core-api-routes'
 import type { Directory } from './directory/directory'
 import { healthRoutes } from './health/health-routes'
 import { clientIpResolver } from './http/client-ip'
@@ -13,6 +16,9 @@ import { CallHistory } from './history/call-history'
 import { CdrSource } from './history/cdr-reader'
 import { historyRoutes } from './history/history-routes'
 import { mediaRoutes } from './media/media-routes'
+import type { PbxStateView } from './pbx/pbx-state'
+import { pbxRoutes } from './pbx/pbx-routes'
+import type { ProviderSource } from './pbx/peer-state'
 import { RecordingOwners, type RecordingsAccess } from './media/recording-owners'
 import type { PresenceHub } from './presence/hub'
 import { presenceRoutes, type PresenceSettings } from './presence/presence-routes'
@@ -37,6 +43,12 @@ export interface AppDeps {
   cdr?: CdrSource
   /** README "Recordings: check-media-access"; default `owner`. */
   recordingsAccess?: RecordingsAccess
+  /** The state engine's cache (README "Live PBX state"); absent when AMI is off. */
+  pbx?: PbxStateView
+  /** MikoPBX's provider trunks, for `registry` and getRegistry; absent in embedded mode. */
+  providers?: ProviderSource | null
+  /** The MikoPBX core-compatible routes (README "MikoPBX core-compatible API"); not served when absent (`core_api = "off"`). */
+  coreApi?: { admins: AdminCredentials; sessions?: AdminSessions }
   /** Socket peers and per-request timeouts: the app's own Bun server unless a test supplies one. */
   server?: () => ServerControls | null | undefined
 }
@@ -61,15 +73,36 @@ export function buildApp(deps: AppDeps) {
   const cdr = deps.cdr ?? new CdrSource(null)
   const history = new CallHistory(cdr, (number) => isExtension(directory, number))
   const owners = (deps.recordingsAccess ?? 'owner') === 'owner' ? new RecordingOwners(cdr, clock) : null
-  const app = new Elysia({ prefix: basePath })
-    .use(httpPlugin({ clock, routes }))
+  const { pbx, providers = null, coreApi } = deps
+  const moduleRoutes = new Elysia({ prefix: basePath })
     .use(authRoutes({ clock, logins, sessions, accessTtl: tokens.settings.accessTtl, guard, securityLog, clientIpOf }))
     .use(sessionRoutes({ clock, guard, sessions, securityLog, clientIpOf }))
     .use(accountRoutes({ clock, guard, lastUsersState: () => hub.lastSnapshot('users-state'), history }))
     .use(historyRoutes({ clock, guard, history }))
     .use(mediaRoutes({ clock, guard, securityLog, clientIpOf, owners }))
-    .use(healthRoutes({ clock }))
+    .use(healthRoutes({ clock, pbx }))
     .use(presenceRoutes({ clock, guard, hub, settings: deps.presence, peerOf, keepOpen, upgrade }))
+    .use(pbxRoutes({ clock, guard, directory, pbx, providers }))
+  // The core-compatible routes live outside the base path, where MikoPBX's core serves them.
+  const app = new Elysia()
+    .use(httpPlugin({ clock, routes }))
+    .use(moduleRoutes)
+    .use(
+      coreApi
+        ? coreApiRoutes({
+            clock,
+            guard,
+            logins,
+            admins: coreApi.admins,
+            sessions: coreApi.sessions ?? new AdminSessions(clock),
+            securityLog,
+            clientIpOf,
+            peerOf,
+            pbx,
+            providers,
+          })
+        : new Elysia({ name: 'core-api-off' }),
+    )
   routes.load(app.routes)
   return app
 }

@@ -14,6 +14,7 @@ import { SecurityLog } from '../src/security-log/security-log'
 import { openStore } from '../src/store/database'
 import { createServices, type ServiceSettings, type Services } from '../src/services'
 import type { RecordingsAccess } from '../src/media/recording-owners'
+import type { AppDeps } from '../src/app'
 
 export const BASE = '/pbxcore/api/module-softphone-backend/v1'
 /** A fixed, obviously fake key: 64 hex chars. */
@@ -62,9 +63,22 @@ export interface HarnessOptions extends Partial<ServiceSettings> {
   recordingsAccess?: RecordingsAccess
   /** Serves this directory instead of the embedded one (which `directory` still names). */
   userDirectory?: Directory
+  /** The PBX state cache (test/pbx-fake.ts), providers and core API, passed on to buildApp. */
+  pbx?: AppDeps['pbx']
+  providers?: AppDeps['providers']
+  coreApi?: AppDeps['coreApi']
 }
 
-export async function createHarness({ listen = false, cdrPath, recordingsAccess, userDirectory, ...settings }: HarnessOptions = {}): Promise<Harness> {
+export async function createHarness({
+  listen = false,
+  cdrPath,
+  recordingsAccess,
+  userDirectory,
+  pbx,
+  providers,
+  coreApi,
+  ...settings
+}: HarnessOptions = {}): Promise<Harness> {
   const dir = mkdtempSync(join(tmpdir(), 'softphone-test-'))
   const clock = new ManualClock()
   const db = openStore(join(dir, 'softphone.db'))
@@ -104,6 +118,9 @@ export async function createHarness({ listen = false, cdrPath, recordingsAccess,
     securityLog,
     cdr,
     recordingsAccess,
+    pbx,
+    providers,
+    coreApi,
   })
   if (listen) app.listen({ hostname: '127.0.0.1', port: 0 })
   const request = (path: string, init?: RequestInit & { peer?: string }) => {

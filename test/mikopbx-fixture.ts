@@ -1,6 +1,7 @@
 /**
- * A small MikoPBX database with the real table and column names the MikoPBX directory reads
- * (m_Sip, m_Extensions, m_Users), in rollback-journal mode as an appliance may run it.
+ * A small MikoPBX database with the real table and column names the MikoPBX directory, the
+ * provider reader and the core API's admin login read (m_Sip, m_Extensions, m_Users,
+ * m_PbxSettings), in rollback-journal mode as an appliance may run it.
  */
 import { Database } from 'bun:sqlite'
 
@@ -17,6 +18,16 @@ export const FIXTURE_PEERS = {
   orphan: { extension: '205', secret: 'Orphan-sip-205' },
 } as const
 
+/** Provider trunks beside `trunk` (outbound, enabled), one per registration_type and a disabled one. */
+export const FIXTURE_PROVIDERS = {
+  inbound: { uniqid: 'SIP-1700000001', host: 'in.provider.test', username: 'in-account' },
+  none: { uniqid: 'SIP-1700000002', host: 'static.provider.test', username: 'static-account' },
+  disabled: { uniqid: 'SIP-1700000003', host: 'old.provider.test', username: 'old-account' },
+} as const
+
+/** The web administrator in m_PbxSettings: the password in plaintext, as an older MikoPBX keeps it. */
+export const FIXTURE_ADMIN = { login: 'admin', password: 'Web-admin-pass-1' } as const
+
 const SCHEMA = `
   CREATE TABLE m_Users (id INTEGER PRIMARY KEY AUTOINCREMENT, email TEXT, username TEXT, language TEXT, avatar TEXT);
   CREATE TABLE m_Extensions (
@@ -25,6 +36,7 @@ const SCHEMA = `
   CREATE TABLE m_Sip (
     id INTEGER PRIMARY KEY AUTOINCREMENT, uniqid TEXT, disabled TEXT DEFAULT '0', extension TEXT, type TEXT,
     registration_type TEXT, host TEXT, port INTEGER, username TEXT, secret TEXT, transport TEXT, description TEXT);
+  CREATE TABLE m_PbxSettings (key TEXT PRIMARY KEY, value TEXT);
 `
 
 export function buildMikoPbxFixture(path: string, { journalMode = 'DELETE' }: { journalMode?: 'DELETE' | 'WAL' } = {}): void {
@@ -59,6 +71,14 @@ export function buildMikoPbxFixture(path: string, { journalMode = 'DELETE' }: { 
   peer(FIXTURE_PEERS.orphan.extension, FIXTURE_PEERS.orphan.secret)
   const { trunk } = FIXTURE_PEERS
   sip.run(trunk.extension, '0', trunk.extension, 'friend', 'outbound', 'sip.provider.test', 5060, 'account-1', trunk.secret, 'udp', 'Provider')
+  const { inbound, none, disabled } = FIXTURE_PROVIDERS
+  sip.run(inbound.uniqid, '0', inbound.uniqid, 'friend', 'inbound', inbound.host, 5060, inbound.username, 'In-secret-1', 'udp', 'Inbound')
+  sip.run(none.uniqid, '0', none.uniqid, 'friend', 'none', none.host, 5060, none.username, 'Static-secret-1', 'udp', 'Static')
+  sip.run(disabled.uniqid, '1', disabled.uniqid, 'friend', 'outbound', disabled.host, 5060, disabled.username, 'Old-secret-1', 'udp', 'Old')
+  const setting = db.query('INSERT INTO m_PbxSettings (key, value) VALUES (?, ?)')
+  setting.run('WebAdminLogin', FIXTURE_ADMIN.login)
+  setting.run('WebAdminPassword', FIXTURE_ADMIN.password)
+  setting.run('Name', 'Test PBX')
   db.close()
 }
 
@@ -68,4 +88,5 @@ export const PBX_CHANGES = {
   disable: "UPDATE m_Sip SET disabled = '1' WHERE extension = ?1",
   remove: 'DELETE FROM m_Sip WHERE extension = ?1',
   addPeer: "INSERT INTO m_Sip (uniqid, disabled, extension, type, secret) VALUES ('SIP-PHONE-' || ?1, '0', ?1, 'peer', ?2)",
+  setAdminPassword: "UPDATE m_PbxSettings SET value = ?1 WHERE key = 'WebAdminPassword'",
 } as const

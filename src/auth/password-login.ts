@@ -17,15 +17,18 @@ import type { LoginThrottle } from '../throttle/login-throttle'
  */
 const MAX_WAITING = 128
 
-export type LoginOutcome =
-  | { ok: true; user: DirectoryUser }
+export type LoginOutcome<T = DirectoryUser> =
+  | { ok: true; user: T }
   | { ok: false; reason: 'invalid' }
   | { ok: false; reason: 'throttled'; retryAfter: number }
   /** Every slot taken and the queue full: the same for every user, and it counts for nothing. */
   | { ok: false; reason: 'busy' }
 
-const INVALID: LoginOutcome = { ok: false, reason: 'invalid' }
-const BUSY: LoginOutcome = { ok: false, reason: 'busy' }
+const INVALID = { ok: false, reason: 'invalid' } as const
+const BUSY = { ok: false, reason: 'busy' } as const
+
+/** Who a password belongs to, or null: the directory's users, or another credential store (the core API's admin). */
+export type CredentialCheck<T> = (username: string, password: string) => Promise<T | null>
 
 export class PasswordLogin {
   private readonly slots: ConcurrencyLimiter
@@ -39,23 +42,31 @@ export class PasswordLogin {
     this.slots = new ConcurrencyLimiter(concurrency, maxWaiting)
   }
 
-  async attempt(username: string, password: string, ip: string): Promise<LoginOutcome> {
+  attempt(username: string, password: string, ip: string): Promise<LoginOutcome> {
+    return this.attemptWith(username, password, ip, (name, secret) => this.directory.authenticate(name, secret))
+  }
+
+  /**
+   * The same order, slots and throttle for another credential check, so that guesses against the
+   * core API's admin login (README "MikoPBX core-compatible API") and `auth/login` count together.
+   */
+  async attemptWith<T>(username: string, password: string, ip: string, check: CredentialCheck<T>): Promise<LoginOutcome<T>> {
     // A client already delayed is refused without queueing behind the others.
     const onArrival = this.throttled(username, ip)
     if (onArrival) return onArrival
     try {
-      return await this.slots.run(() => this.checkInSlot(username, password, ip))
+      return await this.slots.run(() => this.checkInSlot(username, password, ip, check))
     } catch (error) {
       if (error instanceof LimiterFullError) return BUSY
       throw error
     }
   }
 
-  private async checkInSlot(username: string, password: string, ip: string): Promise<LoginOutcome> {
+  private async checkInSlot<T>(username: string, password: string, ip: string, check: CredentialCheck<T>): Promise<LoginOutcome<T>> {
     // Failures recorded while this attempt waited for its slot count here.
     const inSlot = this.throttled(username, ip)
     if (inSlot) return inSlot
-    const user = await this.directory.authenticate(username, password)
+    const user = await check(username, password)
     if (!user) {
       this.throttle.recordFailure(username, ip)
       return INVALID
@@ -64,7 +75,7 @@ export class PasswordLogin {
     return { ok: true, user }
   }
 
-  private throttled(username: string, ip: string): LoginOutcome | null {
+  private throttled(username: string, ip: string): Extract<LoginOutcome, { reason: 'throttled' }> | null {
     const decision = this.throttle.check(username, ip)
     return decision.allowed ? null : { ok: false, reason: 'throttled', retryAfter: decision.retryAfter }
   }

@@ -139,6 +139,7 @@ function withDefaults(raw: Raw, env: ConfigSources['env']): Record<string, unkno
     directory: 'embedded',
     cdr_db: '',
     recordings_access: 'owner',
+    core_api: 'off',
     mikopbx_db: DEFAULT_MIKOPBX_DB,
     password_hash_concurrency: 2,
     password_min_length: DEFAULT_PASSWORD_MIN_LENGTH,

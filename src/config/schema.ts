@@ -28,6 +28,7 @@ const key = <S extends v.GenericSchema>(kind: Kind, schema: S, doc: string, opti
 
 export const DIRECTORIES = ['embedded', 'mikopbx'] as const
 export const DEFAULT_MIKOPBX_DB = '/cf/conf/mikopbx.db'
+export const CORE_API_MODES = ['on', 'off'] as const
 
 const AbsolutePath = v.pipe(v.string('must be a string'), v.startsWith('/', 'must be an absolute path'))
 const Seconds = (min: number, max: number) =>
@@ -98,6 +99,11 @@ export const CONFIG_KEYS = {
     'string',
     v.picklist(RECORDINGS_ACCESS_MODES, 'must be "owner" or "any"'),
     'Who may open a recording through check-media-access. Default "owner": the parties of its call in the CDR, and admins; no CDR means admins only. "any": every valid access token, as the legacy module did.',
+  ),
+  core_api: key(
+    'string',
+    v.picklist(CORE_API_MODES, 'must be "on" or "off"'),
+    'MikoPBX core-compatible routes /pbxcore/api/sip/getPeersStatuses, getSipPeer, getRegistry and the admin login /admin-cabinet/session/start, outside base_path. Default "off": on a MikoPBX its own core answers there.',
   ),
   password_hash_concurrency: key(
     'integer',

@@ -19,6 +19,7 @@ export const ERRORS = {
   refreshTokenRequired: kind(403, 'Invalid token type. Refresh token required', 'refresh_token_required'),
   tokenRequired: kind(401, 'Unauthorized. Token required', 'token_required'),
   tokenTypeInvalid: kind(403, 'Invalid token type', 'invalid_token_type'),
+  adminRequired: kind(403, 'Administrator role required', 'insufficient_scope'),
   unauthorized: kind(401, 'Unauthorized', 'invalid_token'),
   loginBusy: kind(503, 'Too many logins in progress, try again', 'login_busy'),
   loginThrottled: kind(429, 'Too many login attempts, try again later', 'login_throttled'),

@@ -11,7 +11,7 @@ describe('health', () => {
   test('answers without auth, with the current time from the clock', async () => {
     const response = await h.request(`${BASE}/health`)
     expect(response.status).toBe(200)
-    expect(await response.json()).toEqual({ success: true, status: 'ok', timestamp: h.clock.seconds })
+    expect(await response.json()).toEqual({ success: true, status: 'ok', timestamp: h.clock.seconds, ami: 'off' })
     h.clock.advance(10)
     expect((await (await h.request(`${BASE}/health`)).json()).timestamp).toBe(h.clock.seconds)
   })
