@@ -15,12 +15,14 @@ export class ConcurrencyLimiter {
     private readonly maxWaiting = Number.POSITIVE_INFINITY,
   ) {}
 
-  async run<T>(task: () => Promise<T>): Promise<T> {
-    if (this.active < this.limit) this.active++
+  /** `task` learns whether it had to wait for its turn (anything may have changed meanwhile). */
+  async run<T>(task: (waited: boolean) => Promise<T>): Promise<T> {
+    const waited = this.active >= this.limit
+    if (!waited) this.active++
     else if (this.waiting.length >= this.maxWaiting) throw new LimiterFullError('too many tasks waiting')
     else await new Promise<void>((resolve) => this.waiting.push(resolve))
     try {
-      return await task()
+      return await task(waited)
     } finally {
       const next = this.waiting.shift()
       if (next) next()

@@ -42,8 +42,18 @@ export class PasswordLogin {
     this.slots = new ConcurrencyLimiter(concurrency, maxWaiting)
   }
 
-  attempt(username: string, password: string, ip: string): Promise<LoginOutcome> {
-    return this.attemptWith(username, password, ip, (name, secret) => this.directory.authenticate(name, secret))
+  async attempt(username: string, password: string, ip: string): Promise<LoginOutcome> {
+    const { directory } = this
+    if (directory.authenticateNow) return this.attemptNow(username, password, ip, directory.authenticateNow.bind(directory))
+    return this.attemptWith(username, password, ip, (name, secret) => directory.authenticate(name, secret))
+  }
+
+  /**
+   * A directory that answers at once needs no slot: the throttle check, the comparison and the
+   * recorded outcome happen in one turn of the event loop, so no other attempt can come between.
+   */
+  private attemptNow(username: string, password: string, ip: string, check: (username: string, password: string) => DirectoryUser | null): LoginOutcome {
+    return this.throttled(username, ip) ?? this.recorded(username, ip, check(username, password))
   }
 
   /**
@@ -55,18 +65,20 @@ export class PasswordLogin {
     const onArrival = this.throttled(username, ip)
     if (onArrival) return onArrival
     try {
-      return await this.slots.run(() => this.checkInSlot(username, password, ip, check))
+      return await this.slots.run((waited) => this.checkInSlot(username, password, ip, check, waited))
     } catch (error) {
       if (error instanceof LimiterFullError) return BUSY
       throw error
     }
   }
 
-  private async checkInSlot<T>(username: string, password: string, ip: string, check: CredentialCheck<T>): Promise<LoginOutcome<T>> {
+  private async checkInSlot<T>(username: string, password: string, ip: string, check: CredentialCheck<T>, waited: boolean): Promise<LoginOutcome<T>> {
     // Failures recorded while this attempt waited for its slot count here.
-    const inSlot = this.throttled(username, ip)
-    if (inSlot) return inSlot
-    const user = await check(username, password)
+    const inSlot = waited ? this.throttled(username, ip) : null
+    return inSlot ?? this.recorded(username, ip, await check(username, password))
+  }
+
+  private recorded<T>(username: string, ip: string, user: T | null): LoginOutcome<T> {
     if (!user) {
       this.throttle.recordFailure(username, ip)
       return INVALID

@@ -18,12 +18,22 @@ export class CachedDirectory implements Directory {
   private readonly byUsername = new Map<string, Entry>()
   private generation = 0
 
-  constructor(private readonly inner: Directory) {}
+  readonly authenticateNow?: (username: string, password: string) => DirectoryUser | null
 
-  /** A user who just logged in is remembered, so an outage right after can't refuse their new tokens. */
+  constructor(private readonly inner: Directory) {
+    if (inner.authenticateNow) {
+      const check = inner.authenticateNow.bind(inner)
+      this.authenticateNow = (username, password) => this.remember(username, this.generation, check(username, password))
+    }
+  }
+
   async authenticate(username: string, password: string): Promise<DirectoryUser | null> {
     const generation = this.generation
-    const user = await this.inner.authenticate(username, password)
+    return this.remember(username, generation, await this.inner.authenticate(username, password))
+  }
+
+  /** A user who just logged in is remembered, so an outage right after can't refuse their new tokens. */
+  private remember(username: string, generation: number, user: DirectoryUser | null): DirectoryUser | null {
     if (user && generation === this.generation) this.byUsername.set(username, { user, generation })
     return user
   }

@@ -25,6 +25,11 @@ export interface Directory {
    * Unbounded: the caller limits how many run at once (auth/password-login.ts).
    */
   authenticate(username: string, password: string): Promise<DirectoryUser | null>
+  /**
+   * The same check answered at once, by directories that compare without hashing (MikoPBX's
+   * plaintext SIP secrets); such a login needs no password-check slot (auth/password-login.ts).
+   */
+  authenticateNow?(username: string, password: string): DirectoryUser | null
   findById(id: number): DirectoryUser | null
   findByUsername(username: string): DirectoryUser | null
 }

@@ -32,6 +32,7 @@ export type ThrottleDecision = { allowed: true } | { allowed: false; retryAfter:
 
 export class LoginThrottle {
   private readonly read
+  private readonly latestBlock
   private readonly write
   private readonly forget
 
@@ -41,6 +42,9 @@ export class LoginThrottle {
     private readonly settings: ThrottleSettings,
   ) {
     this.read = db.query<FailureRow, [string]>('SELECT failures, last_failure, blocked_until FROM login_failures WHERE key = ?')
+    this.latestBlock = db.query<{ until: number | null }, [string, string]>(
+      'SELECT MAX(blocked_until) AS until FROM login_failures WHERE key IN (?, ?)',
+    )
     this.write = db.query(
       `INSERT INTO login_failures (key, failures, last_failure, blocked_until) VALUES ($key, $failures, $now, $until)
        ON CONFLICT (key) DO UPDATE SET failures = $failures, last_failure = $now, blocked_until = $until`,
@@ -50,7 +54,7 @@ export class LoginThrottle {
 
   check(username: string, ip: string): ThrottleDecision {
     const now = unixSeconds(this.clock)
-    const until = Math.max(this.blockedUntil(accountKey(username, ip)), this.blockedUntil(ipKey(ip)))
+    const until = this.latestBlock.get(accountKey(username, ip), ipKey(ip))?.until ?? 0
     return until > now ? { allowed: false, retryAfter: until - now } : { allowed: true }
   }
 
@@ -73,10 +77,6 @@ export class LoginThrottle {
 
   purgeExpired(): number {
     return this.db.query<unknown, [number]>('DELETE FROM login_failures WHERE last_failure < ?').run(unixSeconds(this.clock) - FORGET_AFTER_SECONDS).changes
-  }
-
-  private blockedUntil(key: string): number {
-    return this.read.get(key)?.blocked_until ?? 0
   }
 
   private bump(key: string, freeFailures: number): void {
