@@ -173,7 +173,7 @@ export class AmiClient implements AmiLink {
       if (this.socket === socket) parser.push(chunk)
     })
     socket.on('error', (error: NodeJS.ErrnoException) => {
-      if (this.currentStatus !== 'up') this.problem(`AMI ${this.where} unreachable: ${error.code ?? 'connection error'}; retrying`)
+      if (this.socket === socket && this.currentStatus !== 'up') this.problem(`AMI ${this.where} unreachable: ${error.code ?? 'connection error'}; retrying`)
     })
     socket.on('close', () => this.lostConnection(socket))
   }
@@ -208,7 +208,7 @@ export class AmiClient implements AmiLink {
   private schedulePing(socket: Socket): void {
     this.pingTimer = this.timers.setTimeout(() => {
       if (this.socket !== socket) return
-      this.send('Ping', {}, this.settings.pingIntervalMs).then(
+      this.send('Ping', {}, this.settings.actionTimeoutMs).then(
         () => this.schedulePing(socket),
         (error) => {
           if (this.socket !== socket || !(error instanceof AmiActionTimeout)) return
