@@ -18,6 +18,11 @@ class ManualTimers implements AmiTimers {
     this.scheduled.delete(handle as number)
   }
 
+  /** Pending reconnect delays: every timer but action deadlines and the ping interval. */
+  retries(): number[] {
+    return this.delays().filter((ms) => ms !== ACTION_MS && ms !== PING_MS)
+  }
+
   delays(): number[] {
     return [...this.scheduled.values()].map(({ ms }) => ms)
   }
@@ -212,8 +217,8 @@ describe('AMI client: keepalive, drops and reconnects', () => {
     client.start()
     const delays: number[] = []
     for (let attempt = 1; attempt <= 5; attempt++) {
-      await until(() => timers.delays().length === 1 && !timers.delays().includes(ACTION_MS) && simulator.accepted === attempt, `refusal ${attempt}`)
-      delays.push(timers.delays()[0]!)
+      await until(() => timers.delays().length === 1 && timers.retries().length === 1 && simulator.accepted === attempt, `refusal ${attempt}`)
+      delays.push(timers.retries()[0]!)
       timers.fire(delays.at(-1)!)
     }
     expect(delays).toEqual([250, 500, 1000, 2000, 4000])
@@ -230,21 +235,21 @@ describe('AMI client: keepalive, drops and reconnects', () => {
     await until(() => client.status === 'down', 'down')
     const delays: number[] = []
     for (let attempt = 0; attempt < 4; attempt++) {
-      await until(() => timers.delays().length === 1, `retry ${attempt} scheduled`)
-      delays.push(timers.delays()[0]!)
+      await until(() => timers.delays().length === 1 && timers.retries().length === 1, `retry ${attempt} scheduled`)
+      delays.push(timers.retries()[0]!)
       timers.fire(delays.at(-1)!)
     }
     expect(delays).toEqual([250, 500, 1000, 2000])
-    await until(() => timers.delays().length === 1, 'next retry scheduled')
+    await until(() => timers.delays().length === 1 && timers.retries().length === 1, 'next retry scheduled')
     expect(logs.filter((line) => line.includes('unreachable'))).toEqual([`AMI 127.0.0.1:${simulator.port} unreachable: ECONNREFUSED; retrying`])
     await simulator.restart()
-    timers.fire(timers.delays()[0]!)
+    timers.fire(timers.retries()[0]!)
     await until(() => client.status === 'up', 'up after restart')
     expect(statuses).toEqual(['up', 'down', 'up'])
     // A later drop starts the backoff over.
     simulator.disconnectAll()
     await until(() => timers.delays().length === 1 && client.status === 'down', 'down again')
-    expect(timers.delays()).toEqual([250])
+    expect(timers.retries()).toEqual([250])
   })
 
   test('delays double up to the ceiling and the jitter spreads them between half and all of it', () => {
@@ -268,6 +273,25 @@ describe('AMI client: keepalive, drops and reconnects', () => {
     timers.fire(250)
     await until(() => client.status === 'up', 'up again')
     expect((await client.action('PJSIPShowEndpoints')).events).toHaveLength(2)
+  })
+
+  test('a peer that never greets is dropped at the login deadline with one line, and retried', async () => {
+    const silent = Bun.listen({ hostname: '127.0.0.1', port: 0, socket: { data() {} } })
+    const mute = makeClient({ port: silent.port })
+    try {
+      mute.start()
+      for (let attempt = 0; attempt < 3; attempt++) {
+        await until(() => timers.delays().join() === String(ACTION_MS), `connected ${attempt}`)
+        timers.fire(ACTION_MS)
+        await until(() => timers.retries().length === 1, `retry ${attempt}`)
+        timers.fire(timers.retries()[0]!)
+      }
+      expect(mute.status).toBe('down')
+      expect(logs).toEqual([`AMI 127.0.0.1:${silent.port} did not greet and accept a login within ${ACTION_MS} ms; reconnecting`])
+    } finally {
+      mute.close()
+      silent.stop(true)
+    }
   })
 
   test('garbage lines are skipped and the link stays up', async () => {
@@ -306,7 +330,7 @@ describe('AMI client: keepalive, drops and reconnects', () => {
     expect(process.memoryUsage().rss - before).toBeLessThan(512 * 1024 * 1024)
   })
 
-  test('close logs off, stops reconnecting and rejects nothing twice', async () => {
+  test('close logs off and stops reconnecting', async () => {
     await connected()
     client.close()
     await until(() => simulator.actions.some((action) => action.get('Action') === 'Logoff'), 'logoff')

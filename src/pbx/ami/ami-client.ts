@@ -75,6 +75,8 @@ export class AmiClient implements AmiLink {
   private failures = 0
   private reconnectTimer: unknown = null
   private pingTimer: unknown = null
+  /** Until the login is accepted: a peer that never greets or answers is dropped. */
+  private loginDeadline: unknown = null
   private closed = true
   /** The last problem logged; the same one again is not logged until the link has been up. */
   private lastProblem: string | null = null
@@ -176,17 +178,20 @@ export class AmiClient implements AmiLink {
       if (this.socket === socket && this.currentStatus !== 'up') this.problem(`AMI ${this.where} unreachable: ${error.code ?? 'connection error'}; retrying`)
     })
     socket.on('close', () => this.lostConnection(socket))
+    this.loginDeadline = this.timers.setTimeout(() => {
+      if (this.socket !== socket || this.currentStatus === 'up') return
+      this.problem(`AMI ${this.where} did not greet and accept a login within ${this.settings.actionTimeoutMs} ms; reconnecting`)
+      socket.destroy()
+      this.lostConnection(socket)
+    }, this.settings.actionTimeoutMs)
   }
 
   private login(socket: Socket): void {
     const { username, secret } = this.options
     this.send('Login', { Username: username, Secret: secret }, this.settings.actionTimeoutMs).then(
       (reply) => this.loginAnswered(socket, reply.response),
-      () => {
-        if (this.socket !== socket) return
-        this.problem(`AMI ${this.where} did not answer the login; reconnecting`)
-        socket.destroy()
-      },
+      () => {}, // a drop, or the login deadline, which reconnects
+
     )
   }
 
@@ -198,6 +203,7 @@ export class AmiClient implements AmiLink {
       socket.destroy()
       return
     }
+    this.timers.clearTimeout(this.loginDeadline)
     this.failures = 0
     this.lastProblem = null
     this.options.log(`AMI connected to ${this.where}`)
@@ -250,6 +256,7 @@ export class AmiClient implements AmiLink {
     if (socket === null || this.socket !== socket) return
     this.socket = null
     this.timers.clearTimeout(this.pingTimer)
+    this.timers.clearTimeout(this.loginDeadline)
     this.pingTimer = null
     const wasUp = this.currentStatus === 'up'
     for (const [actionId, pending] of this.pending) {
