@@ -126,18 +126,73 @@ export class AmiSimulator {
   }
 
   /**
-   * A call from `from` to `to`, answered and hung up, as Asterisk 18/20 reports it with
-   * PJSIP channels: see ami-transcripts.ts callEvents for the sequence and its sources.
+   * A call from `from` to `to`, answered and hung up, as Asterisk 18/20 reports it with PJSIP
+   * channels (ami-transcripts.ts callPhases).
    */
   playCall(from: string, to: string, names: Record<string, string> = {}): void {
+    const call = this.startCall(from, to, names)
+    call.answer()
+    call.hangup()
+  }
+
+  /**
+   * The ringing phase of a call; answer() and hangup() play the rest. Each phase also moves the
+   * endpoints' DeviceState and the channel list, so list actions agree with the events sent.
+   */
+  startCall(from: string, to: string, names: Record<string, string> = {}): { call: wire.Call; answer(): void; hangup(): void } {
     const base = this.uniqueCounter
     this.uniqueCounter += 2
-    const call = {
+    const call: wire.Call = {
       caller: { channel: `PJSIP/${from}-${hex8(base)}`, number: from, name: names[from] ?? from, uniqueid: `1795435200.${base}` },
       callee: { channel: `PJSIP/${to}-${hex8(base + 1)}`, number: to, name: names[to] ?? to, uniqueid: `1795435200.${base + 1}` },
       bridge: `a1b2c3d4-0000-4000-8000-${String(base).padStart(12, '0')}`,
     }
-    for (const [name, privilege, fields] of wire.callEvents(call)) this.event(name, privilege, fields)
+    const phases = wire.callPhases(call)
+    const play = (events: wire.CallPhases['ring']) => {
+      for (const [name, privilege, fields] of events) this.event(name, privilege, fields)
+    }
+    play(phases.ring)
+    this.setCallState(call, { caller: 'In use', callee: 'Ringing' }, { caller: 'Ring', callee: 'Ringing' }, '')
+    return {
+      call,
+      answer: () => {
+        play(phases.answer)
+        this.setCallState(call, { caller: 'In use', callee: 'In use' }, { caller: 'Up', callee: 'Up' }, call.bridge)
+      },
+      hangup: () => {
+        play(phases.hangup)
+        this.setCallState(call, { caller: 'Not in use', callee: 'Not in use' }, null, '')
+      },
+    }
+  }
+
+  private setCallState(call: wire.Call, devices: { caller: string; callee: string }, channels: { caller: SimChannel['state']; callee: SimChannel['state'] } | null, bridgeId: string): void {
+    const { caller, callee } = call
+    const endpoint = (number: string) => this.endpoints.get(number)
+    const callerEndpoint = endpoint(caller.number)
+    const calleeEndpoint = endpoint(callee.number)
+    if (callerEndpoint) callerEndpoint.deviceState = devices.caller
+    if (calleeEndpoint) calleeEndpoint.deviceState = devices.callee
+    const others = this.channels.filter((channel) => channel.channel !== caller.channel && channel.channel !== callee.channel)
+    this.channels.length = 0
+    this.channels.push(...others)
+    if (!channels) return
+    const entry = (party: wire.CallParty, other: wire.CallParty, state: SimChannel['state'], exten: string): SimChannel => ({
+      channel: party.channel,
+      state,
+      callerNum: party.number,
+      callerName: party.name,
+      connectedNum: other.number,
+      connectedName: other.name,
+      exten,
+      uniqueid: party.uniqueid,
+      linkedid: caller.uniqueid,
+      bridgeId,
+      application: party === caller ? 'Dial' : 'AppDial',
+      applicationData: party === caller ? `PJSIP/${callee.number},,TtekKHhU` : '(Outgoing Line)',
+      duration: '00:00:01',
+    })
+    this.channels.push(entry(caller, callee, channels.caller, callee.number), entry(callee, caller, channels.callee, 's'))
   }
 
   private timestamp(): string {

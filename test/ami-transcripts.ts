@@ -256,14 +256,14 @@ export function channelList(id: Fields, channels: SimChannel[]): ListReply {
   return { message: 'Channels will follow', complete: 'CoreShowChannelsComplete', events }
 }
 
-interface CallParty {
+export interface CallParty {
   channel: string
   number: string
   name: string
   uniqueid: string
 }
 
-interface Call {
+export interface Call {
   caller: CallParty
   callee: CallParty
   bridge: string
@@ -301,14 +301,23 @@ const bridgeFields = (call: Call, channels: number): Fields => [
   ['BridgeVideoSourceMode', 'none'],
 ]
 
-type CallEvent = [name: string, privilege: string, fields: Fields]
+export type CallEvent = [name: string, privilege: string, fields: Fields]
+
+export interface CallPhases {
+  /** The caller's channel appears and dials; the callee rings. */
+  ring: CallEvent[]
+  /** The callee answers; both channels enter one bridge. */
+  answer: CallEvent[]
+  /** Both leave the bridge and hang up (Cause 16, Normal Clearing). */
+  hangup: CallEvent[]
+}
 
 /**
  * A basic answered call with Dial(): AMI_Events/Newchannel, DialBegin, Newstate, DialEnd,
  * BridgeEnter, BridgeLeave, Hangup, DeviceStateChange and ExtensionStatus, in the order Asterisk
  * raises them.
  */
-export function callEvents(call: Call): CallEvent[] {
+export function callPhases(call: Call): CallPhases {
   const { caller, callee } = call
   const linkedid = caller.uniqueid
   const device = (party: CallParty, state: string): CallEvent => ['DeviceStateChange', 'call,all', [['Device', `PJSIP/${party.number}`], ['State', state]]]
@@ -322,29 +331,35 @@ export function callEvents(call: Call): CallEvent[] {
     'call,all',
     [...snapshot(party, 'Up', connected, exten, linkedid), ['Cause', '16'], ['Cause-txt', 'Normal Clearing']],
   ]
-  return [
-    ['Newchannel', 'call,all', snapshot(caller, 'Ring', null, callee.number, linkedid)],
-    device(caller, 'INUSE'),
-    extension(caller, '1', 'InUse'),
-    ['Newchannel', 'call,all', snapshot(callee, 'Down', caller, 's', linkedid)],
-    ['DialBegin', 'call,all', [...snapshot(caller, 'Ring', null, callee.number, linkedid), ...snapshot(callee, 'Down', caller, 's', linkedid, 'Dest'), ['DialString', callee.number]]],
-    ['Newstate', 'call,all', snapshot(callee, 'Ringing', caller, 's', linkedid)],
-    device(callee, 'RINGING'),
-    extension(callee, '8', 'Ringing'),
-    ['Newstate', 'call,all', snapshot(callee, 'Up', caller, 's', linkedid)],
-    device(callee, 'INUSE'),
-    extension(callee, '1', 'InUse'),
-    ['DialEnd', 'call,all', [...snapshot(caller, 'Ring', callee, callee.number, linkedid), ...snapshot(callee, 'Up', caller, 's', linkedid, 'Dest'), ['DialStatus', 'ANSWER']]],
-    ['Newstate', 'call,all', snapshot(caller, 'Up', callee, callee.number, linkedid)],
-    ['BridgeEnter', 'call,all', [...bridgeFields(call, 1), ...snapshot(callee, 'Up', caller, 's', linkedid)]],
-    ['BridgeEnter', 'call,all', [...bridgeFields(call, 2), ...snapshot(caller, 'Up', callee, callee.number, linkedid)]],
-    ['BridgeLeave', 'call,all', [...bridgeFields(call, 1), ...snapshot(caller, 'Up', callee, callee.number, linkedid)]],
-    ['BridgeLeave', 'call,all', [...bridgeFields(call, 0), ...snapshot(callee, 'Up', caller, 's', linkedid)]],
-    hangup(callee, caller, 's'),
-    device(callee, 'NOT_INUSE'),
-    extension(callee, '0', 'Idle'),
-    hangup(caller, callee, callee.number),
-    device(caller, 'NOT_INUSE'),
-    extension(caller, '0', 'Idle'),
-  ]
+  return {
+    ring: [
+      ['Newchannel', 'call,all', snapshot(caller, 'Ring', null, callee.number, linkedid)],
+      device(caller, 'INUSE'),
+      extension(caller, '1', 'InUse'),
+      ['Newchannel', 'call,all', snapshot(callee, 'Down', caller, 's', linkedid)],
+      ['DialBegin', 'call,all', [...snapshot(caller, 'Ring', null, callee.number, linkedid), ...snapshot(callee, 'Down', caller, 's', linkedid, 'Dest'), ['DialString', callee.number]]],
+      ['Newstate', 'call,all', snapshot(callee, 'Ringing', caller, 's', linkedid)],
+      device(callee, 'RINGING'),
+      extension(callee, '8', 'Ringing'),
+    ],
+    answer: [
+      ['Newstate', 'call,all', snapshot(callee, 'Up', caller, 's', linkedid)],
+      device(callee, 'INUSE'),
+      extension(callee, '1', 'InUse'),
+      ['DialEnd', 'call,all', [...snapshot(caller, 'Ring', callee, callee.number, linkedid), ...snapshot(callee, 'Up', caller, 's', linkedid, 'Dest'), ['DialStatus', 'ANSWER']]],
+      ['Newstate', 'call,all', snapshot(caller, 'Up', callee, callee.number, linkedid)],
+      ['BridgeEnter', 'call,all', [...bridgeFields(call, 1), ...snapshot(callee, 'Up', caller, 's', linkedid)]],
+      ['BridgeEnter', 'call,all', [...bridgeFields(call, 2), ...snapshot(caller, 'Up', callee, callee.number, linkedid)]],
+    ],
+    hangup: [
+      ['BridgeLeave', 'call,all', [...bridgeFields(call, 1), ...snapshot(caller, 'Up', callee, callee.number, linkedid)]],
+      ['BridgeLeave', 'call,all', [...bridgeFields(call, 0), ...snapshot(callee, 'Up', caller, 's', linkedid)]],
+      hangup(callee, caller, 's'),
+      device(callee, 'NOT_INUSE'),
+      extension(callee, '0', 'Idle'),
+      hangup(caller, callee, callee.number),
+      device(caller, 'NOT_INUSE'),
+      extension(caller, '0', 'Idle'),
+    ],
+  }
 }

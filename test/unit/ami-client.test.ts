@@ -176,6 +176,23 @@ describe('AMI client: login and actions', () => {
     expect([dialEnd.get('DestChannel')?.startsWith('PJSIP/202-'), dialEnd.get('DialStatus'), dialEnd.get('Timestamp') !== undefined]).toEqual([true, 'ANSWER', true])
   })
 
+  test('during a call the list actions agree with the events: ringing, answered, hung up', async () => {
+    simulator.addEndpoint({ name: '202', deviceState: 'Not in use' })
+    await connected()
+    const snapshot = async () => ({
+      devices: (await client.action('PJSIPShowEndpoints')).events.map((event) => `${event.get('ObjectName')}:${event.get('DeviceState')}`),
+      channels: (await client.action('CoreShowChannels')).events.map((event) => `${event.get('Channel')}:${event.get('ChannelStateDesc')}:${event.get('BridgeId')}`),
+    })
+    const call = simulator.startCall('201', '202')
+    const { caller, callee, bridge } = call.call
+    expect(await snapshot()).toEqual({ devices: ['201:In use', '202:Ringing'], channels: [`${caller.channel}:Ring:`, `${callee.channel}:Ringing:`] })
+    call.answer()
+    expect(await snapshot()).toEqual({ devices: ['201:In use', '202:In use'], channels: [`${caller.channel}:Up:${bridge}`, `${callee.channel}:Up:${bridge}`] })
+    call.hangup()
+    expect(await snapshot()).toEqual({ devices: ['201:Not in use', '202:Not in use'], channels: [] })
+    expect(events.filter((event) => event.get('Event') === 'Hangup').map((event) => [event.get('Cause'), event.get('Cause-txt')])).toEqual([['16', 'Normal Clearing'], ['16', 'Normal Clearing']])
+  })
+
   test('an action while down rejects with AmiDisconnected; one without a complete reply times out', async () => {
     expect(await rejection(client.action('Ping'))).toBeInstanceOf(AmiDisconnected)
     await connected()
