@@ -39,6 +39,7 @@ const Seconds = (min: number, max: number) =>
     v.maxValue(max, `must be at most ${max}`),
   )
 const AbsolutePathOrEmpty = v.pipe(v.string('must be a string'), v.check((path) => path === '' || path.startsWith('/'), 'must be an absolute path, or empty'))
+const OneLine = v.pipe(v.string('must be a string'), v.regex(/^[^\r\n]*$/, 'must not contain a line break'))
 const AddressOrRange = v.pipe(
   v.string('must be a list of IP addresses or CIDR ranges'),
   v.check((entry) => parseRange(entry) !== null, (issue) => `has ${JSON.stringify(issue.input)}, which is no IP address or CIDR range (such as 10.0.0.0/8 or fd00::/8)`),
@@ -149,8 +150,8 @@ export const CONFIG_KEYS = {
   ),
   ami_host: key('string', v.pipe(v.string('must be a string'), v.minLength(1, 'must not be empty')), 'AMI address. Default 127.0.0.1.'),
   ami_port: key('integer', Seconds(1, 65535), 'AMI TCP port (MikoPBX: AMIPort). Default 5038.'),
-  ami_username: key('string', v.string('must be a string'), 'AMI user: a manager.conf section or a MikoPBX Asterisk Manager Interface user. Default "".'),
-  ami_secret: key('string', v.string('must be a string'), 'That user\'s secret. Default "". Prefer ami_secret_file, which keeps it out of the config file.', { secret: true }),
+  ami_username: key('string', OneLine, 'AMI user: a manager.conf section or a MikoPBX Asterisk Manager Interface user. Default "".'),
+  ami_secret: key('string', OneLine, 'That user\'s secret. Default "". Prefer ami_secret_file, which keeps it out of the config file.', { secret: true }),
   ami_secret_file: key(
     'string',
     AbsolutePathOrEmpty,

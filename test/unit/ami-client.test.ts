@@ -204,8 +204,12 @@ describe('AMI client: login and actions', () => {
     expect(client.status).toBe('up')
   })
 
-  test('an action parameter with a line break is refused before anything is sent', () => {
+  test('an action parameter with a line break is refused before anything is sent', async () => {
     expect(() => serializeAction('Originate', 'x-1', { Channel: 'PJSIP/201\r\nAction: Logoff' })).toThrow(TypeError)
+    await connected()
+    expect(await rejection(client.action('PJSIPShowEndpoint', { Endpoint: '201\r\nAction: Logoff' }))).toBeInstanceOf(TypeError)
+    expect((await client.action('Ping')).response.get('Ping')).toBe('Pong')
+    expect(simulator.actions.map((action) => action.get('Action'))).toEqual(['Login', 'Ping'])
     expect(serializeAction('PJSIPShowEndpoint', 'x-2', { Endpoint: '201' })).toBe('Action: PJSIPShowEndpoint\r\nActionID: x-2\r\nEndpoint: 201\r\n\r\n')
   })
 })

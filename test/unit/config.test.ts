@@ -150,6 +150,7 @@ describe('bad configuration stops the start with one line naming the key', () =>
       /^config error: ami is "on" but neither ami_secret nor ami_secret_file is set \(README "AMI"\) \(from .*config\.toml\)$/,
     ],
     ['ami with both secret sources', () => load({ env: { SOFTPHONE_AMI: 'on', SOFTPHONE_AMI_USERNAME: 'u', SOFTPHONE_AMI_SECRET: 'x', SOFTPHONE_AMI_SECRET_FILE: '/etc/ami.secret' } }), /^config error: ami_secret and ami_secret_file are both set: keep one/],
+    ['an ami secret with a line break, which would inject AMI keys', () => load({ configPath: file('ami_secret = "a\\r\\nAction: Logoff"\n') }), /^config error: ami_secret must not contain a line break \(from .*config\.toml\)$/],
     ['an unknown ami mode', () => load({ flags: { ami: 'yes' } }), /^config error: ami must be "on" or "off" \(from --ami\)$/],
     ['a relative ami secret file', () => load({ flags: { ami_secret_file: 'ami.secret' } }), /^config error: ami_secret_file must be an absolute path, or empty \(from --ami-secret-file\)$/],
     ['a missing explicit config file', () => load({ configPath: join(dir, 'absent.toml') }), /cannot read config file .*absent\.toml: ENOENT/],
@@ -207,5 +208,8 @@ describe('AMI settings', () => {
     const empty = join(dir, 'empty.secret')
     writeFileSync(empty, ' \n')
     expect(() => amiSettings(load({ flags: { ...on, ami_secret_file: empty } }))).toThrow(new ConfigError(`ami_secret_file ${empty} is empty`))
+    const twoLines = join(dir, 'two-lines.secret')
+    writeFileSync(twoLines, 'first-line\nAction: Logoff\n')
+    expect(() => amiSettings(load({ flags: { ...on, ami_secret_file: twoLines } }))).toThrow(new ConfigError(`ami_secret_file ${twoLines} holds more than one line`))
   })
 })

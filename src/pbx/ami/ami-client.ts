@@ -143,7 +143,12 @@ export class AmiClient implements AmiLink {
     const socket = this.socket
     if (!socket) return Promise.reject(new AmiDisconnected(`AMI ${this.where} is not connected`))
     const actionId = this.freshId()
-    const wire = serializeAction(name, actionId, params)
+    let wire: string
+    try {
+      wire = serializeAction(name, actionId, params)
+    } catch (error) {
+      return Promise.reject(error as Error)
+    }
     return new Promise<AmiReply>((resolve, reject) => {
       const timer = this.timers.setTimeout(() => {
         this.pending.delete(actionId)
@@ -191,7 +196,6 @@ export class AmiClient implements AmiLink {
     this.send('Login', { Username: username, Secret: secret }, this.settings.actionTimeoutMs).then(
       (reply) => this.loginAnswered(socket, reply.response),
       () => {}, // a drop, or the login deadline, which reconnects
-
     )
   }
 

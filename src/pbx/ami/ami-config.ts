@@ -30,5 +30,6 @@ function readSecretFile(path: string): string {
   }
   const secret = text.trim()
   if (secret === '') throw new ConfigError(`ami_secret_file ${path} is empty`)
+  if (/[\r\n]/.test(secret)) throw new ConfigError(`ami_secret_file ${path} holds more than one line`)
   return secret
 }
