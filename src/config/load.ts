@@ -150,6 +150,12 @@ function withDefaults(raw: Raw, env: ConfigSources['env']): Record<string, unkno
     longpoll_hold_seconds: 25,
     sse_heartbeat_seconds: 15,
     max_subscriptions_per_user: 10,
+    ami: 'off',
+    ami_host: '127.0.0.1',
+    ami_port: 5038,
+    ami_username: '',
+    ami_secret: '',
+    ami_secret_file: '',
     ...Object.fromEntries(Object.entries(raw).map(([name, entry]) => [name, entry.value])),
     data_dir: dataDir,
   }
@@ -162,9 +168,23 @@ function withDefaults(raw: Raw, env: ConfigSources['env']): Record<string, unkno
 
 function validate(merged: Record<string, unknown>, raw: Raw): Config {
   const result = v.safeParse(ConfigSchema, merged)
-  if (result.success) return result.output as Config
+  if (result.success) {
+    const config = result.output as Config
+    const missing = amiCredentialMissing(config)
+    if (missing) throw new ConfigError(`config error: ${missing} (from ${raw.ami?.origin ?? 'default'})`)
+    return config
+  }
   const issue = result.issues[0]
   const name = String(issue.path?.[0]?.key ?? 'config')
   const origin = raw[name]?.origin ?? 'default'
   throw new ConfigError(`config error: ${name} ${issue.message} (from ${origin})`)
+}
+
+/** Keys that only make sense together: AMI needs a user and exactly one source of its secret. */
+function amiCredentialMissing(config: Config): string | null {
+  if (config.ami !== 'on') return null
+  if (config.ami_username === '') return 'ami is "on" but ami_username is empty: set the AMI user (README "AMI")'
+  if (config.ami_secret === '' && config.ami_secret_file === '') return 'ami is "on" but neither ami_secret nor ami_secret_file is set (README "AMI")'
+  if (config.ami_secret !== '' && config.ami_secret_file !== '') return 'ami_secret and ami_secret_file are both set: keep one'
+  return null
 }

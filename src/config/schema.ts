@@ -27,6 +27,7 @@ const key = <S extends v.GenericSchema>(kind: Kind, schema: S, doc: string, opti
 })
 
 export const DIRECTORIES = ['embedded', 'mikopbx'] as const
+export const AMI_MODES = ['on', 'off'] as const
 export const DEFAULT_MIKOPBX_DB = '/cf/conf/mikopbx.db'
 export const CORE_API_MODES = ['on', 'off'] as const
 
@@ -38,6 +39,8 @@ const Seconds = (min: number, max: number) =>
     v.minValue(min, `must be at least ${min}`),
     v.maxValue(max, `must be at most ${max}`),
   )
+const AbsolutePathOrEmpty = v.pipe(v.string('must be a string'), v.check((path) => path === '' || path.startsWith('/'), 'must be an absolute path, or empty'))
+const OneLine = v.pipe(v.string('must be a string'), v.regex(/^[^\r\n]*$/, 'must not contain a line break'))
 const AddressOrRange = v.pipe(
   v.string('must be a list of IP addresses or CIDR ranges'),
   v.check((entry) => parseRange(entry) !== null, (issue) => `has ${JSON.stringify(issue.input)}, which is no IP address or CIDR range (such as 10.0.0.0/8 or fd00::/8)`),
@@ -92,7 +95,7 @@ export const CONFIG_KEYS = {
   ),
   cdr_db: key(
     'string',
-    v.pipe(v.string('must be a string'), v.check((path) => path === '' || path.startsWith('/'), 'must be an absolute path, or empty')),
+    AbsolutePathOrEmpty,
     'MikoPBX\'s CDR file, read-only, for `history` and `calls`. Default "": cdrDatabase.dbfile from /etc/inc/mikopbx-settings.json; without either, no call history.',
   ),
   recordings_access: key(
@@ -146,6 +149,20 @@ export const CONFIG_KEYS = {
   longpoll_hold_seconds: key('integer', Seconds(1, 120), 'How long a long-poll waits for a message before answering 304. Default 25.'),
   sse_heartbeat_seconds: key('integer', Seconds(1, 15), 'Interval of EventSource heartbeat comments. Default 15.'),
   max_subscriptions_per_user: key('integer', Seconds(1, 1000), 'Concurrent subscriptions per user, over all transports; more get 429. Default 10.'),
+  ami: key(
+    'string',
+    v.picklist(AMI_MODES, 'must be "on" or "off"'),
+    'Live PBX state from the Asterisk Manager Interface. Default "off". "on" needs ami_username and ami_secret or ami_secret_file.',
+  ),
+  ami_host: key('string', v.pipe(v.string('must be a string'), v.minLength(1, 'must not be empty')), 'AMI address. Default 127.0.0.1.'),
+  ami_port: key('integer', Seconds(1, 65535), 'AMI TCP port (MikoPBX: AMIPort). Default 5038.'),
+  ami_username: key('string', OneLine, 'AMI user: a manager.conf section or a MikoPBX Asterisk Manager Interface user. Default "".'),
+  ami_secret: key('string', OneLine, 'That user\'s secret. Default "". Prefer ami_secret_file, which keeps it out of the config file.', { secret: true }),
+  ami_secret_file: key(
+    'string',
+    AbsolutePathOrEmpty,
+    'File holding the AMI secret, read at start and trimmed; used when ami_secret is empty. Default "".',
+  ),
 } as const
 
 type Keys = typeof CONFIG_KEYS

@@ -71,10 +71,10 @@ describe('config check redacts secret-bearing keys', () => {
     }
   })
 
-  test('a string key named like a credential is marked secret (paths and numbers are not credentials)', () => {
+  test('a string key named like a credential is marked secret (paths and files, and numbers, are not credentials)', () => {
     const credentialLike = /password|secret|token|credential|api_key/
     for (const [name, spec] of Object.entries(CONFIG_KEYS) as Array<[string, KeySpec]>) {
-      if (spec.kind === 'string' && credentialLike.test(name) && !name.endsWith('_path')) expect({ name, secret: spec.secret }).toEqual({ name, secret: true })
+      if (spec.kind === 'string' && credentialLike.test(name) && !/_(path|file)$/.test(name)) expect({ name, secret: spec.secret }).toEqual({ name, secret: true })
     }
   })
 })

@@ -5,6 +5,7 @@ import { join } from 'node:path'
 import { ConfigError, loadConfig, unknownEnvironmentVariables } from '../../src/config/load'
 import { CONFIG_KEYS } from '../../src/config/schema'
 import { channelSpecs } from '../../src/presence/hub'
+import { amiSettings } from '../../src/pbx/ami/ami-config'
 
 let dir: string
 beforeEach(() => {
@@ -52,6 +53,12 @@ describe('defaults', () => {
       longpoll_hold_seconds: 25,
       sse_heartbeat_seconds: 15,
       max_subscriptions_per_user: 10,
+      ami: 'off',
+      ami_host: '127.0.0.1',
+      ami_port: 5038,
+      ami_username: '',
+      ami_secret: '',
+      ami_secret_file: '',
     })
     expect(Object.keys(config).sort()).toEqual(Object.keys(CONFIG_KEYS).sort())
   })
@@ -138,6 +145,16 @@ describe('bad configuration stops the start with one line naming the key', () =>
     ['an extra channel that redefines a built-in one', () => load({ env: { SOFTPHONE_EXTRA_CHANNELS: 'contacts:5' } }), /^config error: extra_channels must not redefine the built-in channel contacts \(from SOFTPHONE_EXTRA_CHANNELS\)$/],
     ['an extra channel named twice', () => load({ configPath: file('extra_channels = ["crm", "crm:3"]\n') }), /^config error: extra_channels must not name the channel crm twice \(from .*config\.toml\)$/],
     ['a password minimum below 1', () => load({ flags: { password_min_length: '0' } }), /password_min_length must be at least 1 \(from --password-min-length\)/],
+    ['ami on without a user', () => load({ flags: { ami: 'on', ami_secret: 'x' } }), /^config error: ami is "on" but ami_username is empty: set the AMI user \(README "AMI"\) \(from --ami\)$/],
+    [
+      'ami on without a secret',
+      () => load({ configPath: file('ami = "on"\nami_username = "softphone"\n') }),
+      /^config error: ami is "on" but neither ami_secret nor ami_secret_file is set \(README "AMI"\) \(from .*config\.toml\)$/,
+    ],
+    ['ami with both secret sources', () => load({ env: { SOFTPHONE_AMI: 'on', SOFTPHONE_AMI_USERNAME: 'u', SOFTPHONE_AMI_SECRET: 'x', SOFTPHONE_AMI_SECRET_FILE: '/etc/ami.secret' } }), /^config error: ami_secret and ami_secret_file are both set: keep one/],
+    ['an ami secret with a line break, which would inject AMI keys', () => load({ configPath: file('ami_secret = "a\\r\\nAction: Logoff"\n') }), /^config error: ami_secret must not contain a line break \(from .*config\.toml\)$/],
+    ['an unknown ami mode', () => load({ flags: { ami: 'yes' } }), /^config error: ami must be "on" or "off" \(from --ami\)$/],
+    ['a relative ami secret file', () => load({ flags: { ami_secret_file: 'ami.secret' } }), /^config error: ami_secret_file must be an absolute path, or empty \(from --ami-secret-file\)$/],
     ['a missing explicit config file', () => load({ configPath: join(dir, 'absent.toml') }), /cannot read config file .*absent\.toml: ENOENT/],
   ]
   for (const [name, run, message] of cases) {
@@ -171,4 +188,30 @@ test('the hub refuses the extra channels the schema refuses, rather than droppin
   ])
   expect(() => channelSpecs(['active-calls:5'])).toThrow('must not redefine the built-in channel active-calls')
   expect(() => channelSpecs(['crm', 'crm'])).toThrow('must not name the channel crm twice')
+})
+
+describe('AMI settings', () => {
+  const on = { ami: 'on', ami_username: 'softphone-backend' }
+
+  test('off gives no settings; on with ami_secret gives host, port, user and secret', () => {
+    expect(amiSettings(load())).toBeNull()
+    expect(amiSettings(load({ flags: { ...on, ami_secret: 's3cret', ami_port: '5039' } }))).toEqual({ host: '127.0.0.1', port: 5039, username: 'softphone-backend', secret: 's3cret' })
+  })
+
+  test('ami_secret_file is read at start and trimmed', () => {
+    const path = join(dir, 'ami.secret')
+    writeFileSync(path, '  from-file-secret\n')
+    expect(amiSettings(load({ flags: { ...on, ami_secret_file: path } }))?.secret).toBe('from-file-secret')
+  })
+
+  test('a missing or empty secret file is a config error naming the path and never a content', () => {
+    const missing = join(dir, 'absent.secret')
+    expect(() => amiSettings(load({ flags: { ...on, ami_secret_file: missing } }))).toThrow(new ConfigError(`cannot read ami_secret_file ${missing}: ENOENT`))
+    const empty = join(dir, 'empty.secret')
+    writeFileSync(empty, ' \n')
+    expect(() => amiSettings(load({ flags: { ...on, ami_secret_file: empty } }))).toThrow(new ConfigError(`ami_secret_file ${empty} is empty`))
+    const twoLines = join(dir, 'two-lines.secret')
+    writeFileSync(twoLines, 'first-line\nAction: Logoff\n')
+    expect(() => amiSettings(load({ flags: { ...on, ami_secret_file: twoLines } }))).toThrow(new ConfigError(`ami_secret_file ${twoLines} holds more than one line`))
+  })
 })
