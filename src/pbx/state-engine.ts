@@ -245,7 +245,9 @@ export class StateEngine implements PbxStateView {
     }
   }
 
+  /** Nothing arrives while the link is down; whatever a dropping link still hands over is left to the next load. */
   private onEvent(event: AmiMessage): void {
+    if (this.options.link.status !== 'up') return
     const handler = this.handlers[event.get('Event') ?? '']
     if (!handler) return
     handler(event)
