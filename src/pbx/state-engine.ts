@@ -136,6 +136,11 @@ export class StateEngine implements PbxStateView {
     return this.everUp && this.options.link.status !== 'up'
   }
 
+  /** How many channels are in memory (README "Live PBX state": they leave with their Hangup). */
+  get trackedChannels(): number {
+    return this.table.size
+  }
+
   /** With AMI on, these channels are the engine's: `pub/` refuses them (README "Live PBX state"). */
   owns(channel: string): boolean {
     return (ENGINE_CHANNELS as readonly string[]).includes(channel)

@@ -1,5 +1,6 @@
 /** The live PBX state engine against a scripted AMI link (README "Live PBX state"). */
 import { beforeEach, describe, expect, test } from 'bun:test'
+import { readFileSync } from 'node:fs'
 import { StateEngine, type EngineChannel } from '../../src/pbx/state-engine'
 import { FakeAmiLink, listReply, ManualTimers, type Fields } from '../fake-ami-link'
 import { ManualClock } from '../helpers'
@@ -251,8 +252,19 @@ describe('a call from 201 to 202 without DeviceStateChange', () => {
     expect(s.last('users-state').states['201']).toEqual({ name: 'Alice', state: 'Idle' })
     expect(s.last('users-state').states['202']).toEqual({ name: 'Bob', state: 'Idle' })
     expect(s.last('active-calls')).toEqual({ calls: [] })
+    expect(s.engine.trackedChannels).toBe(0)
     expect(s.engine.counters.ignoredEvents).toBe(0)
   })
+})
+
+test('the README examples are what the engine publishes for this call, ringing and answered', async () => {
+  const section = readFileSync('README.md', 'utf8').split('\n## Live PBX state\n')[1]!.split('\n## ')[0]!
+  const [usersState, activeCalls] = [...section.matchAll(/^```json\n([\s\S]*?)^```$/gm)].map((match) => JSON.parse(match[1]!))
+  const s = await setup()
+  s.send(...ringing201to202)
+  expect(s.last('users-state')).toEqual(usersState)
+  s.send(...answered201to202)
+  expect(s.last('active-calls')).toEqual(activeCalls)
 })
 
 describe('merging and who appears', () => {
@@ -305,6 +317,40 @@ describe('merging and who appears', () => {
     ])
     expect(s.last('users-state').states['201'].channels['PJSIP/201-00000007']).toEqual({ channel: 'PJSIP/SIP-PROVIDER-1-00000008', number: '79991234567', direction: 'outgoing' })
   })
+})
+
+test('a call through a Local pair (queue, follow-me): peers and legs are the real channels', async () => {
+  const s = await setup()
+  const id = (n: number) => `mikopbx-1795435800.${n}`
+  const [caller, half1, half2, callee] = ['PJSIP/203-00000031', 'Local/201@internal-00000001;1', 'Local/201@internal-00000001;2', 'PJSIP/201-00000034']
+  const leg = (name: string, n: number, state: string, extra: Fields = {}, prefix = '') => channelFields(name, id(n), state, { Linkedid: id(31), ...extra }, prefix)
+  s.send(
+    { Event: 'Newchannel', ...leg(caller, 31, 'Ring', { CallerIDNum: '203', Exten: '2000' }) },
+    { Event: 'DialBegin', ...leg(caller, 31, 'Ring', { CallerIDNum: '203', Exten: '2000' }), ...leg(half1, 32, 'Down', {}, 'Dest') },
+    { Event: 'Newchannel', ...leg(half2, 33, 'Ring', { Exten: '201' }) },
+    { Event: 'DialBegin', ...leg(half2, 33, 'Ring', { Exten: '201' }), ...leg(callee, 34, 'Down', {}, 'Dest') },
+    { Event: 'Newstate', ...leg(callee, 34, 'Ringing') },
+  )
+  expect(s.last('users-state').states['201'].channels).toEqual({ [callee]: { channel: caller, number: '203', direction: 'incoming' } })
+  expect(s.last('active-calls').calls).toEqual([expect.objectContaining({ typeCall: 'inner', calledChannels: [{ channel: callee, number: '201' }], bridgeChannels: [] })])
+  s.send(
+    { Event: 'BridgeEnter', BridgeUniqueid: 'b-1', ...leg(caller, 31, 'Up') },
+    { Event: 'BridgeEnter', BridgeUniqueid: 'b-1', ...leg(half1, 32, 'Up') },
+    { Event: 'BridgeEnter', BridgeUniqueid: 'b-2', ...leg(half2, 33, 'Up') },
+    { Event: 'BridgeEnter', BridgeUniqueid: 'b-2', ...leg(callee, 34, 'Up') },
+  )
+  expect(s.last('active-calls').calls).toEqual([
+    expect.objectContaining({
+      dst_chan: callee,
+      dst_num: '201',
+      calledChannels: [],
+      bridgeChannels: [
+        { channel: caller, number: '203' },
+        { channel: callee, number: '201' },
+      ],
+    }),
+  ])
+  expect(s.last('users-state').states['203'].channels[caller]).toEqual({ channel: callee, number: '201', direction: 'outgoing' })
 })
 
 describe('device state sources', () => {
