@@ -14,14 +14,14 @@ export class FakeAmiLink implements AmiLink {
   status: AmiStatus = 'down'
   readonly actions: Array<{ name: string; params: Readonly<Record<string, string>> }> = []
   /** The reply to each action by name; an unscripted action answers Error. */
-  readonly script = new Map<string, (params: Readonly<Record<string, string>>) => AmiReply>()
+  readonly script = new Map<string, (params: Readonly<Record<string, string>>) => AmiReply | Promise<AmiReply>>()
   private readonly eventListeners: Array<(event: AmiMessage) => void> = []
   private readonly statusListeners: Array<(status: AmiStatus) => void> = []
 
   action(name: string, params: Readonly<Record<string, string>> = {}): Promise<AmiReply> {
     this.actions.push({ name, params })
     const answer = this.script.get(name)
-    return Promise.resolve(answer ? answer(params) : listReply([], 'Error'))
+    return Promise.resolve().then(() => (answer ? answer(params) : listReply([], 'Error')))
   }
 
   onEvent(listener: (event: AmiMessage) => void): void {

@@ -56,8 +56,24 @@ function contactFromList(event: AmiMessage): Record<string, string> {
   return contact
 }
 
-const eventsNamed = (reply: AmiReply, name: string): AmiMessage[] => reply.events.filter((event) => event.get('Event') === name)
+export class AmiPermissionDenied extends Error {
+  override readonly name = 'AmiPermissionDenied'
+}
+
 const failed = (reply: AmiReply): boolean => reply.response.get('Response')?.toLowerCase() === 'error'
+
+/**
+ * A list action's events. An `Error` answer is an empty list (Asterisk answers `No endpoints found`
+ * that way), except a refusal, which must not pass for an empty PBX.
+ */
+function eventsNamed(action: string, reply: AmiReply, name: string): AmiMessage[] {
+  if (failed(reply) && /permission denied/i.test(reply.response.get('Message') ?? '')) throw new AmiPermissionDenied(`${action}: permission denied`)
+  return reply.events.filter((event) => event.get('Event') === name)
+}
+
+async function listed(link: AmiLink, action: string, eventName: string, timeoutMs: number): Promise<AmiMessage[]> {
+  return eventsNamed(action, await link.action(action, {}, timeoutMs), eventName)
+}
 
 function addContact(endpoints: Map<string, LoadedEndpoint>, endpointName: string, contact: ContactDetail): void {
   const endpoint = endpoints.get(endpointName)
@@ -67,13 +83,13 @@ function addContact(endpoints: Map<string, LoadedEndpoint>, endpointName: string
 async function loadContacts(link: AmiLink, endpoints: Map<string, LoadedEndpoint>, timeoutMs: number): Promise<void> {
   const reply = await link.action('PJSIPShowContacts', {}, timeoutMs)
   if (!failed(reply)) {
-    for (const contact of eventsNamed(reply, 'ContactList').map(contactFromList)) addContact(endpoints, contact.EndpointName ?? '', contact)
+    for (const contact of eventsNamed('PJSIPShowContacts', reply, 'ContactList').map(contactFromList)) addContact(endpoints, contact.EndpointName ?? '', contact)
     return
   }
   // Asterisks before PJSIPShowContacts: one PJSIPShowEndpoint per endpoint.
   for (const name of endpoints.keys()) {
     const detail = await link.action('PJSIPShowEndpoint', { Endpoint: name }, timeoutMs)
-    for (const event of eventsNamed(detail, 'ContactStatusDetail')) addContact(endpoints, name, detailsOf(event))
+    for (const event of eventsNamed('PJSIPShowEndpoint', detail, 'ContactStatusDetail')) addContact(endpoints, name, detailsOf(event))
   }
 }
 
@@ -88,18 +104,18 @@ function registrationOf(event: AmiMessage): OutboundRegistration {
 
 export async function loadPbxSnapshot(link: AmiLink, timeoutMs: number): Promise<PbxSnapshot> {
   const endpoints = new Map<string, LoadedEndpoint>()
-  for (const event of eventsNamed(await link.action('PJSIPShowEndpoints', {}, timeoutMs), 'EndpointList')) {
+  for (const event of await listed(link, 'PJSIPShowEndpoints', 'EndpointList', timeoutMs)) {
     const name = event.get('ObjectName')
     if (name) endpoints.set(name, { deviceState: deviceStateText(event.get('DeviceState') ?? 'Unavailable'), contacts: new Map() })
   }
   await loadContacts(link, endpoints, timeoutMs)
   const registrations = new Map<string, OutboundRegistration>()
-  for (const event of eventsNamed(await link.action('PJSIPShowRegistrationsOutbound', {}, timeoutMs), 'OutboundRegistrationDetail')) {
+  for (const event of await listed(link, 'PJSIPShowRegistrationsOutbound', 'OutboundRegistrationDetail', timeoutMs)) {
     const registration = registrationOf(event)
     registrations.set(registration.objectName, registration)
   }
   const channels: LoadedChannel[] = []
-  for (const event of eventsNamed(await link.action('CoreShowChannels', {}, timeoutMs), 'CoreShowChannel')) {
+  for (const event of await listed(link, 'CoreShowChannels', 'CoreShowChannel', timeoutMs)) {
     const snapshot = snapshotOf(event)
     if (snapshot) channels.push({ snapshot, bridge: event.get('BridgeId') || null })
   }

@@ -6,7 +6,7 @@
 import type { AmiLink, AmiMessage, AmiStatus } from './ami/ami-link'
 import { loadPbxSnapshot, type PbxSnapshot } from './ami-snapshot'
 import { buildActiveCalls, type NameOf } from './calls'
-import { ChannelTable, snapshotOf, type Channel } from './channel-table'
+import { ChannelTable, snapshotOf, type Channel, type ChannelSnapshot } from './channel-table'
 import { derivedDeviceState, deviceStateText, endpointOfChannel, userStateOfHint } from './device-state'
 import type { ContactDetail, EndpointState, OutboundRegistration, PbxStateView } from './pbx-state'
 import { buildUsersState, type EndpointRecord, type HintState } from './users-state'
@@ -169,18 +169,26 @@ export class StateEngine implements PbxStateView {
     return this.reconciling ?? Promise.resolve()
   }
 
-  /** Loads the whole state, replaces the event-built one, and logs what it corrected. */
+  /** Loads the whole state, replaces the event-built one, and logs what it corrected; joins a load under way. */
   reconcile(): Promise<void> {
-    this.reconciling ??= this.loadAndReplace().finally(() => {
-      this.reconciling = null
-    })
-    return this.reconciling
+    return this.reconciling ?? this.loadAfterCurrent()
+  }
+
+  /** A load begun before a reconnect read the old connection, so a login queues a fresh one behind it. */
+  private loadAfterCurrent(): Promise<void> {
+    const load: Promise<void> = (this.reconciling ?? Promise.resolve())
+      .then(() => this.loadAndReplace())
+      .finally(() => {
+        if (this.reconciling === load) this.reconciling = null
+      })
+    this.reconciling = load
+    return load
   }
 
   private onStatus(status: AmiStatus): void {
     if (status === 'up') {
       this.everUp = true
-      void this.reconcile()
+      void this.loadAfterCurrent()
       this.armReconcileTimer()
       return
     }
@@ -263,7 +271,7 @@ export class StateEngine implements PbxStateView {
     this.counters.ignoredEvents++
   }
 
-  private track(snapshot: ReturnType<typeof snapshotOf> & object, seconds: number): Channel | undefined {
+  private track(snapshot: ChannelSnapshot, seconds: number): Channel | undefined {
     const channel = this.table.upsert(snapshot, seconds)
     if (!channel && !this.capLogged) {
       this.capLogged = true

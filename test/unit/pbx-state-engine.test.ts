@@ -1,6 +1,7 @@
 /** The live PBX state engine against a scripted AMI link (README "Live PBX state"). */
 import { beforeEach, describe, expect, test } from 'bun:test'
 import { readFileSync } from 'node:fs'
+import { amiMessage } from '../../src/pbx/ami/ami-message'
 import { StateEngine, type EngineChannel } from '../../src/pbx/state-engine'
 import { FakeAmiLink, listReply, ManualTimers, type Fields } from '../fake-ami-link'
 import { ManualClock } from '../helpers'
@@ -462,6 +463,31 @@ describe('reconciliation', () => {
     expect(s.logs).toEqual(['AMI_RECONCILE_FAILED AmiDisconnected: link dropped'])
     expect(s.engine.endpoints().size).toBe(5)
   })
+})
+
+test('a load cut by a reconnect is followed by a fresh one on the new connection', async () => {
+  const s = await setup()
+  let dropLoad: (error: Error) => void = () => {}
+  s.link.script.set('CoreShowChannels', () => new Promise((_, reject) => (dropLoad = reject)))
+  const cut = s.engine.reconcile()
+  await Bun.sleep(0)
+  s.link.setStatus('down')
+  s.link.setStatus('up')
+  s.link.script.set('CoreShowChannels', () => listReply(s.pbx.channels))
+  s.pbx.endpoints = [endpoint('201', 'In use')]
+  dropLoad(Object.assign(new Error('connection closed'), { name: 'AmiDisconnected' }))
+  await s.engine.settled()
+  expect(s.logs).toEqual(['AMI_RECONCILE_FAILED AmiDisconnected: connection closed', 'AMI_RECONCILED drift=5 endpoints=5 registrations=0 channels=0'])
+  expect([...s.engine.endpoints().keys()]).toEqual(['201'])
+  await cut
+})
+
+test('a refused list action fails the load instead of emptying the state', async () => {
+  const s = await setup()
+  s.link.script.set('PJSIPShowEndpoints', () => ({ response: amiMessage({ Response: 'Error', Message: 'Permission denied' }), events: [] }))
+  await s.engine.reconcile()
+  expect(s.logs).toEqual(['AMI_RECONCILE_FAILED AmiPermissionDenied: PJSIPShowEndpoints: permission denied'])
+  expect(s.engine.endpoints().size).toBe(5)
 })
 
 describe('robustness', () => {
