@@ -43,6 +43,7 @@ export const RECONCILE_MS = 60_000
 export const DEBOUNCE_MS = 100
 export const MAX_CHANNELS = 10_000
 const ACTION_TIMEOUT_MS = 10_000
+const PUBLISH_RETRY_MS = 1_000
 
 interface LiveEndpoint extends EndpointRecord {
   contacts: Map<string, ContactDetail>
@@ -89,6 +90,7 @@ export class StateEngine implements PbxStateView {
   private everUp = false
   private loadedOnce = false
   private capLogged = false
+  private publishFailing = false
   private flushTimer: unknown = null
   private reconcileTimer: unknown = null
   private reconciling: Promise<void> | null = null
@@ -365,7 +367,8 @@ export class StateEngine implements PbxStateView {
   private onExtensionStatus(event: AmiMessage): void {
     const ext = event.get('Exten') ?? ''
     const state = userStateOfHint(event.get('StatusText'), event.get('Status'))
-    if (state === null || this.options.nameOf(ext) === null) return
+    // Every hint is kept (there are as many as the dialplan defines); only users' reach users-state.
+    if (state === null || !ext) return
     this.hints.set(ext, { state, seq: ++this.seq })
   }
 
@@ -384,11 +387,19 @@ export class StateEngine implements PbxStateView {
     this.flushTimer = this.timers.setTimeout(() => this.flush(), this.options.debounceMs ?? DEBOUNCE_MS)
   }
 
+  /** The directory (names) or the hub may fail for a while: log the first failure of a run and try again later. */
   private flush(): void {
     this.flushTimer = null
     if (this.options.link.status !== 'up') return
-    this.publishIfChanged('users-state', this.usersState())
-    this.publishIfChanged('active-calls', this.activeCalls())
+    try {
+      this.publishIfChanged('users-state', this.usersState())
+      this.publishIfChanged('active-calls', this.activeCalls())
+      this.publishFailing = false
+    } catch (error) {
+      if (!this.publishFailing) this.log(`AMI_PUBLISH_FAILED ${(error as Error).name}: ${(error as Error).message}`)
+      this.publishFailing = true
+      this.flushTimer = this.timers.setTimeout(() => this.flush(), PUBLISH_RETRY_MS)
+    }
   }
 
   private publishIfChanged(channel: EngineChannel, body: string): void {

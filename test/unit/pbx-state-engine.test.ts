@@ -506,6 +506,33 @@ describe('robustness', () => {
     expect(s.published.length).toBe(before)
   })
 
+  test('a directory failure while publishing is logged once and the publication retried', async () => {
+    const link = new FakeAmiLink()
+    link.script.set('PJSIPShowEndpoints', () => listReply([endpoint('201', 'Not in use')]))
+    const timers = new ManualTimers()
+    const logs: string[] = []
+    const published: string[] = []
+    let directoryDown = true
+    const engine = new StateEngine({
+      link,
+      nameOf: (ext) => {
+        if (directoryDown) throw Object.assign(new Error('database is locked'), { name: 'SQLiteError' })
+        return nameOf(ext)
+      },
+      publish: (_, body) => published.push(body),
+      timers,
+      log: (line) => logs.push(line),
+    })
+    engine.start()
+    link.setStatus('up')
+    await engine.settled()
+    timers.advance(3_100)
+    expect(logs).toEqual(['AMI_PUBLISH_FAILED SQLiteError: database is locked'])
+    directoryDown = false
+    timers.advance(1_000)
+    expect(published).toEqual(['{"states":{"201":{"name":"Alice","state":"Idle"}}}', '{"calls":[]}'])
+  })
+
   test('Registry updates the registration it names by client and server URI', async () => {
     const s = await setup()
     s.send({ Event: 'Registry', ChannelType: 'PJSIP', Username: 'sip:74950000000@sip.example.net', Domain: 'sip:sip.example.net', Status: 'Rejected' })
