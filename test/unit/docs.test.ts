@@ -157,3 +157,10 @@ test('the README documents call history: the source marker values and the limits
   expect(section).toContain(`at most ${sourceConstant('src/history/cdr-reader.ts', 'INDEX_PLAN_MAX_LEGS')} in all`)
   expect(readme.slice(0, readme.indexOf('\n## '))).not.toContain('call history (no call-history source')
 })
+
+test('the README states the state engine limits the code uses', () => {
+  const section = readmeSection('Live PBX state')
+  expect(section).toContain(`Every ${sourceConstant('src/pbx/state-engine.ts', 'RECONCILE_MS') / 1000} s`)
+  expect(section).toContain(`at most once per ${sourceConstant('src/pbx/state-engine.ts', 'DEBOUNCE_MS')} ms`)
+  expect(section).toContain(`at most ${sourceConstant('src/pbx/state-engine.ts', 'MAX_CHANNELS')} channels are tracked`)
+})
