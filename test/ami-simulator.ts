@@ -6,7 +6,8 @@
  * and restarts. Message shapes are in ami-transcripts.ts with the documentation page of each.
  */
 import { createServer, type Server, type Socket } from 'node:net'
-import { AmiParser, FieldMessage } from '../src/pbx/ami/ami-parser'
+import { AmiParser } from '../src/pbx/ami/ami-parser'
+import type { FieldsMessage } from '../src/pbx/ami/ami-message'
 import * as wire from './ami-transcripts'
 import type { Fields, SimChannel, SimContact, SimEndpoint, SimRegistration } from './ami-transcripts'
 
@@ -41,7 +42,7 @@ export class AmiSimulator {
   readonly channels: SimChannel[] = []
   faults: SimFaults = {}
   /** Every action received, in order, over all connections. */
-  readonly actions: FieldMessage[] = []
+  readonly actions: FieldsMessage[] = []
   /** How many connections were accepted so far. */
   accepted = 0
   private readonly connections = new Set<Connection>()
@@ -233,7 +234,7 @@ export class AmiSimulator {
     this.write(connection, wire.frame(fields))
   }
 
-  private handle(connection: Connection, action: FieldMessage): void {
+  private handle(connection: Connection, action: FieldsMessage): void {
     this.actions.push(action)
     const name = (action.get('Action') ?? '').toLowerCase()
     const actionId = action.get('ActionID')
@@ -263,7 +264,7 @@ export class AmiSimulator {
     }
   }
 
-  private login(connection: Connection, action: FieldMessage, id: Fields): void {
+  private login(connection: Connection, action: FieldsMessage, id: Fields): void {
     const accepted = !this.faults.refuseLogin && action.get('Username') === SIM_USERNAME && action.get('Secret') === SIM_SECRET
     if (!accepted) {
       this.reply(connection, wire.error(id, 'Authentication failed'))

@@ -1,6 +1,7 @@
 import { describe, expect, test } from 'bun:test'
 import { readFileSync } from 'node:fs'
-import { AmiParser, type FieldMessage } from '../../src/pbx/ami/ami-parser'
+import { AmiParser } from '../../src/pbx/ami/ami-parser'
+import type { FieldsMessage } from '../../src/pbx/ami/ami-message'
 
 /** A recorded-style session: banner, login, a list with an event interleaved, ping, a call event, command output, an error. */
 const SESSION = readFileSync('test/fixtures/ami/mixed-session.txt')
@@ -16,7 +17,7 @@ function parse(chunks: Iterable<Uint8Array | string>, maxFrameChars?: number): P
   const parser = new AmiParser(
     {
       onBanner: (version) => parsed.banners.push(version),
-      onMessage: (message: FieldMessage) => parsed.messages.push(message.fields),
+      onMessage: (message: FieldsMessage) => parsed.messages.push(message.fields),
       onOverflow: () => parsed.overflows++,
     },
     maxFrameChars,

@@ -1,6 +1,6 @@
 import type { AmiMessage } from './ami-link'
 
-/** An AMI message built from ordered fields (README "Live PBX state"). */
+/** An AMI message as its ordered fields: what the parser (ami-parser.ts) builds, and tests. */
 export class FieldsMessage implements AmiMessage {
   constructor(readonly fields: ReadonlyArray<readonly [key: string, value: string]>) {}
 

@@ -5,31 +5,14 @@
  * `maxFrameChars` without a blank line is reported once as an overflow, after which the parser
  * ignores everything (the connection is to be dropped).
  */
-import type { AmiMessage } from './ami-link'
+import { FieldsMessage } from './ami-message'
 
 export const MAX_FRAME_CHARS = 1024 * 1024
-
-/** A message as an ordered field list; built by the parser and by tests. */
-export class FieldMessage implements AmiMessage {
-  constructor(readonly fields: ReadonlyArray<readonly [key: string, value: string]>) {}
-
-  get(key: string): string | undefined {
-    const exact = this.fields.find(([name]) => name === key)
-    if (exact) return exact[1]
-    const lower = key.toLowerCase()
-    return this.fields.find(([name]) => name.toLowerCase() === lower)?.[1]
-  }
-
-  all(key: string): string[] {
-    const lower = key.toLowerCase()
-    return this.fields.filter(([name]) => name.toLowerCase() === lower).map(([, value]) => value)
-  }
-}
 
 export interface AmiParserHandlers {
   /** The greeting line `Asterisk Call Manager/<version>`, which has no blank line after it. */
   onBanner(version: string): void
-  onMessage(message: FieldMessage): void
+  onMessage(message: FieldsMessage): void
   /** Once, when a frame exceeds the limit. */
   onOverflow(): void
 }
@@ -116,7 +99,7 @@ export class AmiParser {
     this.frameChars = 0
     this.rawOutput = false
     if (this.fields.length === 0) return // a stray blank line
-    const message = new FieldMessage(this.fields)
+    const message = new FieldsMessage(this.fields)
     this.fields = []
     this.handlers.onMessage(message)
   }
