@@ -44,7 +44,8 @@ export class SessionStore {
   private readonly newSessions: GroupCommit
 
   constructor(private readonly db: Database) {
-    this.newSessions = new GroupCommit(db)
+    // A session lost to a power cut only fails its refresh; the app logs in again.
+    this.newSessions = new GroupCommit(db, 'written')
     this.byId = db.query<SessionRow, [string]>('SELECT * FROM sessions WHERE id = ?')
     this.insert = db.query(
       `INSERT INTO sessions (id, username, role, user_id, created_at, last_used_at, ip, user_agent,
@@ -73,7 +74,7 @@ export class SessionStore {
     this.insert.run({ ...row, current_hash: hashTokenId(currentJti) })
   }
 
-  /** Creates it in the next group commit (store/group-commit.ts); resolves once that is durable. */
+  /** Creates it in the next group commit (store/group-commit.ts); resolves once that is written. */
   createDurably(session: NewSession): Promise<void> {
     return this.newSessions.submit(() => this.create(session))
   }

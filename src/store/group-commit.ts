@@ -14,10 +14,20 @@ interface Pending {
   reject: (error: unknown) => void
 }
 
+/**
+ * `flushed`: each commit waits for the disk (synchronous=FULL). `written`: it waits only for the
+ * operating system (synchronous=NORMAL in WAL mode), so it survives a killed process but not a
+ * power loss; for writes whose loss can only refuse something later, never allow it.
+ */
+export type Durability = 'flushed' | 'written'
+
 export class GroupCommit {
   private batch: Pending[] = []
 
-  constructor(private readonly db: Database) {}
+  constructor(
+    private readonly db: Database,
+    private readonly durability: Durability = 'flushed',
+  ) {}
 
   submit(write: () => void): Promise<void> {
     return new Promise((resolve, reject) => {
@@ -29,13 +39,17 @@ export class GroupCommit {
   private commit(): void {
     const batch = this.batch
     this.batch = []
+    const relaxed = this.durability === 'written'
     try {
+      if (relaxed) this.db.run('PRAGMA synchronous = NORMAL')
       this.db.transaction(() => {
         for (const pending of batch) pending.write()
       }).immediate()
     } catch (error) {
       for (const pending of batch) pending.reject(error)
       return
+    } finally {
+      if (relaxed) this.db.run('PRAGMA synchronous = FULL')
     }
     for (const pending of batch) pending.resolve()
   }

@@ -28,7 +28,8 @@ interface FailureRow {
   blocked_until: number
 }
 
-export type ThrottleDecision = { allowed: true } | { allowed: false; retryAfter: number }
+/** `accountFailures`: whether the (account, IP) counter has a row, which a success then deletes. */
+export type ThrottleDecision = { allowed: true; accountFailures: boolean } | { allowed: false; retryAfter: number }
 
 export class LoginThrottle {
   private readonly read
@@ -42,8 +43,8 @@ export class LoginThrottle {
     private readonly settings: ThrottleSettings,
   ) {
     this.read = db.query<FailureRow, [string]>('SELECT failures, last_failure, blocked_until FROM login_failures WHERE key = ?')
-    this.latestBlock = db.query<{ until: number | null }, [string, string]>(
-      'SELECT MAX(blocked_until) AS until FROM login_failures WHERE key IN (?, ?)',
+    this.latestBlock = db.query<{ until: number | null; account: number | null }, [string, string]>(
+      'SELECT MAX(blocked_until) AS until, MAX(key = ?1) AS account FROM login_failures WHERE key IN (?1, ?2)',
     )
     this.write = db.query(
       `INSERT INTO login_failures (key, failures, last_failure, blocked_until) VALUES ($key, $failures, $now, $until)
@@ -54,8 +55,8 @@ export class LoginThrottle {
 
   check(username: string, ip: string): ThrottleDecision {
     const now = unixSeconds(this.clock)
-    const until = this.latestBlock.get(accountKey(username, ip), ipKey(ip))?.until ?? 0
-    return until > now ? { allowed: false, retryAfter: until - now } : { allowed: true }
+    const { until, account } = this.latestBlock.get(accountKey(username, ip), ipKey(ip))!
+    return until !== null && until > now ? { allowed: false, retryAfter: until - now } : { allowed: true, accountFailures: account === 1 }
   }
 
   recordFailure(username: string, ip: string): void {
@@ -69,10 +70,10 @@ export class LoginThrottle {
    * The account's counter for this address starts over. The address's own counter stays: a client
    * holding one valid account must not wipe the failures it spent guessing others.
    */
-  recordSuccess(username: string, ip: string): void {
-    // Usually there is nothing to forget: a read, not a commit and its fsync, per login.
+  recordSuccess(username: string, ip: string, accountFailures?: boolean): void {
+    // Usually there is nothing to forget: a read (or the caller's knowledge), not a commit, per login.
     const key = accountKey(username, ip)
-    if (this.read.get(key)) this.forget.run(key)
+    if (accountFailures ?? this.read.get(key) !== null) this.forget.run(key)
   }
 
   purgeExpired(): number {

@@ -236,6 +236,37 @@ describe('changes made on the PBX', () => {
     expect(cached.findByUsername(alice.extension)?.disabled).toBe(true)
   })
 
+  test('a login peer is remembered until the file changes, then looked up again', async () => {
+    expect(await pbx.authenticate(alice.extension, alice.secret)).toMatchObject({ username: '201' })
+    pbxWrite(PBX_CHANGES.setSecret, alice.extension, 'Alice-new-secret')
+    // Not read again until the watch reports the commit (within a second, store/change-watch.ts).
+    expect(await pbx.authenticate(alice.extension, alice.secret)).toMatchObject({ username: '201' })
+    file.check()
+    expect(await pbx.authenticate(alice.extension, alice.secret)).toBeNull()
+    expect(await pbx.authenticate(alice.extension, 'Alice-new-secret')).toMatchObject({ username: '201' })
+  })
+
+  test('a remembered login peer fails as a read would: the file missing, or its lock met by a check', async () => {
+    expect(await pbx.authenticate(alice.extension, alice.secret)).toMatchObject({ username: '201' })
+    renameSync(path, join(dir, 'aside.db'))
+    expect(storeOutageOf(await pbx.authenticate(alice.extension, alice.secret).catch((caught: unknown) => caught))).toBe('unavailable')
+    renameSync(join(dir, 'aside.db'), path)
+    expect(await pbx.authenticate(alice.extension, alice.secret)).toMatchObject({ username: '201' })
+
+    const writer = new Database(path)
+    writer.run('BEGIN EXCLUSIVE')
+    writer.query(PBX_CHANGES.setSecret).run(bob.extension, 'x')
+    try {
+      file.check()
+      expect(storeOutageOf(await pbx.authenticate(alice.extension, alice.secret).catch((caught: unknown) => caught))).toBe('busy')
+    } finally {
+      writer.run('ROLLBACK')
+      writer.close()
+    }
+    clock.advance(1)
+    expect(await pbx.authenticate(alice.extension, alice.secret)).toMatchObject({ username: '201' })
+  })
+
   test('after meeting the lock, reads fail at once for a second without touching the file, so the server waits once', async () => {
     const writer = new Database(path)
     writer.run('BEGIN EXCLUSIVE')
@@ -270,6 +301,17 @@ describe('over HTTP', () => {
     const { access_token } = await harness.login(alice.extension, alice.secret)
     const response = await harness.request(`${BASE}/profile`, { headers: bearer(access_token) })
     expect(await response.json()).toEqual({ success: true, user: { id: alice.userId, username: '201', role: 'user', display_name: 'Alice Smith' } })
+  })
+
+  test('a storm of wrong secrets from one address gets exactly its free failures checked: no slot, nothing interleaves', async () => {
+    // The harness allows 5 free failures per account and address (test/helpers.ts); the 6th starts
+    // the delay. MikoPBX logins take no password-check slot, yet no attempt slips past the count.
+    const results = await Promise.all(Array.from({ length: 120 }, (_, i) => login(alice.extension, `wrong-${i}`)))
+    const statuses = results.map((response) => response.status)
+    expect(statuses.filter((status) => status === 401).length).toBe(6)
+    expect(statuses.filter((status) => status === 429).length).toBe(114)
+    expect((await login(alice.extension, alice.secret)).status).toBe(429)
+    expect((await login(bob.extension, bob.secret, '198.51.100.2')).status).toBe(200)
   })
 
   test('every refused login above gets a byte-identical 401 over HTTP', async () => {

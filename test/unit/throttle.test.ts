@@ -153,7 +153,7 @@ describe('login throttling', () => {
     release()
     expect(await Promise.all(pending)).toEqual(Array(3).fill({ ok: false, reason: 'invalid' }))
     // Three failures were recorded, the refused attempt none: the account's limit (3) isn't passed.
-    expect(h.services.throttle.check('201', '198.51.100.7')).toEqual({ allowed: true })
+    expect(h.services.throttle.check('201', '198.51.100.7')).toEqual({ allowed: true, accountFailures: true })
   })
 
   test('the login route answers a full queue with 503 and Retry-After', async () => {
@@ -185,6 +185,6 @@ describe('login throttling', () => {
     expect(reopened.check('201', '198.51.100.7')).toEqual({ allowed: false, retryAfter: 1 })
     h.clock.advance(3601)
     expect(reopened.purgeExpired()).toBe(2)
-    expect(reopened.check('201', '198.51.100.7')).toEqual({ allowed: true })
+    expect(reopened.check('201', '198.51.100.7')).toEqual({ allowed: true, accountFailures: false })
   })
 })
