@@ -45,6 +45,8 @@ export interface AppDeps {
   recordingsAccess?: RecordingsAccess
   /** The state engine's cache (README "Live PBX state"); absent when AMI is off. */
   pbx?: PbxStateView
+  /** Channels that engine publishes itself, refused to `pub/`. */
+  producedHere?: (channel: string) => boolean
   /** MikoPBX's provider trunks, for `registry` and getRegistry; absent in embedded mode. */
   providers?: ProviderSource | null
   /** The MikoPBX core-compatible routes (README "MikoPBX core-compatible API"); not served when absent (`core_api = "off"`). */
@@ -81,7 +83,7 @@ export function buildApp(deps: AppDeps) {
     .use(historyRoutes({ clock, guard, history }))
     .use(mediaRoutes({ clock, guard, securityLog, clientIpOf, owners }))
     .use(healthRoutes({ clock, pbx }))
-    .use(presenceRoutes({ clock, guard, hub, settings: deps.presence, peerOf, keepOpen, upgrade }))
+    .use(presenceRoutes({ clock, guard, hub, settings: deps.presence, peerOf, keepOpen, upgrade, producedHere: deps.producedHere }))
     .use(pbxRoutes({ clock, guard, directory, pbx, providers }))
   // The core-compatible routes live outside the base path, where MikoPBX's core serves them.
   const app = new Elysia()

@@ -6,12 +6,18 @@ import { AccessGuard } from './auth/access-guard'
 import { channelSpecs, PresenceHub } from './presence/hub'
 import { systemClock, unixSeconds, type Clock } from './clock'
 import type { Config } from './config/schema'
+import { DirectoryAdminCredentials, MikoPbxAdminCredentials } from './core-api/admin-credentials'
 import { CachedDirectory } from './directory/cached'
+import type { Directory } from './directory/directory'
 import { EmbeddedDirectory } from './directory/embedded'
 import { cdrDatabasePath } from './history/cdr-location'
 import { CdrSource } from './history/cdr-reader'
 import { MikoPbxDirectory } from './directory/mikopbx'
 import { openAtStart } from './directory/mikopbx-file'
+import { MikoPbxProviders } from './directory/mikopbx-providers'
+import { AmiClient } from './pbx/ami/ami-client'
+import { amiSettings } from './pbx/ami/ami-config'
+import { StateEngine } from './pbx/state-engine'
 import { DEFAULT_LOG_LIMITS, SecurityLog } from './security-log/security-log'
 import { watchDatabaseChanges } from './store/change-watch'
 import { openStore } from './store/database'
@@ -49,6 +55,8 @@ function openUserDirectory(config: Config, clock: Clock) {
   let cached: CachedDirectory | undefined
   const pbx = config.directory === 'mikopbx' ? openAtStart(config.mikopbx_db, () => cached?.invalidate(), clock) : null
   return {
+    /** MikoPBX's database, for its providers and web admin too; null with the embedded directory. */
+    file: pbx,
     attach(db: Database): CachedDirectory {
       cached = new CachedDirectory(pbx ? new MikoPbxDirectory(pbx) : new EmbeddedDirectory(db, clock))
       return cached
@@ -65,6 +73,37 @@ export function recordingsAccessLine(mode: Config['recordings_access'], cdrPath:
   return cdrPath
     ? 'recordings: a user opens only its own calls\' recordings, admins any (recordings_access = "owner")'
     : 'recordings: no call-history source, so only admins open recordings (recordings_access = "owner")'
+}
+
+/**
+ * With `ami = "on"`, the AMI client and the state engine that publishes `users-state` and
+ * `active-calls` from it (README "Live PBX state"); null otherwise. Connecting starts at once and
+ * never delays the start: AMI may come up later.
+ */
+function startPbxState(config: Config, directory: Directory, hub: PresenceHub, clock: Clock) {
+  const settings = amiSettings(config)
+  if (!settings) return null
+  const log = (line: string) => console.log(line)
+  const link = new AmiClient({ ...settings, log })
+  const engine = new StateEngine({
+    link,
+    clock,
+    log,
+    nameOf: (extension) => {
+      const user = directory.findByUsername(extension)
+      return user && !user.disabled ? user.displayName : null
+    },
+    publish: (name, body) => hub.publish(hub.channel(name)!, body, 'application/json'),
+  })
+  engine.start()
+  link.start()
+  return {
+    engine,
+    stop(): void {
+      engine.stop()
+      link.close()
+    },
+  }
 }
 
 /** The data dir must exist: main.ts creates it first, so a failure there is one line and exit 73. */
@@ -113,7 +152,15 @@ export async function serve(config: Config, clock: Clock = systemClock): Promise
   )
 
   const cdr = new CdrSource(cdrDatabasePath(config.cdr_db))
+  const pbxState = startPbxState(config, directory, hub, clock)
   const app = buildApp({
+    pbx: pbxState?.engine,
+    producedHere: pbxState ? (channel) => pbxState.engine.owns(channel) : undefined,
+    providers: users.file ? new MikoPbxProviders(users.file) : null,
+    coreApi:
+      config.core_api === 'on'
+        ? { admins: users.file ? new MikoPbxAdminCredentials(users.file) : new DirectoryAdminCredentials(directory) }
+        : undefined,
     cdr,
     recordingsAccess: config.recordings_access,
     basePath: config.base_path,
@@ -131,6 +178,7 @@ export async function serve(config: Config, clock: Clock = systemClock): Promise
     // reusePort off: a second instance must fail loudly rather than share the port (README "Command line").
     app.listen({ hostname: config.host, port: config.port, reusePort: false, maxRequestBodySize: MAX_REQUEST_BODY })
   } catch (error) {
+    pbxState?.stop()
     cdr.close()
     users.close()
     db.close()
@@ -147,6 +195,7 @@ export async function serve(config: Config, clock: Clock = systemClock): Promise
       console.log(`${signal}: shutting down`)
       clearInterval(purgeTimer)
       storeChanges.close()
+      pbxState?.stop()
       // Streams first: plain stop() would wait for them forever.
       hub.shutdown()
       // In-flight requests get a grace period; stop(true) then cuts whatever is still open.
@@ -169,6 +218,8 @@ export async function serve(config: Config, clock: Clock = systemClock): Promise
     console.log(`softphone-backend ${VERSION} listening on http://${host}:${port}${config.base_path}`)
     console.log(cdr.path ? `call history from ${cdr.path}` : 'no call-history source (cdr_db unset, no MikoPBX settings)')
     console.log(recordingsAccessLine(config.recordings_access, cdr.path))
+    console.log(pbxState ? `AMI: connecting to ${config.ami_host}:${config.ami_port}; users-state and active-calls come from it` : 'AMI: off (ami = "off"); presence comes from pub/ only')
+    if (config.core_api === 'on') console.log('core API: /pbxcore/api/sip/* served (core_api = "on")')
     void revocations.idsLoaded.then(({ ids, ms }) => console.log(`${ids} revoked token ids in memory after ${Math.round(ms)} ms`))
     securityLog.record({ event: 'STARTUP', version: VERSION, directory: directoryDescription(config) })
   })

@@ -65,6 +65,7 @@ export interface HarnessOptions extends Partial<ServiceSettings> {
   userDirectory?: Directory
   /** The PBX state cache (test/pbx-fake.ts), providers and core API, passed on to buildApp. */
   pbx?: AppDeps['pbx']
+  producedHere?: AppDeps['producedHere']
   providers?: AppDeps['providers']
   coreApi?: AppDeps['coreApi']
 }
@@ -75,6 +76,7 @@ export async function createHarness({
   recordingsAccess,
   userDirectory,
   pbx,
+  producedHere,
   providers,
   coreApi,
   ...settings
@@ -119,6 +121,7 @@ export async function createHarness({
     cdr,
     recordingsAccess,
     pbx,
+    producedHere,
     providers,
     coreApi,
   })

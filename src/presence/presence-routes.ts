@@ -39,6 +39,8 @@ export interface PresenceRoutesDeps {
   keepOpen: (request: Request) => void
   /** Bun's server.upgrade: false when the request can't become a WebSocket. */
   upgrade: Upgrade
+  /** Channels the AMI state engine produces; `pub/` refuses them (README "Live PBX state"). */
+  producedHere?: (channel: string) => boolean
 }
 
 /** What the parse hook below makes of a publish request. */
@@ -46,7 +48,7 @@ const PublishedBody = v.object({ text: v.string(), contentType: v.string() })
 
 const ChannelParams = v.object({ channel: v.pipe(v.string(), v.regex(/^[a-z0-9-]{1,64}$/, 'must be a channel name')) })
 
-export function presenceRoutes({ clock, guard, hub, settings, peerOf, keepOpen, upgrade }: PresenceRoutesDeps) {
+export function presenceRoutes({ clock, guard, hub, settings, peerOf, keepOpen, upgrade, producedHere = () => false }: PresenceRoutesDeps) {
   const fail = (kind: (typeof ERRORS)[keyof typeof ERRORS]) => errorBody(kind, unixSeconds(clock))
 
   const routes = new Elysia({ name: 'presence-routes' })
@@ -55,6 +57,7 @@ export function presenceRoutes({ clock, guard, hub, settings, peerOf, keepOpen, 
       ({ params, body, status }) => {
         const channel = hub.channel(params.channel)
         if (!channel) return status(404, fail(ERRORS.notFound))
+        if (producedHere(channel.name)) return status(409, fail(ERRORS.channelProducedHere))
         // Counted before delivery: answered long-polls leave the channel as they get the message.
         const subscribers = channel.subscribers.size
         const message = hub.publish(channel, body.text, body.contentType)

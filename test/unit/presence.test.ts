@@ -49,6 +49,22 @@ describe('publish', () => {
     expect(await (await poll('contacts')).status).toBe(304)
   })
 
+  test('a channel the AMI state engine produces is refused with 409; other channels stay open', async () => {
+    const withEngine = await createHarness({ producedHere: (channel) => channel === 'users-state' || channel === 'active-calls' })
+    try {
+      const post = (channel: string) =>
+        withEngine.request(`${BASE}/pub/${channel}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"states":{}}' })
+      const refused = await post('users-state')
+      expect(refused.status).toBe(409)
+      expect(await refused.json()).toMatchObject({ success: false, code: 'channel_produced_here' })
+      expect((await post('active-calls')).status).toBe(409)
+      expect((await post('contacts')).status).toBe(200)
+      expect(withEngine.hub.lastSnapshot('users-state')).toBeNull()
+    } finally {
+      withEngine.close()
+    }
+  })
+
   test('bad input: unknown channel 404, bad name 400, not JSON 400, over 1 MiB 413', async () => {
     expect((await publish('no-such-channel', { a: 1 })).status).toBe(404)
     expect((await publish('Bad_Name', { a: 1 })).status).toBe(400)
