@@ -1,5 +1,5 @@
 /**
- * Builds the release binaries into dist/ (SPEC §2). `bun run build.ts` builds every target;
+ * Builds the release binaries into dist/ (README "Build and install by hand"). `bun run build.ts` builds every target;
  * `--host` only the one this machine runs. Identifiers are not minified: Elysia macros need names.
  */
 import { rmSync } from 'node:fs'

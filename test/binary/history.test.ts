@@ -1,6 +1,6 @@
 /**
- * The compiled binary reads call history from a MikoPBX CDR file given with --cdr-db (README "Call
- * history"): users 201 and 202 of the embedded directory, added through the CLI, each see only
+ * The compiled binary reads call history from a MikoPBX CDR file given with --cdr-db
+ * (README "Call history"): users 201 and 202 of the embedded directory, added through the CLI, each see only
  * their own calls, and the file is left as it was.
  */
 import { afterAll, beforeAll, expect, test } from 'bun:test'

@@ -1,6 +1,6 @@
 /**
- * The MikoPBX core-compatible routes and the admin cookie login (README "MikoPBX core-compatible
- * API"): envelope bytes, hash and E-Tag recomputed here, who may call them, sessions, throttling.
+ * The MikoPBX core-compatible routes and the admin cookie login
+ * (README "MikoPBX core-compatible API"): envelope bytes, hash and E-Tag recomputed here, who may call them, sessions, throttling.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { Database } from 'bun:sqlite'
