@@ -53,9 +53,7 @@ export class PasswordLogin {
    * recorded outcome happen in one turn of the event loop, so no other attempt can come between.
    */
   private attemptNow(username: string, password: string, ip: string, check: (username: string, password: string) => DirectoryUser | null): LoginOutcome {
-    const decision = this.throttle.check(username, ip)
-    if (!decision.allowed) return throttledFor(decision.retryAfter)
-    return this.recorded(username, ip, check(username, password), decision.accountFailures)
+    return this.throttled(username, ip) ?? this.recorded(username, ip, check(username, password))
   }
 
   /**
@@ -80,20 +78,17 @@ export class PasswordLogin {
     return inSlot ?? this.recorded(username, ip, await check(username, password))
   }
 
-  /** `accountFailures` as the throttle check found it, when nothing can have changed since. */
-  private recorded<T>(username: string, ip: string, user: T | null, accountFailures?: boolean): LoginOutcome<T> {
+  private recorded<T>(username: string, ip: string, user: T | null): LoginOutcome<T> {
     if (!user) {
       this.throttle.recordFailure(username, ip)
       return INVALID
     }
-    this.throttle.recordSuccess(username, ip, accountFailures)
+    this.throttle.recordSuccess(username, ip)
     return { ok: true, user }
   }
 
   private throttled(username: string, ip: string): Extract<LoginOutcome, { reason: 'throttled' }> | null {
     const decision = this.throttle.check(username, ip)
-    return decision.allowed ? null : throttledFor(decision.retryAfter)
+    return decision.allowed ? null : { ok: false, reason: 'throttled', retryAfter: decision.retryAfter }
   }
 }
-
-const throttledFor = (retryAfter: number) => ({ ok: false, reason: 'throttled', retryAfter }) as const

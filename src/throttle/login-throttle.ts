@@ -28,14 +28,23 @@ interface FailureRow {
   blocked_until: number
 }
 
-/** `accountFailures`: whether the (account, IP) counter has a row, which a success then deletes. */
-export type ThrottleDecision = { allowed: true; accountFailures: boolean } | { allowed: false; retryAfter: number }
+export type ThrottleDecision = { allowed: true } | { allowed: false; retryAfter: number }
+
+/**
+ * Counters are mirrored in memory up to this many, so a check costs no read transaction; past it
+ * (a spread-out storm), SQLite alone answers until the hourly purge brings the count back down.
+ */
+const MIRROR_LIMIT = 100_000
 
 export class LoginThrottle {
   private readonly read
-  private readonly latestBlock
   private readonly write
   private readonly forget
+  /**
+   * Every row of login_failures while there are at most MIRROR_LIMIT, else null. Exact because this
+   * process is the table's only writer (no CLI command touches it), and it changes only after a commit.
+   */
+  private mirror: Map<string, FailureRow> | null = null
 
   constructor(
     private readonly db: Database,
@@ -43,50 +52,68 @@ export class LoginThrottle {
     private readonly settings: ThrottleSettings,
   ) {
     this.read = db.query<FailureRow, [string]>('SELECT failures, last_failure, blocked_until FROM login_failures WHERE key = ?')
-    this.latestBlock = db.query<{ until: number | null; account: number | null }, [string, string]>(
-      'SELECT MAX(blocked_until) AS until, MAX(key = ?1) AS account FROM login_failures WHERE key IN (?1, ?2)',
-    )
     this.write = db.query(
       `INSERT INTO login_failures (key, failures, last_failure, blocked_until) VALUES ($key, $failures, $now, $until)
        ON CONFLICT (key) DO UPDATE SET failures = $failures, last_failure = $now, blocked_until = $until`,
     )
     this.forget = db.query<unknown, [string]>('DELETE FROM login_failures WHERE key = ?')
+    this.loadMirror()
   }
 
   check(username: string, ip: string): ThrottleDecision {
     const now = unixSeconds(this.clock)
-    const { until, account } = this.latestBlock.get(accountKey(username, ip), ipKey(ip))!
-    return until !== null && until > now ? { allowed: false, retryAfter: until - now } : { allowed: true, accountFailures: account === 1 }
+    const until = Math.max(this.row(accountKey(username, ip))?.blocked_until ?? 0, this.row(ipKey(ip))?.blocked_until ?? 0)
+    return until > now ? { allowed: false, retryAfter: until - now } : { allowed: true }
   }
 
   recordFailure(username: string, ip: string): void {
+    const now = unixSeconds(this.clock)
+    const rows = [this.bumped(accountKey(username, ip), this.settings.accountFreeFailures, now), this.bumped(ipKey(ip), this.settings.ipFreeFailures, now)]
     this.db.transaction(() => {
-      this.bump(accountKey(username, ip), this.settings.accountFreeFailures)
-      this.bump(ipKey(ip), this.settings.ipFreeFailures)
+      for (const [key, row] of rows) this.write.run({ key, failures: row.failures, now, until: row.blocked_until })
     }).immediate()
+    for (const [key, row] of rows) this.mirror?.set(key, row)
+    if (this.mirror && this.mirror.size > MIRROR_LIMIT) this.mirror = null
   }
 
   /**
    * The account's counter for this address starts over. The address's own counter stays: a client
    * holding one valid account must not wipe the failures it spent guessing others.
    */
-  recordSuccess(username: string, ip: string, accountFailures?: boolean): void {
-    // Usually there is nothing to forget: a read (or the caller's knowledge), not a commit, per login.
+  recordSuccess(username: string, ip: string): void {
+    // Usually there is nothing to forget, and so no commit per login.
     const key = accountKey(username, ip)
-    if (accountFailures ?? this.read.get(key) !== null) this.forget.run(key)
+    if (!this.row(key)) return
+    this.forget.run(key)
+    this.mirror?.delete(key)
   }
 
   purgeExpired(): number {
-    return this.db.query<unknown, [number]>('DELETE FROM login_failures WHERE last_failure < ?').run(unixSeconds(this.clock) - FORGET_AFTER_SECONDS).changes
+    const cutoff = unixSeconds(this.clock) - FORGET_AFTER_SECONDS
+    const purged = this.db.query<unknown, [number]>('DELETE FROM login_failures WHERE last_failure < ?').run(cutoff).changes
+    if (this.mirror) {
+      for (const [key, row] of this.mirror) if (row.last_failure < cutoff) this.mirror.delete(key)
+    } else {
+      this.loadMirror()
+    }
+    return purged
   }
 
-  private bump(key: string, freeFailures: number): void {
-    const now = unixSeconds(this.clock)
-    const row = this.read.get(key)
+  private row(key: string): FailureRow | null {
+    return this.mirror ? (this.mirror.get(key) ?? null) : this.read.get(key)
+  }
+
+  private bumped(key: string, freeFailures: number, now: number): [string, FailureRow] {
+    const row = this.row(key)
     const failures = row && now - row.last_failure < FORGET_AFTER_SECONDS ? row.failures + 1 : 1
     const excess = failures - freeFailures
     const until = excess > 0 ? now + Math.min(2 ** (excess - 1), this.settings.maxDelay) : 0
-    this.write.run({ key, failures, now, until })
+    return [key, { failures, last_failure: now, blocked_until: until }]
+  }
+
+  private loadMirror(): void {
+    const rows = this.db.query<FailureRow & { key: string }, [number]>('SELECT key, failures, last_failure, blocked_until FROM login_failures LIMIT ?').all(MIRROR_LIMIT + 1)
+    this.mirror = rows.length > MIRROR_LIMIT ? null : new Map(rows.map(({ key, ...row }) => [key, row]))
   }
 }
 
