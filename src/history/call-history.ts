@@ -4,6 +4,7 @@
  */
 import type { DirectoryUser } from '../directory/directory'
 import { MAX_PARTY_NUMBERS, type CdrLeg, type CdrReader, type CdrSource, type HistorySource, type LegPlan, type LegPosition } from './cdr-reader'
+import { callLegSpans, type LegSpan } from './cdr-time'
 import { recordingUrl } from './recordings'
 
 export type Direction = 'inner' | 'incoming' | 'outgoing' | 'missed'
@@ -119,7 +120,8 @@ export class CallHistory {
     }
   }
 
-  private callView(legs: CdrLeg[], isOwn: (number: string | null) => boolean): CallView {
+  private callView(textOrder: CdrLeg[], isOwn: (number: string | null) => boolean): CallView {
+    const { legs, spans } = inTimeOrder(textOrder)
     const own = legs.filter((leg) => isOwn(leg.src_num) || isOwn(leg.dst_num))
     const first = own[0]!
     const outbound = isOwn(first.src_num)
@@ -127,6 +129,7 @@ export class CallHistory {
     const otherName = outbound ? first.dst_name : first.src_name
     const answered = own.some((leg) => leg.disposition === 'ANSWERED')
     const internal = this.isExtension(stripPeer(other ?? ''))
+    const last = lastToEnd(legs, spans)
     return {
       id: first.linkedid || `id:${first.id}`,
       direction: outbound ? (internal ? 'inner' : 'outgoing') : !answered ? 'missed' : internal ? 'inner' : 'incoming',
@@ -134,8 +137,8 @@ export class CallHistory {
       other_party_name: otherName || null,
       start: legs[0]!.start,
       answer: own.find((leg) => leg.answer)?.answer ?? null,
-      end: latestEnd(legs),
-      duration: secondsBetween(legs[0]!.start, latestEnd(legs)),
+      end: last ? last.leg.endtime : null,
+      duration: last ? wholeSeconds(last.span.end - spans[0]!.start) : 0,
       billsec: own.reduce((sum, leg) => sum + Number(leg.billsec ?? 0), 0),
       disposition: answered ? 'ANSWERED' : (own.at(-1)!.disposition ?? ''),
       legs: legs.map(legView),
@@ -175,23 +178,40 @@ function legView(leg: CdrLeg): LegView {
   }
 }
 
-/** (start, id) order; CDR times are fixed-width text, so text order is time order. */
+/**
+ * (start, id) order, the order pages follow and the SQL reads. CDR times are fixed-width text, so
+ * text order is time order, except in the hour that repeats when clocks go back (README "Call history").
+ */
 export function compare(a: LegPosition, b: LegPosition): number {
   return a.start < b.start ? -1 : a.start > b.start ? 1 : a.id - b.id
 }
 
 const stripPeer = (number: string): string => number.replace(/-WS$/, '')
 
-function latestEnd(legs: CdrLeg[]): string | null {
-  return legs.reduce<string | null>((latest, leg) => (leg.endtime && (!latest || leg.endtime > latest) ? leg.endtime : latest), null)
+/**
+ * A call's legs by when they started. Text order is time order except in the hour that repeats
+ * when clocks go back, where a leg of the second pass reads earlier than one of the first.
+ */
+function inTimeOrder(textOrder: CdrLeg[]): { legs: CdrLeg[]; spans: LegSpan[] } {
+  const spans = callLegSpans(textOrder)
+  const timed = textOrder.map((leg, i) => ({ leg, span: spans[i]!, i }))
+  // A leg whose start is no time goes first; ties keep the text order.
+  const key = ({ span }: { span: LegSpan }) => (Number.isFinite(span.start) ? span.start : -Infinity)
+  timed.sort((a, b) => key(a) - key(b) || a.i - b.i)
+  return { legs: timed.map(({ leg }) => leg), spans: timed.map(({ span }) => span) }
 }
 
-/** Whole seconds between two local CDR times (read as UTC: only their difference matters). */
-function secondsBetween(start: string, end: string | null): number {
-  if (!end) return 0
-  const seconds = (Date.parse(`${end.replace(' ', 'T')}Z`) - Date.parse(`${start.replace(' ', 'T')}Z`)) / 1000
-  return Number.isFinite(seconds) && seconds > 0 ? Math.round(seconds) : 0
+/** The leg that ended last, of those with an `endtime`; null while none has one. */
+function lastToEnd(legs: CdrLeg[], spans: LegSpan[]): { leg: CdrLeg; span: LegSpan } | null {
+  let last: { leg: CdrLeg; span: LegSpan } | null = null
+  for (const [i, leg] of legs.entries()) {
+    const span = spans[i]!
+    if (leg.endtime && Number.isFinite(span.end) && (!last || span.end > last.span.end)) last = { leg, span }
+  }
+  return last
 }
+
+const wholeSeconds = (ms: number): number => (Number.isFinite(ms) && ms > 0 ? Math.round(ms / 1000) : 0)
 
 /** The calendar day after YYYY-MM-DD. */
 export function dayAfter(date: string): string {
