@@ -4,7 +4,7 @@
  * this calls libc through bun:ffi, which needs the JIT: it throws under MemoryDenyWriteExecute=yes
  * (README "systemd readiness and watchdog").
  */
-import { dlopen, FFIType, ptr, read } from 'bun:ffi'
+import type * as BunFfi from 'bun:ffi'
 
 const AF_UNIX = 1
 const SOCK_DGRAM = 2
@@ -54,10 +54,14 @@ const ERRNO_NAMES: Record<number, string> = {
   111: 'ECONNREFUSED',
 }
 
+let ffi: typeof BunFfi | null = null
 let libc: ReturnType<typeof openLibc> | null = null
 
+/** bun:ffi is loaded on first use only: without NOTIFY_SOCKET the service never touches it. */
 function openLibc() {
-  return dlopen('libc.so.6', {
+  ffi ??= require('bun:ffi') as typeof BunFfi
+  const { FFIType } = ffi
+  return ffi.dlopen('libc.so.6', {
     socket: { args: [FFIType.i32, FFIType.i32, FFIType.i32], returns: FFIType.i32 },
     sendto: { args: [FFIType.i32, FFIType.ptr, FFIType.u64, FFIType.i32, FFIType.ptr, FFIType.u32], returns: FFIType.i64 },
     close: { args: [FFIType.i32], returns: FFIType.i32 },
@@ -66,7 +70,7 @@ function openLibc() {
 }
 
 function errnoName(): string {
-  const errno = read.i32(libc!.__errno_location()!)
+  const errno = ffi!.read.i32(libc!.__errno_location()!)
   return ERRNO_NAMES[errno] ?? `errno ${errno}`
 }
 
@@ -87,6 +91,7 @@ export function openUnixDatagram(address: UnixAddress): DatagramSender {
     send(message) {
       if (!open) return 'EBADF'
       const body = new TextEncoder().encode(message)
+      const { ptr } = ffi!
       const sent = libc!.sendto(fd, ptr(body), body.length, MSG_DONTWAIT | MSG_NOSIGNAL, ptr(target.bytes), target.length)
       return Number(sent) === body.length ? null : errnoName()
     },
