@@ -19,6 +19,8 @@ import { AmiClient } from './pbx/ami/ami-client'
 import { amiSettings } from './pbx/ami/ami-config'
 import { StateEngine } from './pbx/state-engine'
 import { DEFAULT_LOG_LIMITS, SecurityLog } from './security-log/security-log'
+import { startNotifier } from './systemd/notify'
+import { checkStore } from './systemd/store-check'
 import { watchDatabaseChanges } from './store/change-watch'
 import { openStore } from './store/database'
 import { createServices } from './services'
@@ -193,6 +195,7 @@ export async function serve(config: Config, clock: Clock = systemClock): Promise
       if (stopping) return
       stopping = true
       console.log(`${signal}: shutting down`)
+      notifier.stopping(signal)
       clearInterval(purgeTimer)
       storeChanges.close()
       pbxState?.stop()
@@ -211,6 +214,14 @@ export async function serve(config: Config, clock: Clock = systemClock): Promise
     process.on('SIGTERM', () => void shutdown('SIGTERM'))
     process.on('SIGINT', () => void shutdown('SIGINT'))
     process.on('SIGHUP', () => securityLog.reopen())
+    // READY only now: listening, the store open and the signals handled (README "systemd readiness and watchdog").
+    const notifier = startNotifier({
+      env: process.env,
+      pid: process.pid,
+      log: (line) => console.log(line),
+      checkStore: () => checkStore(db, unixSeconds(clock)),
+      ami: pbxState ? () => pbxState.engine.ami : undefined,
+    })
     // Announced only once the signals are handled: a supervisor that stops us right after this
     // line gets a clean exit 0, not the default death by SIGTERM.
     const port = app.server!.port

@@ -23,6 +23,17 @@ test('systemd-analyze verify accepts the unit', () => {
   }
 })
 
+test('systemd-analyze security rates the unit 2.0 or lower ("OK")', () => {
+  const analyze = Bun.which('systemd-analyze')
+  if (!analyze) throw new Error('systemd-analyze not found: apt-get install systemd')
+  const result = Bun.spawnSync([analyze, 'security', '--offline=yes', '--no-pager', UNIT], { stderr: 'pipe', stdout: 'pipe' })
+  const output = result.stdout.toString() + result.stderr.toString()
+  const overall = /Overall exposure level for softphone-backend\.service: (\d+\.\d) (\w+)/.exec(output)
+  if (!overall) throw new Error(`no overall exposure level in: ${output}`)
+  expect(Number(overall[1])).toBeLessThanOrEqual(2.0)
+  expect(overall[2]).toBe('OK')
+})
+
 test('the unit carries the hardening README "Build and install by hand" describes', () => {
   const unit = readFileSync(UNIT, 'utf8')
   for (const line of [

@@ -32,6 +32,21 @@ test("the unit's Documentation= points at this project's README where the instal
   }
 })
 
+test('the unit waits for READY=1 from the main process and restarts it when WATCHDOG=1 stops', () => {
+  const directives = readFileSync(UNIT, 'utf8')
+    .split('\n')
+    .filter((line) => line && !line.startsWith('#'))
+  expect(directives).toContain('Type=notify')
+  // Only the service itself notifies; no helper process needs the socket.
+  expect(directives).toContain('NotifyAccess=main')
+  const watchdog = directives.find((line) => line.startsWith('WatchdogSec='))
+  expect(watchdog).toBe('WatchdogSec=30s')
+  // bun:ffi, which sends them, refuses to load without writable+executable memory.
+  expect(directives.filter((line) => line.startsWith('MemoryDenyWriteExecute='))).toEqual([])
+  expect(directives).toContain('SystemCallFilter=~@privileged @resources')
+  expect(directives).toContain('PrivateMounts=yes')
+})
+
 test('the README installs the logrotate file where logrotate reads it', () => {
   expect(installBlock()).toMatch(new RegExp(`^install .*${LOGROTATE} /etc/logrotate\\.d/softphone-backend$`, 'm'))
 })
