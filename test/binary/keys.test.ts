@@ -5,7 +5,7 @@
  * tested in test/unit/key-ring.test.ts.
  */
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from 'bun:test'
-import { readFileSync, statSync } from 'node:fs'
+import { chmodSync, cpSync, readFileSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { runCli, ServerProcess } from './server-process'
 
@@ -97,6 +97,24 @@ describe('secret rotate while the server runs', () => {
     expect(await profileStatus(fresh.access_token)).toBe(200)
     const sessions = await runCli(onServer('sessions', 'list', '--user', '202'))
     expect(sessions.stdout).toBe('')
+  })
+
+  test('config check names the signing kid; a ring others can read stops config check and serve with 78', async () => {
+    const ringPath = join(server.dataDir, 'secret.key.ring')
+    const signing = JSON.parse(readFileSync(ringPath, 'utf8')).keys.at(-1).kid
+    expect((await runCli(onServer('config', 'check'))).stdout).toContain(`key ring: ${ringPath} ok, signing with ${signing}\n`)
+    const copy = new ServerProcess()
+    try {
+      cpSync(server.dataDir, copy.dataDir, { recursive: true })
+      chmodSync(join(copy.dataDir, 'secret.key.ring'), 0o644)
+      for (const command of ['config check', 'serve --port 0']) {
+        const result = await runCli([...command.split(' '), '--data-dir', copy.dataDir])
+        expect({ command, exitCode: result.exitCode }).toEqual({ command, exitCode: 78 })
+        expect(result.stderr).toContain(`run: chmod 600 ${join(copy.dataDir, 'secret.key.ring')}`)
+      }
+    } finally {
+      await copy.cleanup()
+    }
   })
 
   test('usage errors change nothing', async () => {
