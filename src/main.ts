@@ -5,7 +5,9 @@
  */
 import { join } from 'node:path'
 import { CommandError, EX_USAGE, parseArgs, UsageError, type ParsedArgs } from './cli/args'
+import { BACKUP_HELP, backup, EX_DATAERR, EX_NEWER, EX_TEMPFAIL, NewerBackupError, NotABackupError, parseBackupCommand, restore, RESTORE_HELP, ServerRunningError } from './cli/backup-command'
 import { checkConfig } from './cli/config-command'
+import { parseSecretCommand, SECRET_HELP, SECRET_SWITCHES, type OperatorCommand } from './cli/secret-command'
 import { SESSIONS_HELP, SESSIONS_OPTIONS, parseSessionsCommand } from './cli/sessions-command'
 import { DataDirError, EX_CANTCREAT, EX_NOINPUT, NoDatabaseError, ensureDataDir, openCommandStore } from './cli/store-access'
 import { operatorAudit, type Audit, type StoreCommand } from './cli/store-command'
@@ -31,13 +33,17 @@ Commands:
   serve                 run the server (the default)
   users ...             manage the embedded user directory (users --help)
   sessions ...          list or end a user's sessions (sessions --help)
+  secret rotate         a new signing key; --revoke-all also ends every session (secret --help)
+  backup <file>         copy the database and the keys, also while serving
+  restore <file>        put a backup in place (the server must be stopped)
   config check          validate the configuration and print it
   config --help         list every configuration key
   -v, --version         print the version
   -h, --help            this help, or a command's (users --help)
 Every configuration key can be given as a flag, e.g. --port 8081 --data-dir /srv/softphone.
-Exit codes: 1 refused (unknown user, passwords differ, ...), 64 usage, 66 no database yet,
-69 port in use, 73 data dir can't be created, 74 unusable database, 78 configuration or key file.`
+Exit codes: 1 refused (unknown user, passwords differ, ...), 64 usage, 65 not a backup,
+66 no database yet, 69 port in use, 73 data dir can't be created, 74 unusable database,
+75 restore while the database is in use, 76 backup from a newer release, 78 configuration or key file.`
 
 /** What a command needs once the configuration is loaded; built from argv alone. */
 type Plan =
@@ -45,11 +51,12 @@ type Plan =
   | { kind: 'config-check' }
   /** `embeddedOnly`: a `users` command, meaningless with another directory. */
   | { kind: 'store'; command: StoreCommand; embeddedOnly?: true }
+  | { kind: 'operator'; command: OperatorCommand }
 
 async function main(argv: readonly string[]): Promise<number> {
   const args = parseArgs(argv, {
     options: ['config', ...CONFIG_FLAGS, ...USERS_OPTIONS, ...SESSIONS_OPTIONS],
-    switches: ['help', 'version', ...USERS_SWITCHES],
+    switches: ['help', 'version', ...USERS_SWITCHES, ...SECRET_SWITCHES],
     aliases: { h: 'help', v: 'version' },
   })
   const command = args.positionals[0] ?? 'serve'
@@ -68,6 +75,8 @@ async function main(argv: readonly string[]): Promise<number> {
     case 'store':
       if (plan.embeddedOnly) requireEmbeddedDirectory(loaded.config)
       return runStoreCommand(plan.command, loaded.config)
+    case 'operator':
+      return runOperatorCommand(plan.command, loaded.config)
   }
 }
 
@@ -79,6 +88,12 @@ function planFor(command: string, args: ParsedArgs): Plan {
       return { kind: 'store', command: parseUsersCommand(args), embeddedOnly: true }
     case 'sessions':
       return { kind: 'store', command: parseSessionsCommand(args) }
+    case 'secret':
+      return { kind: 'operator', command: parseSecretCommand(args) }
+    case 'backup':
+      return { kind: 'operator', command: parseBackupCommand(args, BACKUP_HELP, backup) }
+    case 'restore':
+      return { kind: 'operator', command: parseBackupCommand(args, RESTORE_HELP, restore) }
     case 'config':
       if (args.positionals[1] !== 'check') throw new UsageError('usage: softphone-backend config check | config --help')
       return { kind: 'config-check' }
@@ -90,6 +105,9 @@ function planFor(command: string, args: ParsedArgs): Plan {
 const COMMAND_HELP: Record<string, () => string> = {
   users: () => USERS_HELP,
   sessions: () => SESSIONS_HELP,
+  secret: () => SECRET_HELP,
+  backup: () => BACKUP_HELP,
+  restore: () => RESTORE_HELP,
   config: configHelp,
 }
 
@@ -122,6 +140,21 @@ async function runStoreCommand(command: StoreCommand, config: Config): Promise<n
   } finally {
     log?.close()
     db.close()
+  }
+}
+
+/** `secret`, `backup` and `restore`: the security log is opened only when the command writes to it. */
+async function runOperatorCommand(command: OperatorCommand, config: Config): Promise<number> {
+  const opened: SecurityLog[] = []
+  const audit: Audit = (...event) => {
+    if (opened.length === 0) opened.push(openSecurityLog(config))
+    operatorAudit(opened[0]!, process.env)(...event)
+  }
+  try {
+    await command({ config, clock: systemClock, audit })
+    return 0
+  } finally {
+    opened[0]?.close()
   }
 }
 
@@ -164,6 +197,9 @@ function exitCodeFor(error: unknown): number {
     [NoDatabaseError, EX_NOINPUT],
     [DataDirError, EX_CANTCREAT],
     [ListenError, EX_UNAVAILABLE],
+    [NotABackupError, EX_DATAERR],
+    [ServerRunningError, EX_TEMPFAIL],
+    [NewerBackupError, EX_NEWER],
     [DirectoryError, 1],
     [CommandError, 1],
   ]

@@ -24,7 +24,7 @@ import { checkStore } from './systemd/store-check'
 import { watchDatabaseChanges } from './store/change-watch'
 import { openStore } from './store/database'
 import { createServices } from './services'
-import { loadOrCreateSecretKey } from './tokens/secret-key'
+import { openKeyRing, ringPathFor, watchKeyRing } from './tokens/key-ring'
 import { VERSION } from './version'
 
 /** sysexits.h EX_UNAVAILABLE: the port is taken, most likely by another instance. */
@@ -116,11 +116,11 @@ export async function serve(config: Config, clock: Clock = systemClock): Promise
     ...DEFAULT_LOG_LIMITS,
     maxBytes: config.security_log_max_bytes,
   })
-  const { key, generated } = loadOrCreateSecretKey(config.secret_key_path)
+  const { ring: keys, generated } = openKeyRing(config.secret_key_path)
   if (generated) securityLog.record({ event: 'KEY_GENERATED', reason: `new key at ${config.secret_key_path}` })
   const db = openStore(databasePath(config))
   const directory = users.attach(db)
-  const { revocations, sessionStore, tokens, sessions, throttle, logins } = createServices(db, key, clock, directory, {
+  const { revocations, sessionStore, tokens, sessions, throttle, logins } = createServices(db, keys, clock, directory, {
     accessTtl: config.access_ttl,
     refreshTtl: config.refresh_ttl,
     acceptLegacyTokens: config.accept_legacy_tokens,
@@ -146,6 +146,8 @@ export async function serve(config: Config, clock: Clock = systemClock): Promise
     directory.invalidate()
     revocations.reload()
   })
+  // `secret rotate` runs in another process too (README "Key rotation").
+  const keyChanges = watchKeyRing(ringPathFor(config.secret_key_path), keys, (line) => console.log(line))
 
   const hub = new PresenceHub(
     { channels: channelSpecs(config.extra_channels), maxPerUser: config.max_subscriptions_per_user, sweepMs: SWEEP_INTERVAL_MS },
@@ -198,6 +200,7 @@ export async function serve(config: Config, clock: Clock = systemClock): Promise
       notifier.stopping(signal)
       clearInterval(purgeTimer)
       storeChanges.close()
+      keyChanges.close()
       pbxState?.stop()
       // Streams first: plain stop() would wait for them forever.
       hub.shutdown()

@@ -6,6 +6,7 @@ import type { Directory } from './directory/directory'
 import { SessionStore } from './sessions/session-store'
 import { SessionService, type RotationMode } from './sessions/sessions'
 import { LoginThrottle, type ThrottleSettings } from './throttle/login-throttle'
+import { KeyRing } from './tokens/key-ring'
 import { Revocations } from './tokens/revocations'
 import { TokenService, type TokenSettings } from './tokens/tokens'
 
@@ -16,10 +17,11 @@ export interface ServiceSettings extends TokenSettings {
   passwordConcurrency: number
 }
 
-export function createServices(db: Database, key: Uint8Array, clock: Clock, directory: Directory, settings: ServiceSettings) {
+/** `keys`: the key ring, or a single key that signs and verifies tokens without a kid. */
+export function createServices(db: Database, keys: KeyRing | Uint8Array, clock: Clock, directory: Directory, settings: ServiceSettings) {
   const revocations = new Revocations(db, clock)
   const sessionStore = new SessionStore(db)
-  const tokens = new TokenService(key, clock, revocations, settings)
+  const tokens = new TokenService(keys instanceof KeyRing ? keys : new KeyRing(keys), clock, revocations, settings)
   const sessions = new SessionService(sessionStore, tokens, revocations, clock, settings.rotation)
   const throttle = new LoginThrottle(db, clock, settings.throttle)
   const logins = new PasswordLogin(directory, throttle, settings.passwordConcurrency)

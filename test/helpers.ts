@@ -13,6 +13,7 @@ import { CdrSource } from '../src/history/cdr-reader'
 import { SecurityLog } from '../src/security-log/security-log'
 import { openStore } from '../src/store/database'
 import { createServices, type ServiceSettings, type Services } from '../src/services'
+import { KeyRing } from '../src/tokens/key-ring'
 import type { RecordingsAccess } from '../src/media/recording-owners'
 import type { AppDeps } from '../src/app'
 
@@ -44,6 +45,8 @@ export interface Harness {
   hub: PresenceHub
   securityLog: SecurityLog
   key: Uint8Array
+  /** The signing keys: `key` as the legacy key, and no ring until a test rotates (`keys.replace`). */
+  keys: KeyRing
   /** With `listen`: where the real server listens. */
   readonly url: string
   /** `peer` is the socket address the request comes from; default 127.0.0.1 (nginx). */
@@ -87,7 +90,8 @@ export async function createHarness({
   const key = Buffer.from(TEST_KEY_TEXT, 'latin1')
   const directory = new EmbeddedDirectory(db, clock)
   const served = userDirectory ?? directory
-  const services = createServices(db, key, clock, served, {
+  const keys = new KeyRing(key)
+  const services = createServices(db, keys, clock, served, {
     accessTtl: 3600,
     refreshTtl: 2592000,
     acceptLegacyTokens: true,
@@ -149,6 +153,7 @@ export async function createHarness({
     hub,
     securityLog,
     key,
+    keys,
     request,
     json,
     async login(username = '201', password = 'secret-201') {

@@ -3,6 +3,7 @@ import type { LoadedConfig } from '../config/load'
 import { CONFIG_KEYS, type Config, type KeySpec } from '../config/schema'
 import { openAtStart } from '../directory/mikopbx-file'
 import { directoryDescription } from '../serve'
+import { readRingFile, ringPathFor } from '../tokens/key-ring'
 import { readSecretKey } from '../tokens/secret-key'
 
 export const REDACTED = '(redacted)'
@@ -16,10 +17,18 @@ export function checkConfig({ config, file }: LoadedConfig): string {
   return [
     `config file: ${file ?? 'no file (defaults, environment and flags only)'}`,
     `secret key: ${config.secret_key_path} ${key}`,
+    `key ring: ${keyRingDescription(config.secret_key_path)}`,
     `directory: ${directoryDescription(config)}${checkDirectory(config)}`,
     'config ok',
     JSON.stringify(printableConfig(config), null, 2),
   ].join('\n')
+}
+
+/** The ring is checked as serve checks it (README "Key rotation"); throws SecretKeyError. */
+function keyRingDescription(secretKeyPath: string): string {
+  const path = ringPathFor(secretKeyPath)
+  const signing = readRingFile(path).keys.findLast((key) => key.retiresAt === null)
+  return signing ? `${path} ok, signing with ${signing.kid}` : `${path} none yet (the key file signs; secret rotate creates it)`
 }
 
 /** MikoPBX's database is opened and its tables checked exactly as serve does; throws serve's ConfigError. */

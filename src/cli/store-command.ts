@@ -10,11 +10,11 @@ import type { StoreAccess } from './store-access'
 
 export type OperatorEventName = Extract<
   SecurityEventName,
-  'USER_ADDED' | 'USER_PASSWORD_CHANGED' | 'USER_DISABLED' | 'USER_ENABLED' | 'USER_REMOVED' | 'SESSION_REVOKED'
+  'USER_ADDED' | 'USER_PASSWORD_CHANGED' | 'USER_DISABLED' | 'USER_ENABLED' | 'USER_REMOVED' | 'SESSION_REVOKED' | 'KEY_ROTATED'
 >
 
-/** Records an operator action on `user` in the security log, signed with who ran the command. */
-export type Audit = (event: OperatorEventName, user: string, reason?: string) => void
+/** Records an operator action on `user` (none for `secret rotate`) in the security log, signed with who ran the command. */
+export type Audit = (event: OperatorEventName, user: string | undefined, reason?: string) => void
 
 export interface CommandContext {
   db: Database

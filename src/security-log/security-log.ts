@@ -18,6 +18,7 @@ export type SecurityEventName =
   | 'SESSION_REVOKED'
   | 'MEDIA_ACCESS_DENIED'
   | 'KEY_GENERATED'
+  | 'KEY_ROTATED'
   | 'STARTUP'
   | 'SHUTDOWN'
   | 'USER_ADDED'

@@ -115,6 +115,14 @@ export class SessionStore {
       .all(username, now)
   }
 
+  /** Users with at least one active session (`secret rotate --revoke-all`). */
+  activeUsernames(now: number): string[] {
+    return this.db
+      .query<{ username: string }, [number]>('SELECT DISTINCT username FROM sessions WHERE revoked_at IS NULL AND current_exp > ? ORDER BY username')
+      .all(now)
+      .map((row) => row.username)
+  }
+
   /** Deletes sessions no token of which can still be valid, in small batches. */
   purgeExpired(now: number): number {
     const purge = this.db.query<unknown, [number, number]>(

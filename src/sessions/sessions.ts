@@ -119,12 +119,12 @@ export class SessionService {
         this.store.touch(sid, now, client.ip, client.ua)
         return { ok: true, sid, accessToken: accessToken() }
       }
-      const next = this.tokens.refreshClaimsNow(sid, this.tokens.successorId(jti))
+      const next = this.tokens.refreshClaimsNow(sid, this.tokens.successorId(jti, token.kid))
       this.store.rotate(sid, { currentJti: jti, nextJti: next.jti, iat: next.iat, exp: next.exp, now, ...client })
       return { ok: true, sid, accessToken: accessToken(), refreshToken: this.tokens.mintRefresh(subject, next) }
     }
 
-    const successor = this.tokens.successorId(jti)
+    const successor = this.tokens.successorId(jti, token.kid)
     if (this.rotation === 'compatible' && presented === session.previous_hash && hashTokenId(successor) === session.current_hash) {
       // Its successor is still unused (using it would have made it the predecessor): hand it out again.
       this.store.touch(sid, now, client.ip, client.ua)

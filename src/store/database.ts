@@ -13,6 +13,18 @@ export class StoreError extends Error {
   override name = 'StoreError'
 }
 
+/** README "Upgrade": a database from a newer build is refused, never downgraded. */
+class NewerSchemaError extends Error {
+  override name = 'NewerSchemaError'
+}
+
+/** The schema version this build migrates to. */
+export const SCHEMA_VERSION = MIGRATIONS.length
+
+export function newerSchemaMessage(version: number): string {
+  return `was written by a newer softphone-backend (schema version ${version}, this build knows up to ${SCHEMA_VERSION}); run that release or a later one, this one never downgrades`
+}
+
 const BUSY_TIMEOUT_MS = 5000
 
 /**
@@ -56,6 +68,7 @@ export function openStore(path: string): Database {
     migrate(db)
   } catch (error) {
     db.close()
+    if (error instanceof NewerSchemaError) throw new StoreError(`database ${path} ${error.message}; it was left untouched`)
     throw new StoreError(
       `database ${path} is unusable (${(error as Error).message}); it was left untouched: restore it from a backup or move it away`,
     )
@@ -77,25 +90,24 @@ export function openStoreReadOnly(path: string): Database {
   try {
     db.run(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`)
     const current = schemaVersion(db)
-    if (current > MIGRATIONS.length) throw new Error(`schema version ${current} is newer than this build knows (${MIGRATIONS.length})`)
+    if (current > MIGRATIONS.length) throw new NewerSchemaError(newerSchemaMessage(current))
     if (current < MIGRATIONS.length) throw new Error(`schema version ${current} is older than this build's; start the server once to upgrade it`)
   } catch (error) {
     db.close()
+    if (error instanceof NewerSchemaError) throw new StoreError(`database ${path} ${error.message}; it was left untouched`)
     throw new StoreError(`database ${path} is unusable (${(error as Error).message}); it was left untouched`)
   }
   return db
 }
 
-const schemaVersion = (db: Database): number => db.query<{ user_version: number }, []>('PRAGMA user_version').get()!.user_version
+export const schemaVersion = (db: Database): number => db.query<{ user_version: number }, []>('PRAGMA user_version').get()!.user_version
 
 function migrate(db: Database): void {
   // The version is read under the write lock: two processes opening a new file at once (two
   // `users add`, or one and the server) must not both apply the same migration.
   db.transaction(() => {
     const current = schemaVersion(db)
-    if (current > MIGRATIONS.length) {
-      throw new Error(`schema version ${current} is newer than this build knows (${MIGRATIONS.length})`)
-    }
+    if (current > MIGRATIONS.length) throw new NewerSchemaError(newerSchemaMessage(current))
     for (let version = current; version < MIGRATIONS.length; version++) db.run(MIGRATIONS[version]!)
     if (current < MIGRATIONS.length) db.run(`PRAGMA user_version = ${MIGRATIONS.length}`)
   }).immediate()

@@ -9,7 +9,11 @@ import { createHmac, timingSafeEqual } from 'node:crypto'
 
 export const MAX_TOKEN_LENGTH = 8192
 /** RFC 8725 §3.1: the algorithm is fixed by us, never taken from the token. */
-const HEADER = base64url(JSON.stringify({ alg: 'HS256', typ: 'JWT' }))
+const HEADER_JSON = JSON.stringify({ alg: 'HS256', typ: 'JWT' })
+/** ModuleSoftphoneBackend's header (firebase/php-jwt writes typ first): its tokens stay valid. */
+const LEGACY_HEADER_JSON = JSON.stringify({ typ: 'JWT', alg: 'HS256' })
+/** Key ids we issue (README "Key rotation"): base64url, 1 to 64 characters. */
+export const KID = /^[A-Za-z0-9_-]{1,64}$/
 const SIGNATURE_LENGTH = 43 // base64url of a 32-byte HMAC-SHA256, unpadded
 const BASE64URL = /^[A-Za-z0-9_-]+$/
 const ALLOWED_HEADER_KEYS = new Set(['alg', 'typ', 'kid'])
@@ -37,12 +41,21 @@ export class TokenExpiredError extends TokenError {
 export class TokenNotYetValidError extends TokenError {
   override name = 'TokenNotYetValidError'
 }
+/** The header names no key we verify with: an unknown kid, a retired one, or no kid once the legacy key retired. */
+export class TokenKeyError extends TokenError {
+  override name = 'TokenKeyError'
+}
 
 export type Claims = Record<string, unknown>
 
-export function signHs256(claims: Claims, key: Uint8Array): string {
-  const signingInput = `${HEADER}.${base64url(JSON.stringify(claims))}`
+/** Signs with the header in its one canonical form; `kid` names the key of a rotated key ring. */
+export function signHs256(claims: Claims, key: Uint8Array, kid?: string): string {
+  const signingInput = `${base64url(headerJson(kid))}.${base64url(JSON.stringify(claims))}`
   return `${signingInput}.${hmac(signingInput, key)}`
+}
+
+function headerJson(kid: string | undefined): string {
+  return kid === undefined ? HEADER_JSON : JSON.stringify({ alg: 'HS256', typ: 'JWT', kid })
 }
 
 export interface TimeRules {
@@ -53,16 +66,34 @@ export interface TimeRules {
 }
 
 /**
- * Verifies signature, encoding and the time claims; returns the payload.
+ * The key for a token's `kid` (undefined: a token without one), or undefined when none is live.
+ * The kid only selects among our own keys; it never locates a key elsewhere (RFC 8725 §3.10).
+ */
+export type KeyResolver = (kid: string | undefined) => Uint8Array | undefined
+
+export interface VerifiedJws {
+  claims: Claims
+  kid?: string
+}
+
+/** Verifies with one key for tokens without a kid: what a single-key setup and the tests use. */
+export function verifyHs256(token: string, key: Uint8Array, time: TimeRules): Claims {
+  return verifyJws(token, (kid) => (kid === undefined ? key : undefined), time).claims
+}
+
+/**
+ * Verifies header, signature, encoding and the time claims; returns the payload and the kid.
  * Claim semantics beyond time (type, subject, revocation) belong to the caller.
  */
-export function verifyHs256(token: string, key: Uint8Array, time: TimeRules): Claims {
+export function verifyJws(token: string, keyFor: KeyResolver, time: TimeRules): VerifiedJws {
   if (token.length > MAX_TOKEN_LENGTH) throw new TokenMalformedError('token too long')
   const segments = token.split('.')
   if (segments.length !== 3) throw new TokenMalformedError('expected three segments')
   if (!segments.every((segment) => BASE64URL.test(segment))) throw new TokenMalformedError('not base64url')
   const [headerText, payloadText, signature] = segments as [string, string, string]
-  checkHeader(decodeSegment(headerText))
+  const kid = checkHeader(decodeSegment(headerText), Buffer.from(headerText, 'base64url').toString())
+  const key = keyFor(kid)
+  if (!key) throw new TokenKeyError(kid === undefined ? 'tokens without kid are no longer accepted' : 'unknown or retired kid')
   // Comparing base64url text also enforces canonical encoding of the signature.
   const expected = hmac(`${headerText}.${payloadText}`, key)
   if (signature.length !== SIGNATURE_LENGTH || !timingSafeEqual(Buffer.from(signature), Buffer.from(expected))) {
@@ -70,16 +101,25 @@ export function verifyHs256(token: string, key: Uint8Array, time: TimeRules): Cl
   }
   const claims = decodeSegment(payloadText)
   checkTimes(claims, time)
-  return claims
+  return kid === undefined ? { claims } : { claims, kid }
 }
 
-function checkHeader(header: Claims): void {
+/**
+ * The header must be one we write, byte for byte: ours, the legacy module's, or ours with a kid.
+ * Returns the kid. Refusing every other spelling leaves no header field for an attacker to steer.
+ */
+function checkHeader(header: Claims, text: string): string | undefined {
   if (header.alg !== 'HS256') throw new TokenAlgorithmError('algorithm not allowed')
-  if (header.typ !== undefined && header.typ !== 'JWT') throw new TokenMalformedError('bad typ')
+  if (header.typ !== 'JWT') throw new TokenMalformedError('bad typ')
   // `crit`, `jku`, `x5u`, `jwk`, `b64`…: we never issue them, so a token carrying one is not ours.
   for (const name of Object.keys(header)) {
     if (!ALLOWED_HEADER_KEYS.has(name)) throw new TokenMalformedError('unexpected header parameter')
   }
+  const kid = header.kid
+  if (kid !== undefined && (typeof kid !== 'string' || !KID.test(kid))) throw new TokenMalformedError('bad kid')
+  const canonical = kid === undefined ? text === HEADER_JSON || text === LEGACY_HEADER_JSON : text === headerJson(kid)
+  if (!canonical) throw new TokenMalformedError('header not in canonical form')
+  return kid
 }
 
 function checkTimes(claims: Claims, rules: TimeRules): void {

@@ -5,13 +5,14 @@
 import { createHmac, randomBytes } from 'node:crypto'
 import { unixSeconds, type Clock } from '../clock'
 import type { Role } from '../directory/directory'
-import { checkTimeClaims, signHs256, TokenClaimError, TokenError, verifyHs256, type Claims } from './jws'
+import { checkTimeClaims, signHs256, TokenClaimError, TokenError, TokenKeyError, verifyJws, type VerifiedJws } from './jws'
+import type { KeyRing } from './key-ring'
 import type { Revocations } from './revocations'
 
 export type TokenType = 'access' | 'refresh'
 
 /** Allowed clock skew between the PBX and whoever minted the token; open streams outlive `exp` by it too. */
-const CLOCK_TOLERANCE_SECONDS = 30
+export const CLOCK_TOLERANCE_SECONDS = 30
 /** Apps reuse one access token for minutes; remembering recent verifications skips HMAC and JSON work. */
 const VERIFIED_CACHE_SIZE = 10_000
 
@@ -37,6 +38,8 @@ export interface VerifiedToken {
   /** Absent only on legacy tokens from ModuleSoftphoneBackend. */
   jti?: string
   sid?: string
+  /** The ring key that signed it; absent for the legacy key (README "Key rotation"). */
+  kid?: string
 }
 
 export interface TokenSettings {
@@ -62,7 +65,7 @@ export class TokenService {
   private readonly verified = new Map<string, VerifiedToken>()
 
   constructor(
-    private readonly key: Uint8Array,
+    private readonly keys: KeyRing,
     private readonly clock: Clock,
     private readonly revocations: Revocations,
     readonly settings: TokenSettings,
@@ -85,11 +88,13 @@ export class TokenService {
   }
 
   /**
-   * The id of the refresh token that follows `jti` in a rotation. Keyed with the signing key, so
-   * nobody without it can predict the next id, and the store never needs the id itself.
+   * The id of the refresh token that follows `jti` in a rotation. Keyed with the key that signed
+   * `jti`'s token (`kid`), so nobody without it can predict the next id, the store never needs the
+   * id itself, and a key rotation between a refresh and its repeat changes nothing.
    */
-  successorId(jti: string): string {
-    return createHmac('sha256', this.key).update(`refresh-successor:${jti}`).digest().subarray(0, 16).toString('base64url')
+  successorId(jti: string, kid: string | undefined): string {
+    const key = this.keys.keyFor(kid, unixSeconds(this.clock)) ?? this.keys.signing().key
+    return createHmac('sha256', key).update(`refresh-successor:${jti}`).digest().subarray(0, 16).toString('base64url')
   }
 
   /**
@@ -98,12 +103,13 @@ export class TokenService {
    */
   legacyTokenId(token: VerifiedToken): string {
     const input = `legacy:${token.username}:${token.type}:${token.issuedAt}:${token.expiresAt}`
-    return createHmac('sha256', this.key).update(input).digest().subarray(0, 16).toString('base64url')
+    return createHmac('sha256', this.keys.legacyKey).update(input).digest().subarray(0, 16).toString('base64url')
   }
 
   private mint(subject: TokenSubject, claims: { type: TokenType; iat: number; exp: number; jti: string; sid: string }): string {
     const { type, iat, exp, jti, sid } = claims
-    return signHs256({ sub: String(subject.id), username: subject.username, role: subject.role, type, iat, exp, jti, sid }, this.key)
+    const { kid, key } = this.keys.signing()
+    return signHs256({ sub: String(subject.id), username: subject.username, role: subject.role, type, iat, exp, jti, sid }, key, kid)
   }
 
   /** Throws a TokenError subclass; TokenTypeError means "valid, but not for this route". */
@@ -111,13 +117,15 @@ export class TokenService {
     const now = unixSeconds(this.clock)
     const verified = this.verified.get(token) ?? this.verifyAndRemember(token, now)
     checkTimeClaims({ exp: verified.expiresAt, iat: verified.issuedAt, nbf: verified.notBefore }, { now, tolerance: CLOCK_TOLERANCE_SECONDS })
+    // A remembered token whose key retired since (README "Key rotation").
+    if (!this.keys.isLive(verified.kid, now)) throw new TokenKeyError('signing key retired')
     if (this.isRevoked(verified)) throw new TokenRevokedError('revoked')
     if (verified.type !== expected) throw new TokenTypeError(`${expected} token required`)
     return verified
   }
 
   private verifyAndRemember(token: string, now: number): VerifiedToken {
-    const verified = this.readClaims(verifyHs256(token, this.key, { now, tolerance: CLOCK_TOLERANCE_SECONDS }))
+    const verified = this.readClaims(verifyJws(token, (kid) => this.keys.keyFor(kid, now), { now, tolerance: CLOCK_TOLERANCE_SECONDS }))
     if (this.verified.size >= VERIFIED_CACHE_SIZE) this.verified.delete(this.verified.keys().next().value!)
     this.verified.set(token, verified)
     return verified
@@ -128,7 +136,7 @@ export class TokenService {
     return this.revocations.isTokenIdRevoked(token.jti) || this.revocations.isSessionRevoked(token.sid!)
   }
 
-  private readClaims(claims: Claims): VerifiedToken {
+  private readClaims({ claims, kid }: VerifiedJws): VerifiedToken {
     const { type, username, sub, jti, sid } = claims
     if (type !== 'access' && type !== 'refresh') throw new TokenClaimError('type must be access or refresh')
     if (typeof username !== 'string' || username.length === 0) throw new TokenClaimError('username required')
@@ -143,11 +151,13 @@ export class TokenService {
     }
     if (jti === undefined && sid === undefined) {
       if (!this.settings.acceptLegacyTokens) throw new TokenClaimError('jti and sid required')
+      // The PHP module never wrote a kid: a legacy-shaped token with one was not made by anyone we trust.
+      if (kid !== undefined) throw new TokenClaimError('a legacy token carries no kid')
       return token
     }
     if (typeof jti !== 'string' || jti.length === 0) throw new TokenClaimError('jti must be a string')
     if (typeof sid !== 'string' || sid.length === 0) throw new TokenClaimError('sid must be a string')
-    return { ...token, jti, sid }
+    return kid === undefined ? { ...token, jti, sid } : { ...token, jti, sid, kid }
   }
 }
 

@@ -7,10 +7,12 @@ import {
   TokenAlgorithmError,
   TokenClaimError,
   TokenExpiredError,
+  TokenKeyError,
   TokenMalformedError,
   TokenNotYetValidError,
   TokenSignatureError,
   verifyHs256,
+  verifyJws,
 } from '../../src/tokens/jws'
 
 const KEY = Buffer.from('0f'.repeat(32), 'latin1')
@@ -66,18 +68,21 @@ describe('verifyHs256 rejects', () => {
     ['x5u header', forge({ alg: 'HS256', typ: 'JWT', x5u: 'http://127.0.0.1:9/cert' }, claims()), TokenMalformedError],
     ['jwk header', forge({ alg: 'HS256', typ: 'JWT', jwk: { kty: 'oct', k: 'AA' } }, claims()), TokenMalformedError],
     ['typ other than JWT', forge({ alg: 'HS256', typ: 'at+jwt' }, claims()), TokenMalformedError],
+    ['header without typ', forge({ alg: 'HS256' }, claims()), TokenMalformedError],
+    ['header with spaces', forge('{"alg": "HS256", "typ": "JWT"}', claims()), TokenMalformedError],
+    ['header with a kid, when no key has one', forge({ alg: 'HS256', typ: 'JWT', kid: 'k1' }, claims()), TokenKeyError],
     ['header not an object', forge('"HS256"', claims()), TokenMalformedError],
-    ['payload an array', forge({ alg: 'HS256' }, [1, 2]), TokenMalformedError],
-    ['payload not JSON', forge({ alg: 'HS256' }, 'not json'), TokenMalformedError],
-    ['missing exp', forge({ alg: 'HS256' }, claims({ exp: undefined })), TokenClaimError],
-    ['string exp', forge({ alg: 'HS256' }, claims({ exp: String(NOW + 3600) })), TokenClaimError],
-    ['null exp', forge({ alg: 'HS256' }, claims({ exp: null })), TokenClaimError],
-    ['missing iat', forge({ alg: 'HS256' }, claims({ iat: undefined })), TokenClaimError],
-    ['expired', forge({ alg: 'HS256' }, claims({ exp: NOW - 31 })), TokenExpiredError],
-    ['expired exactly at tolerance', forge({ alg: 'HS256' }, claims({ exp: NOW - 30 })), TokenExpiredError],
-    ['iat in the future', forge({ alg: 'HS256' }, claims({ iat: NOW + 31 })), TokenNotYetValidError],
-    ['nbf in the future', forge({ alg: 'HS256' }, claims({ nbf: NOW + 31 })), TokenNotYetValidError],
-    ['nbf a string', forge({ alg: 'HS256' }, claims({ nbf: 'soon' })), TokenClaimError],
+    ['payload an array', forge({ alg: 'HS256', typ: 'JWT' }, [1, 2]), TokenMalformedError],
+    ['payload not JSON', forge({ alg: 'HS256', typ: 'JWT' }, 'not json'), TokenMalformedError],
+    ['missing exp', forge({ alg: 'HS256', typ: 'JWT' }, claims({ exp: undefined })), TokenClaimError],
+    ['string exp', forge({ alg: 'HS256', typ: 'JWT' }, claims({ exp: String(NOW + 3600) })), TokenClaimError],
+    ['null exp', forge({ alg: 'HS256', typ: 'JWT' }, claims({ exp: null })), TokenClaimError],
+    ['missing iat', forge({ alg: 'HS256', typ: 'JWT' }, claims({ iat: undefined })), TokenClaimError],
+    ['expired', forge({ alg: 'HS256', typ: 'JWT' }, claims({ exp: NOW - 31 })), TokenExpiredError],
+    ['expired exactly at tolerance', forge({ alg: 'HS256', typ: 'JWT' }, claims({ exp: NOW - 30 })), TokenExpiredError],
+    ['iat in the future', forge({ alg: 'HS256', typ: 'JWT' }, claims({ iat: NOW + 31 })), TokenNotYetValidError],
+    ['nbf in the future', forge({ alg: 'HS256', typ: 'JWT' }, claims({ nbf: NOW + 31 })), TokenNotYetValidError],
+    ['nbf a string', forge({ alg: 'HS256', typ: 'JWT' }, claims({ nbf: 'soon' })), TokenClaimError],
   ]
   for (const [name, token, type] of cases) {
     test(name, () => {
@@ -131,9 +136,8 @@ describe('verifyHs256 accepts', () => {
   test('iat slightly in the future, within tolerance', () => {
     expect(verifyHs256(signHs256(claims({ iat: NOW + 29 }), KEY), KEY, TIME).iat).toBe(NOW + 29)
   })
-  test('a header without typ, and one with kid (which is ignored)', () => {
-    expect(verifyHs256(forge({ alg: 'HS256' }, claims()), KEY, TIME).username).toBe('201')
-    expect(verifyHs256(forge({ alg: 'HS256', typ: 'JWT', kid: 'k1' }, claims()), KEY, TIME).username).toBe('201')
+  test("the legacy module's header, typ first (firebase/php-jwt's order)", () => {
+    expect(verifyHs256(forge({ typ: 'JWT', alg: 'HS256' }, claims()), KEY, TIME).username).toBe('201')
   })
 })
 
@@ -157,5 +161,42 @@ describe('duplicate member names', () => {
   test('the same names inside nested values, and quotes inside strings, are fine', () => {
     const nested = payload(',"ctx":{"username":"x","list":[{"sub":1},{"sub":2}]},"note":"\\"sub\\":,{"')
     expect(verifyHs256(raw(header, nested), KEY, TIME).username).toBe('201')
+  })
+})
+
+describe('verifyJws with a key ring', () => {
+  const RING_KEY = Buffer.from('7c'.repeat(32), 'latin1')
+  const keyFor = (kid: string | undefined) => (kid === undefined ? KEY : kid === 'k1' ? RING_KEY : undefined)
+
+  test('signHs256 with a kid writes it last in the header, and the kid picks the key', () => {
+    const token = signHs256(claims(), RING_KEY, 'k1')
+    expect(Buffer.from(token.split('.')[0]!, 'base64url').toString()).toBe('{"alg":"HS256","typ":"JWT","kid":"k1"}')
+    expect(verifyJws(token, keyFor, TIME)).toEqual({ claims: claims(), kid: 'k1' })
+    expect(verifyJws(signHs256(claims(), KEY), keyFor, TIME)).toEqual({ claims: claims() })
+  })
+
+  const cases: Array<[string, string, new (...args: never[]) => Error]> = [
+    ['an unknown kid', forge({ alg: 'HS256', typ: 'JWT', kid: 'k2' }, claims(), 'sha256', RING_KEY), TokenKeyError],
+    ['a known kid over the legacy key', forge({ alg: 'HS256', typ: 'JWT', kid: 'k1' }, claims()), TokenSignatureError],
+    ['no kid over a ring key', forge({ alg: 'HS256', typ: 'JWT' }, claims(), 'sha256', RING_KEY), TokenSignatureError],
+    ['kid a number', forge({ alg: 'HS256', typ: 'JWT', kid: 1 }, claims(), 'sha256', RING_KEY), TokenMalformedError],
+    ['kid null', forge({ alg: 'HS256', typ: 'JWT', kid: null }, claims(), 'sha256', RING_KEY), TokenMalformedError],
+    ['kid an array', forge({ alg: 'HS256', typ: 'JWT', kid: ['k1'] }, claims(), 'sha256', RING_KEY), TokenMalformedError],
+    ['kid empty', forge({ alg: 'HS256', typ: 'JWT', kid: '' }, claims(), 'sha256', RING_KEY), TokenMalformedError],
+    ['kid of 65 characters', forge({ alg: 'HS256', typ: 'JWT', kid: 'k'.repeat(65) }, claims(), 'sha256', RING_KEY), TokenMalformedError],
+    ['kid with a path', forge({ alg: 'HS256', typ: 'JWT', kid: '../k1' }, claims(), 'sha256', RING_KEY), TokenMalformedError],
+    ['kid first', forge({ kid: 'k1', alg: 'HS256', typ: 'JWT' }, claims(), 'sha256', RING_KEY), TokenMalformedError],
+    ['kid with typ first', forge({ typ: 'JWT', alg: 'HS256', kid: 'k1' }, claims(), 'sha256', RING_KEY), TokenMalformedError],
+    ['kid spelled with an escape', forge('{"alg":"HS256","typ":"JWT","kid":"\\u006b1"}', claims(), 'sha256', RING_KEY), TokenMalformedError],
+  ]
+  for (const [name, token, type] of cases) {
+    test(`rejects ${name}`, () => {
+      expect(() => verifyJws(token, keyFor, TIME)).toThrow(type)
+    })
+  }
+
+  test('a retired legacy key refuses tokens without a kid, before any HMAC', () => {
+    const ringOnly = (kid: string | undefined) => (kid === 'k1' ? RING_KEY : undefined)
+    expect(() => verifyJws(signHs256(claims(), KEY), ringOnly, TIME)).toThrow(TokenKeyError)
   })
 })

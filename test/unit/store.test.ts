@@ -3,7 +3,7 @@ import { Database } from 'bun:sqlite'
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { openStore, StoreError } from '../../src/store/database'
+import { openStore, openStoreReadOnly, StoreError } from '../../src/store/database'
 import { MIGRATIONS } from '../../src/store/migrations'
 import { Revocations } from '../../src/tokens/revocations'
 import { randomId } from '../../src/tokens/tokens'
@@ -63,7 +63,14 @@ describe('openStore', () => {
     const db = new Database(path)
     db.run(`PRAGMA user_version = ${MIGRATIONS.length + 5}`)
     db.close()
-    expect(() => openStore(path)).toThrow(/newer than this build knows/)
+    const newer = `database ${path} was written by a newer softphone-backend (schema version ${MIGRATIONS.length + 5}, this build knows up to ${MIGRATIONS.length})`
+    expect(() => openStore(path)).toThrow(newer)
+    expect(() => openStore(path)).toThrow('never downgrades; it was left untouched')
+    expect(() => openStoreReadOnly(path)).toThrow(newer)
+    const after = new Database(path, { readonly: true })
+    expect(after.query('PRAGMA user_version').get()).toEqual({ user_version: MIGRATIONS.length + 5 })
+    expect(after.query("SELECT count(*) AS n FROM sqlite_master").get()).toEqual({ n: 0 })
+    after.close()
   })
 
   test('an unopenable path stops with a clear error', () => {
