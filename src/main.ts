@@ -6,6 +6,7 @@
 import { join } from 'node:path'
 import { CommandError, EX_USAGE, parseArgs, UsageError, type ParsedArgs } from './cli/args'
 import { checkConfig } from './cli/config-command'
+import { EX_NOPERM, INSTALL_HELP, INSTALL_OPTIONS, INSTALL_SWITCHES, PermissionError, UNINSTALL_HELP, parseInstallCommand } from './cli/install-command'
 import { SESSIONS_HELP, SESSIONS_OPTIONS, parseSessionsCommand } from './cli/sessions-command'
 import { DataDirError, EX_CANTCREAT, EX_NOINPUT, NoDatabaseError, ensureDataDir, openCommandStore } from './cli/store-access'
 import { operatorAudit, type Audit, type StoreCommand } from './cli/store-command'
@@ -33,11 +34,14 @@ Commands:
   sessions ...          list or end a user's sessions (sessions --help)
   config check          validate the configuration and print it
   config --help         list every configuration key
+  install               install as a systemd service, as root (install --help)
+  uninstall             stop and remove it; keeps data and config unless --purge
   -v, --version         print the version
   -h, --help            this help, or a command's (users --help)
 Every configuration key can be given as a flag, e.g. --port 8081 --data-dir /srv/softphone.
 Exit codes: 1 refused (unknown user, passwords differ, ...), 64 usage, 66 no database yet,
-69 port in use, 73 data dir can't be created, 74 unusable database, 78 configuration or key file.`
+69 port in use, 73 data dir can't be created, 74 unusable database, 77 install without root,
+78 configuration or key file.`
 
 /** What a command needs once the configuration is loaded; built from argv alone. */
 type Plan =
@@ -45,17 +49,20 @@ type Plan =
   | { kind: 'config-check' }
   /** `embeddedOnly`: a `users` command, meaningless with another directory. */
   | { kind: 'store'; command: StoreCommand; embeddedOnly?: true }
+  /** Reads no configuration: it installs the config file. */
+  | { kind: 'install'; run: () => Promise<number> }
 
 async function main(argv: readonly string[]): Promise<number> {
   const args = parseArgs(argv, {
-    options: ['config', ...CONFIG_FLAGS, ...USERS_OPTIONS, ...SESSIONS_OPTIONS],
-    switches: ['help', 'version', ...USERS_SWITCHES],
+    options: ['config', ...CONFIG_FLAGS, ...USERS_OPTIONS, ...SESSIONS_OPTIONS, ...INSTALL_OPTIONS],
+    switches: ['help', 'version', ...USERS_SWITCHES, ...INSTALL_SWITCHES],
     aliases: { h: 'help', v: 'version' },
   })
   const command = args.positionals[0] ?? 'serve'
   if (args.switches.has('version')) return print(VERSION)
   if (args.switches.has('help')) return print(COMMAND_HELP[command]?.() ?? HELP)
   const plan = planFor(command, args)
+  if (plan.kind === 'install') return plan.run()
   const loaded = loadConfig({ configPath: args.options.get('config'), flags: configFlags(args), env: process.env })
   switch (plan.kind) {
     case 'serve':
@@ -82,6 +89,9 @@ function planFor(command: string, args: ParsedArgs): Plan {
     case 'config':
       if (args.positionals[1] !== 'check') throw new UsageError('usage: softphone-backend config check | config --help')
       return { kind: 'config-check' }
+    case 'install':
+    case 'uninstall':
+      return { kind: 'install', run: parseInstallCommand(command, args) }
     default:
       throw new UsageError(`unknown command ${command}; see --help`)
   }
@@ -91,6 +101,8 @@ const COMMAND_HELP: Record<string, () => string> = {
   users: () => USERS_HELP,
   sessions: () => SESSIONS_HELP,
   config: configHelp,
+  install: () => INSTALL_HELP,
+  uninstall: () => UNINSTALL_HELP,
 }
 
 function configFlags(args: ParsedArgs): Partial<Record<ConfigKey, string>> {
@@ -164,6 +176,7 @@ function exitCodeFor(error: unknown): number {
     [NoDatabaseError, EX_NOINPUT],
     [DataDirError, EX_CANTCREAT],
     [ListenError, EX_UNAVAILABLE],
+    [PermissionError, EX_NOPERM],
     [DirectoryError, 1],
     [CommandError, 1],
   ]
