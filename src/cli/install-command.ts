@@ -121,8 +121,9 @@ async function install(options: InstallOptions): Promise<number> {
   machine.directory(LOG_DIR, 0o750, owner)
   const legacyKey = options.mikopbx ? copyLegacyKey(machine, options.legacyKey, owner) : false
   const configGroup: Owner = { uid: 0, gid: owner.gid, name: `root:${SERVICE_USER}` }
-  const configWritten = machine.file(CONFIG, configText(machine, options.mikopbx, legacyKey), 0o640, configGroup, true) === 'written'
-  if (options.mikopbx && !configWritten) machine.note(`check that ${CONFIG} has directory = "mikopbx" (README "Running on MikoPBX"): install never replaces it`)
+  const configExisted = existsSync(machine.path(CONFIG))
+  machine.file(CONFIG, configText(machine, options.mikopbx, legacyKey), 0o640, configGroup, true)
+  if (options.mikopbx && configExisted) machine.note(`check that ${CONFIG} has directory = "mikopbx" (README "Running on MikoPBX"): install never replaces it`)
   const unitChanged = withSystemd && machine.file(UNIT, SHIPPED.unit, 0o644, ROOT_OWNER) === 'written'
   writeShippedFiles(machine, options.nginxDir)
   if (withSystemd) startService(machine, unitChanged, binaryChanged)

@@ -45,14 +45,16 @@ export class Machine {
     this.report.push(this.dryRun ? `would ${line}` : line)
   }
 
-  /** Writes `content` unless the file already holds it with this mode and owner; `keep`: never replace an existing file. */
+  /**
+   * Writes `content` unless the file already holds it with this mode and owner. `keep`: an existing
+   * file's content is the operator's and stays; only its mode and owner are set.
+   */
   file(absolute: string, content: string | Uint8Array, mode: number, owner: Owner, keep = false): 'written' | 'unchanged' {
     const path = this.path(absolute)
     const bytes = typeof content === 'string' ? new TextEncoder().encode(content) : content
     const existing = statIfExists(path)
-    if (existing && keep) return this.unchanged(absolute, 'kept, as it exists')
-    if (existing && sameBytes(path, bytes)) {
-      if (hasModeAndOwner(existing, mode, owner)) return this.unchanged(absolute)
+    if (existing && (keep || sameBytes(path, bytes))) {
+      if (hasModeAndOwner(existing, mode, owner)) return this.unchanged(absolute, keep ? 'kept, as it exists' : 'unchanged')
       this.change(`set mode ${octal(mode)} and owner ${owner.name} of ${absolute}`)
       if (!this.dryRun) setModeAndOwner(path, mode, owner)
       return 'written'
