@@ -28,27 +28,6 @@ export class PermissionError extends Error {
   override name = 'PermissionError'
 }
 
-export const INSTALL_OPTIONS = ['prefix', 'nginx-dir', 'legacy-key'] as const
-export const INSTALL_SWITCHES = ['mikopbx', 'dry-run', 'no-wait', 'purge'] as const
-
-export const INSTALL_HELP = `sudo softphone-backend install [--mikopbx] [--prefix DIR] [--dry-run] [--no-wait]
-                               [--nginx-dir DIR] [--legacy-key PATH]
-Installs this binary as /usr/local/bin/softphone-backend with the system user softphone-backend,
-the systemd unit, /etc/softphone-backend/config.toml (only if absent), the nginx snippets,
-logrotate and fail2ban files; starts the service and waits up to 10 s for health.
-  --mikopbx          MikoPBX: directory = "mikopbx", its CDR file, a copy of ModuleSoftphoneBackend's
-                     secret key, and the nginx location in /etc/nginx/mikopbx/modules_locations
-  --nginx-dir DIR    where the server{} snippet goes (default /etc/nginx)
-  --legacy-key PATH  the legacy module's key (default ${'/storage/usbdisk1/mikopbx/custom_modules/ModuleSoftphoneBackend/db/secret.key'})
-  --prefix DIR       install below DIR instead of / (paths above are inside it)
-  --dry-run          say what would change, change nothing
-  --no-wait          don't wait for health
-Run it again to upgrade: only what differs is written, and the service restarts if it changed.`
-
-export const UNINSTALL_HELP = `sudo softphone-backend uninstall [--purge] [--prefix DIR] [--dry-run]
-Stops and disables the service and removes the binary, the unit, the nginx, logrotate and
-fail2ban files. The config, the data (database, keys) and the logs stay unless --purge.`
-
 const BINARY = '/usr/local/bin/softphone-backend'
 const UNIT = '/etc/systemd/system/softphone-backend.service'
 const CONFIG_DIR = '/etc/softphone-backend'
@@ -69,6 +48,28 @@ const LEGACY_KEY_COPY = `${DATA_DIR}/legacy-secret.key`
 const MIKOPBX_SETTINGS = '/etc/inc/mikopbx-settings.json'
 const USUAL_CDR_DB = '/storage/usbdisk1/mikopbx/astlogs/asterisk/cdr.db'
 const HEALTH_TIMEOUT_MS = 10_000
+
+export const INSTALL_OPTIONS = ['prefix', 'nginx-dir', 'legacy-key'] as const
+export const INSTALL_SWITCHES = ['mikopbx', 'dry-run', 'no-wait', 'purge'] as const
+
+export const INSTALL_HELP = `sudo softphone-backend install [--mikopbx] [--prefix DIR] [--dry-run] [--no-wait]
+                               [--nginx-dir DIR] [--legacy-key PATH]
+Installs this binary as /usr/local/bin/softphone-backend with the system user softphone-backend,
+the systemd unit, /etc/softphone-backend/config.toml (only if absent), the nginx snippets,
+logrotate and fail2ban files; starts the service and waits up to 10 s for health.
+  --mikopbx          MikoPBX: directory = "mikopbx", its CDR file, a copy of ModuleSoftphoneBackend's
+                     secret key, and the nginx location in /etc/nginx/mikopbx/modules_locations
+  --nginx-dir DIR    where the server{} snippet goes (default /etc/nginx)
+  --legacy-key PATH  the legacy module's key (default ${LEGACY_KEY})
+  --prefix DIR       install below DIR instead of / (paths above are inside it)
+  --dry-run          say what would change, change nothing
+  --no-wait          don't wait for health
+Run it again to upgrade: only what differs is written, and the service restarts if it changed.`
+
+export const UNINSTALL_HELP = `sudo softphone-backend uninstall [--purge] [--prefix DIR] [--dry-run]
+Stops and disables the service and removes the binary, the unit, the nginx, logrotate and
+fail2ban files. The config, the data (database, keys) and the logs stay unless --purge.`
+
 
 interface InstallOptions {
   root: string
