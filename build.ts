@@ -108,11 +108,12 @@ function run(argv: string[]): void {
   if (result.exitCode !== 0) throw new Error(`${argv.join(' ')} failed with exit ${result.exitCode}`)
 }
 
-/** One `sha256sum -c` line per file, sorted by name. */
+/** One `sha256sum -c` line per file, sorted by name in code-point order (no locale can reorder them). */
 function writeChecksums(outDir: string, files: string[]): void {
   const lines = files
-    .map((file) => `${new Bun.CryptoHasher('sha256').update(readFileSync(file)).digest('hex')}  ${basename(file)}`)
-    .sort((a, b) => a.slice(66).localeCompare(b.slice(66)))
+    .map((file) => basename(file))
+    .sort()
+    .map((name) => `${new Bun.CryptoHasher('sha256').update(readFileSync(join(outDir, name))).digest('hex')}  ${name}`)
   writeFileSync(join(outDir, 'SHA256SUMS'), `${lines.join('\n')}\n`)
 }
 

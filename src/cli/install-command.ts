@@ -241,7 +241,9 @@ function todo(options: InstallOptions, withSystemd: boolean): string {
     'Still to do:',
     nginx,
     '    then: nginx -t && nginx -s reload',
-    ...(options.mikopbx ? [] : [`  - users: sudo -u ${SERVICE_USER} softphone-backend users add 201 --data-dir ${DATA_DIR}`]),
+    options.mikopbx
+      ? `  - MikoPBX's database: the service user needs read access to /cf/conf/mikopbx.db and its directory`
+      : `  - users: sudo -u ${SERVICE_USER} softphone-backend users add 201 --data-dir ${DATA_DIR}`,
     `  - settings: edit ${CONFIG} (softphone-backend config --help), then restart the service`,
   ]
   if (withSystemd) lines.push(`  - logs: journalctl -u ${SERVICE_USER}; ${LOG_DIR}/security.log`)
