@@ -113,6 +113,7 @@ export function parseInstallCommand(command: 'install' | 'uninstall', args: Pars
 
 async function install(options: InstallOptions): Promise<number> {
   requireRoot('install')
+  requireCompiledBinary()
   const machine = new Machine(options.root, options.dryRun)
   const owner = serviceUser(machine)
   const withSystemd = systemdRuns(machine)
@@ -127,9 +128,10 @@ async function install(options: InstallOptions): Promise<number> {
   if (options.mikopbx && configExisted) machine.note(`check that ${CONFIG} has directory = "mikopbx" (README "Running on MikoPBX"): install never replaces it`)
   const unitChanged = withSystemd && machine.file(UNIT, SHIPPED.unit, 0o644, ROOT_OWNER) === 'written'
   writeShippedFiles(machine, options.nginxDir)
-  if (withSystemd) startService(machine, unitChanged, binaryChanged)
+  const started = !withSystemd || startService(machine, unitChanged, binaryChanged)
   printReport(machine, 'everything was installed already')
   console.log(todo(options, withSystemd))
+  if (!started) return notHealthy('systemctl could not start it')
   if (!withSystemd || !options.wait) return 0
   return awaitHealthy(machine)
 }
@@ -159,11 +161,15 @@ function serviceUser(machine: Machine): Owner {
   return created
 }
 
-/** The running binary, unless it already is the installed one; true when it was (or would be) written. */
-function installBinary(machine: Machine): boolean {
+/** Before anything is changed: under `bun src/main.ts`, the running executable is Bun itself. */
+function requireCompiledBinary(): void {
   if (!Bun.main.startsWith('/$bunfs/')) {
     throw new CommandError('install copies the running binary: run the compiled softphone-backend (npm run build), not bun src/main.ts')
   }
+}
+
+/** The running binary, unless it already is the installed one; true when it was (or would be) written. */
+function installBinary(machine: Machine): boolean {
   if (sameFile(process.execPath, machine.path(BINARY))) {
     machine.note(`unchanged: ${BINARY} (running from it)`)
     return false
@@ -219,12 +225,16 @@ function writeShippedFiles(machine: Machine, nginxDir: string): void {
   machine.file(FAIL2BAN_JAIL, SHIPPED.fail2banJail, 0o644, ROOT_OWNER)
 }
 
-/** Enabled and running stays so, unless the unit or the binary changed: then it restarts on them. */
-function startService(machine: Machine, unitChanged: boolean, binaryChanged: boolean): void {
+/**
+ * Enabled and running stays so, unless the unit or the binary changed: then it restarts on them.
+ * False when systemctl failed to start it (with Type=notify it waits for READY, so a port in use fails here).
+ */
+function startService(machine: Machine, unitChanged: boolean, binaryChanged: boolean): boolean {
   if (unitChanged) machine.run(['systemctl', 'daemon-reload'])
   const running = systemctlSays('is-enabled') && systemctlSays('is-active')
-  if (!running) machine.run(['systemctl', 'enable', '--now', SERVICE])
-  else if (unitChanged || binaryChanged) machine.run(['systemctl', 'restart', SERVICE])
+  if (!running) return machine.run(['systemctl', 'enable', '--now', SERVICE], { mayFail: true })
+  if (unitChanged || binaryChanged) return machine.run(['systemctl', 'restart', SERVICE], { mayFail: true })
+  return true
 }
 
 function printReport(machine: Machine, whenNothingChanged: string): void {
@@ -274,7 +284,10 @@ async function awaitHealthy(machine: Machine): Promise<number> {
     console.log(`softphone-backend is healthy after ${health.seconds.toFixed(2)} s: ${url}`)
     return 0
   }
-  const why = health.failed ? 'the service failed' : `no answer from ${url}`
+  return notHealthy(health.failed ? 'the service failed' : `no answer from ${url}`)
+}
+
+function notHealthy(why: string): number {
   console.error(
     `softphone-backend: the service did not become healthy within ${HEALTH_TIMEOUT_MS / 1000} s (${why}); see journalctl -u ${SERVICE_USER} -n 50 (exit status 69: the port is in use)`,
   )

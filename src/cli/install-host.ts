@@ -82,12 +82,17 @@ export class Machine {
     if (!this.dryRun) rmSync(path, { recursive: true, force: true })
   }
 
-  /** Runs a command that changes the system; in a dry run only reports it. */
-  run(argv: string[]): void {
+  /**
+   * Runs a command that changes the system; in a dry run only reports it. A failure throws, unless
+   * `mayFail`: then the caller reports it (a service that won't start) and gets false.
+   */
+  run(argv: string[], { mayFail = false } = {}): boolean {
     this.change(`run ${argv.join(' ')}`)
-    if (this.dryRun) return
+    if (this.dryRun) return true
     const result = Bun.spawnSync(argv, { stdout: 'inherit', stderr: 'inherit' })
-    if (result.exitCode !== 0) throw new CommandError(`${argv.join(' ')} failed with exit ${result.exitCode}`)
+    if (result.exitCode === 0) return true
+    if (mayFail) return false
+    throw new CommandError(`${argv.join(' ')} failed with exit ${result.exitCode}`)
   }
 
   private unchanged(absolute: string, why = 'unchanged'): 'unchanged' {

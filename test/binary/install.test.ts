@@ -41,7 +41,7 @@ case "$1" in
   is-enabled) shift; [ -f "$S/enabled" ] ;;
   is-active) alive ;;
   is-failed) [ -f "$S/pid" ] && ! alive ;;
-  enable) touch "$S/enabled"; [ "$2" = --now ] && start; exit 0 ;;
+  enable) touch "$S/enabled"; [ -n "$FAKE_START_FAILS" ] && { echo 'Job for softphone-backend.service failed.' >&2; exit 1; }; [ "$2" = --now ] && start; exit 0 ;;
   disable) rm -f "$S/enabled"; [ "$2" = --now ] && stop; exit 0 ;;
   restart) stop; start ;;
   *) exit 0 ;;
@@ -83,13 +83,13 @@ function withSystemd(): void {
   mkdirSync(join(root, 'run/systemd/system'), { recursive: true })
 }
 
-async function run(args: string[], options: { serve?: boolean; prefix?: string[] } = {}): Promise<RunResult & { ms: number }> {
+async function run(args: string[], options: { serve?: boolean; startFails?: boolean; prefix?: string[] } = {}): Promise<RunResult & { ms: number }> {
   const started = performance.now()
   const child = Bun.spawn([...(options.prefix ?? []), BINARY, ...args, '--prefix', root], {
     stdin: 'ignore',
     stdout: 'pipe',
     stderr: 'pipe',
-    env: { PATH: `${fakebin}:/usr/bin:/bin`, FAKE_LOG: log, FAKE_STATE: state, FAKE_ROOT: root, ...(options.serve ? { FAKE_SERVE: '1' } : {}) },
+    env: { PATH: `${fakebin}:/usr/bin:/bin`, FAKE_LOG: log, FAKE_STATE: state, FAKE_ROOT: root, ...(options.serve ? { FAKE_SERVE: '1' } : {}), ...(options.startFails ? { FAKE_START_FAILS: '1' } : {}) },
   })
   const [stdout, stderr, exitCode] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited])
   return { exitCode, stdout, stderr, ms: performance.now() - started }
@@ -268,6 +268,16 @@ describe('install', () => {
       squatter.stop(true)
     }
   }, 30_000)
+
+  test('systemctl fails to start it (Type=notify waits for READY): the same report and exit 69, even with --no-wait', async () => {
+    withSystemd()
+    const result = await run(['install', '--no-wait'], { startFails: true })
+    expect(result.exitCode).toBe(69)
+    expect(result.stderr).toBe(
+      'Job for softphone-backend.service failed.\nsoftphone-backend: the service did not become healthy within 10 s (systemctl could not start it); see journalctl -u softphone-backend -n 50 (exit status 69: the port is in use)\n',
+    )
+    expect(result.stdout).toContain('run systemctl enable --now softphone-backend.service')
+  })
 
   test('an existing user softphone-backend that is not a system account: refused, nothing written', async () => {
     withSystemd()
