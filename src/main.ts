@@ -8,6 +8,7 @@ import { CommandError, EX_USAGE, parseArgs, UsageError, type ParsedArgs } from '
 import { BACKUP_HELP, backup, EX_DATAERR, EX_NEWER, EX_TEMPFAIL, NewerBackupError, NotABackupError, parseBackupCommand, restore, RESTORE_HELP, ServerRunningError } from './cli/backup-command'
 import { checkConfig } from './cli/config-command'
 import { parseSecretCommand, SECRET_HELP, SECRET_SWITCHES, type OperatorCommand } from './cli/secret-command'
+import { EX_NOPERM, INSTALL_HELP, INSTALL_OPTIONS, INSTALL_SWITCHES, PermissionError, UNINSTALL_HELP, parseInstallCommand } from './cli/install-command'
 import { SESSIONS_HELP, SESSIONS_OPTIONS, parseSessionsCommand } from './cli/sessions-command'
 import { DataDirError, EX_CANTCREAT, EX_NOINPUT, NoDatabaseError, ensureDataDir, openCommandStore } from './cli/store-access'
 import { operatorAudit, type Audit, type StoreCommand } from './cli/store-command'
@@ -38,12 +39,15 @@ Commands:
   restore <file>        put a backup in place (the server must be stopped)
   config check          validate the configuration and print it
   config --help         list every configuration key
+  install               install as a systemd service, as root (install --help)
+  uninstall             stop and remove it; keeps data and config unless --purge
   -v, --version         print the version
   -h, --help            this help, or a command's (users --help)
 Every configuration key can be given as a flag, e.g. --port 8081 --data-dir /srv/softphone.
 Exit codes: 1 refused (unknown user, passwords differ, ...), 64 usage, 65 not a backup,
 66 no database yet, 69 port in use, 73 data dir can't be created, 74 unusable database,
-75 restore while the database is in use, 76 backup from a newer release, 78 configuration or key file.`
+75 restore while the database is in use, 76 backup from a newer release, 77 install without root,
+78 configuration or key file.`
 
 /** What a command needs once the configuration is loaded; built from argv alone. */
 type Plan =
@@ -52,17 +56,20 @@ type Plan =
   /** `embeddedOnly`: a `users` command, meaningless with another directory. */
   | { kind: 'store'; command: StoreCommand; embeddedOnly?: true }
   | { kind: 'operator'; command: OperatorCommand }
+  /** Reads no configuration: it installs the config file. */
+  | { kind: 'install'; run: () => Promise<number> }
 
 async function main(argv: readonly string[]): Promise<number> {
   const args = parseArgs(argv, {
-    options: ['config', ...CONFIG_FLAGS, ...USERS_OPTIONS, ...SESSIONS_OPTIONS],
-    switches: ['help', 'version', ...USERS_SWITCHES, ...SECRET_SWITCHES],
+    options: ['config', ...CONFIG_FLAGS, ...USERS_OPTIONS, ...SESSIONS_OPTIONS, ...INSTALL_OPTIONS],
+    switches: ['help', 'version', ...USERS_SWITCHES, ...SECRET_SWITCHES, ...INSTALL_SWITCHES],
     aliases: { h: 'help', v: 'version' },
   })
   const command = args.positionals[0] ?? 'serve'
   if (args.switches.has('version')) return print(VERSION)
   if (args.switches.has('help')) return print(COMMAND_HELP[command]?.() ?? HELP)
   const plan = planFor(command, args)
+  if (plan.kind === 'install') return plan.run()
   const loaded = loadConfig({ configPath: args.options.get('config'), flags: configFlags(args), env: process.env })
   switch (plan.kind) {
     case 'serve':
@@ -97,6 +104,9 @@ function planFor(command: string, args: ParsedArgs): Plan {
     case 'config':
       if (args.positionals[1] !== 'check') throw new UsageError('usage: softphone-backend config check | config --help')
       return { kind: 'config-check' }
+    case 'install':
+    case 'uninstall':
+      return { kind: 'install', run: parseInstallCommand(command, args) }
     default:
       throw new UsageError(`unknown command ${command}; see --help`)
   }
@@ -109,6 +119,8 @@ const COMMAND_HELP: Record<string, () => string> = {
   backup: () => BACKUP_HELP,
   restore: () => RESTORE_HELP,
   config: configHelp,
+  install: () => INSTALL_HELP,
+  uninstall: () => UNINSTALL_HELP,
 }
 
 function configFlags(args: ParsedArgs): Partial<Record<ConfigKey, string>> {
@@ -200,6 +212,7 @@ function exitCodeFor(error: unknown): number {
     [NotABackupError, EX_DATAERR],
     [ServerRunningError, EX_TEMPFAIL],
     [NewerBackupError, EX_NEWER],
+    [PermissionError, EX_NOPERM],
     [DirectoryError, 1],
     [CommandError, 1],
   ]
