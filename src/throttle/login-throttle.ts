@@ -76,6 +76,11 @@ export class LoginThrottle {
     if (accountFailures ?? this.read.get(key) !== null) this.forget.run(key)
   }
 
+  /** Keys (account and address, or address alone) delayed right now, counted when metrics are scraped (README "Metrics"). */
+  delayedCount(): number {
+    return this.db.query<{ delayed: number }, [number]>('SELECT count(*) AS delayed FROM login_failures WHERE blocked_until > ?').get(unixSeconds(this.clock))!.delayed
+  }
+
   purgeExpired(): number {
     return this.db.query<unknown, [number]>('DELETE FROM login_failures WHERE last_failure < ?').run(unixSeconds(this.clock) - FORGET_AFTER_SECONDS).changes
   }

@@ -2,6 +2,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import * as v from 'valibot'
 import { PbxFileError } from '../../src/directory/mikopbx-file'
+import { VERSION } from '../../src/version'
 import type { Provider } from '../../src/pbx/peer-state'
 import { PeerContactsResponse, PeersResponse, RegistryResponse } from '../../src/pbx/pbx-schemas'
 import { BASE, bearer, createHarness, type Harness } from '../helpers'
@@ -181,7 +182,7 @@ describe('health', () => {
     for (const state of ['up', 'down'] as const) {
       pbx.ami = state
       const text = await (await h.request(`${BASE}/health`)).text()
-      expect(text).toBe(`{"success":true,"status":"ok","timestamp":${h.clock.seconds},"ami":"${state}"}`)
+      expect(text).toBe(`{"success":true,"status":"ok","timestamp":${h.clock.seconds},"ami":"${state}","version":"${VERSION}","db":"ok"}`)
     }
     pbx.ami = 'up'
   })
