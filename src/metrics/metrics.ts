@@ -47,7 +47,7 @@ export class Metrics {
     for (const route of TIMED_ROUTES) this.timed.set(sources.basePath + route, this.latency.series({ route: sources.basePath + route }))
     const logins = new CounterFamily('softphone_logins_total', 'Password logins (auth/login and the core API), by outcome.')
     this.logins = { ok: logins.series({ outcome: 'ok' }), invalid: logins.series({ outcome: 'invalid' }), throttled: logins.series({ outcome: 'throttled' }), busy: logins.series({ outcome: 'busy' }) }
-    const outages = new CounterFamily('softphone_store_errors_total', 'Requests refused with 503 because the database was locked (busy) or could not write (unavailable: disk full, I/O error, read-only).')
+    const outages = new CounterFamily('softphone_store_errors_total', 'Requests answered 503 because a database (the service\'s or MikoPBX\'s) was locked (busy) or could not be used (unavailable: disk full, I/O error, read-only, missing).')
     this.outages = { busy: outages.series({ kind: 'busy' }), unavailable: outages.series({ kind: 'unavailable' }) }
     this.families = [this.requests, this.latency, logins, outages, ...this.scrapedFamilies()]
   }
