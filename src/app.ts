@@ -18,7 +18,7 @@ import { CdrSource } from './history/cdr-reader'
 import { historyRoutes } from './history/history-routes'
 import { mediaRoutes } from './media/media-routes'
 import type { Metrics } from './metrics/metrics'
-import { metricsHooks, metricsRoutes, metricsStartOf } from './metrics/metrics-routes'
+import { metricsHooks, metricsRoutes } from './metrics/metrics-routes'
 import type { PbxStateView } from './pbx/pbx-state'
 import { pbxRoutes } from './pbx/pbx-routes'
 import type { ProviderSource } from './pbx/peer-state'
@@ -100,7 +100,7 @@ export function buildApp(deps: AppDeps) {
     .use(pbxRoutes({ clock, guard, directory, pbx, providers }))
   // The core-compatible routes live outside the base path, where MikoPBX's core serves them.
   const errorObserver = {
-    answered: (context: object & { route?: string }, status: number) => metrics?.requestDone(context.route, status, metricsStartOf(context)!),
+    answered: (route: string | undefined, status: number) => metrics?.requestDone(route, status),
     storeOutage: (outage: StoreOutage) => {
       storeStatus.outage()
       metrics?.storeOutage(outage)

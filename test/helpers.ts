@@ -73,6 +73,8 @@ export interface HarnessOptions extends Partial<ServiceSettings> {
   producedHere?: AppDeps['producedHere']
   providers?: AppDeps['providers']
   coreApi?: AppDeps['coreApi']
+  /** false: `metrics = "off"`, nothing counted (bench/metrics.ts compares both). */
+  metrics?: boolean
   /** false: `metrics_port` serves /metrics, so the main listener doesn't. */
   metricsOnMainListener?: boolean
   /** health?deep=1's checks; the store's own by default. */
@@ -88,6 +90,7 @@ export async function createHarness({
   producedHere,
   providers,
   coreApi,
+  metrics: metricsOn = true,
   metricsOnMainListener = true,
   deepChecks,
   ...settings
@@ -120,7 +123,7 @@ export async function createHarness({
   const eventLoopLag = { seconds: 0 }
   const metrics = serverMetrics({ clock, basePath: BASE, hub, pbx, services, eventLoopLag: () => eventLoopLag.seconds })
   const app = buildApp({
-    metrics: { registry: metrics, onMainListener: metricsOnMainListener },
+    metrics: metricsOn ? { registry: metrics, onMainListener: metricsOnMainListener } : undefined,
     deepChecks: deepChecks ?? [{ name: 'db', run: () => readSchema(db) }],
     server: listen ? undefined : () => ({ requestIP: (request: Request) => ({ address: peers.get(request) ?? '127.0.0.1' }) }),
     hub,

@@ -12,9 +12,9 @@ const JSON_CONTENT_TYPE = 'application/json; charset=utf-8'
 /** Seconds: a lock clears quickly; an operator has to free disk space. */
 const RETRY_AFTER: Record<StoreOutage, string> = { busy: '1', unavailable: '5' }
 
-/** Told about every error answer (README "Metrics"): its status, and store outages by kind. */
+/** Told about every error answer (README "Metrics"): its route pattern and status, and store outages by kind. */
 export interface ErrorObserver {
-  answered(context: { route?: string }, status: number): void
+  answered(route: string | undefined, status: number): void
   storeOutage(outage: StoreOutage): void
 }
 
@@ -27,13 +27,14 @@ export function httpPlugin({ clock, routes, observer }: { clock: Clock; routes: 
       // Every answer is per-user or per-moment; nothing here is safe for a shared cache.
       'cache-control': 'no-store',
     })
-    .onError({ as: 'global' }, (context) => {
-      const body = errorAnswer(context)
-      observer?.answered(context as { route?: string }, context.set.status as number)
+    // The hook names the fields it reads: Elysia parses everything for every route when a hook passes its whole context on.
+    .onError({ as: 'global' }, ({ code, error, set, request, route }) => {
+      const body = errorAnswer(code, error, set, request)
+      observer?.answered(route, set.status as number)
       return body
     })
 
-  function errorAnswer({ code, error, set, request }: { code: string | number; error: unknown; set: { status?: number | string; headers: Record<string, string | number> }; request: Request }) {
+  function errorAnswer(code: string | number, error: unknown, set: { status?: number | string; headers: Record<string, string | number> }, request: Request) {
     const now = unixSeconds(clock)
     const path = pathOf(request.url)
     // Elysia wraps what a parse hook throws in a ParseError; the HttpError is its cause.

@@ -52,15 +52,15 @@ export class Metrics {
     this.families = [this.requests, this.latency, logins, outages, ...this.scrapedFamilies()]
   }
 
-  /** Counts one answered request; `startedAt` is performance.now() at its arrival. */
-  requestDone(route: string | undefined, status: number, startedAt: number): void {
+  /** Counts one answered request; `startedAt` is performance.now() once it was parsed, 0 when it was not timed. */
+  requestDone(route: string | undefined, status: number, startedAt = 0): void {
     const pattern = route || UNMATCHED_ROUTE
     let byStatus = this.requestCounters.get(pattern)
     if (!byStatus) this.requestCounters.set(pattern, (byStatus = new Map()))
     let counter = byStatus.get(status)
     if (!counter) byStatus.set(status, (counter = this.requests.series({ route: pattern, status: String(status) })))
     counter.value++
-    this.timed.get(pattern)?.observe((performance.now() - startedAt) / 1000)
+    if (startedAt > 0) this.timed.get(pattern)?.observe((performance.now() - startedAt) / 1000)
   }
 
   loginDone(outcome: { ok: true } | { ok: false; reason: Exclude<LoginResult, 'ok'> }): void {

@@ -65,7 +65,7 @@ describe('with metrics_port', () => {
   test('the second listener is bound to loopback: another address of this machine is refused', async () => {
     const address = externalAddress()
     if (!address) return console.warn('no non-loopback IPv4 address here; skipped')
-    expect(fetch(`http://${address}:${metricsPort}/metrics`)).rejects.toThrow()
+    await expect(fetch(`http://${address}:${metricsPort}/metrics`)).rejects.toThrow()
   })
 })
 
