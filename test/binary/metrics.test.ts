@@ -1,11 +1,12 @@
 /**
  * `/metrics` through the compiled binary (README "Metrics"): with `metrics_port` it is served on
  * 127.0.0.1:<metrics_port> only and the main listener answers 404 for it; on the main listener a
- * peer from another address gets 403; `metrics = "off"` serves nothing.
+ * peer from another address gets 403; `metrics = "off"` serves nothing. And `health?deep=1` reading the real store.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { networkInterfaces } from 'node:os'
-import { ServerProcess } from './server-process'
+import { VERSION } from '../../src/version'
+import { runCli, ServerProcess } from './server-process'
 
 const PASSWORD = 'Pw-metrics'
 
@@ -77,6 +78,19 @@ describe('on the main listener', () => {
   })
   afterAll(() => server.cleanup())
 
+  test('health has the version and db; health?deep=1 reads the store, for loopback only', async () => {
+    const url = `http://127.0.0.1:${server.port}/pbxcore/api/module-softphone-backend/v1/health`
+    expect(await (await fetch(url)).json()).toMatchObject({ success: true, status: 'ok', ami: 'off', version: VERSION, db: 'ok' })
+    const deep = await fetch(`${url}?deep=1`)
+    expect(deep.status).toBe(200)
+    expect(await deep.json()).toMatchObject({ success: true, status: 'ok', db: 'ok', checks: { db: 'ok' } })
+    const address = externalAddress()
+    if (!address) return console.warn('no non-loopback IPv4 address here; skipped')
+    const remote = await fetch(`${url.replace('127.0.0.1', address)}?deep=1`)
+    expect(remote.status).toBe(403)
+    expect((await remote.json()).code).toBe('deep_health_forbidden')
+  })
+
   test('loopback reads it; a peer from another address gets the 403 envelope', async () => {
     expect((await fetch(`http://127.0.0.1:${server.port}/metrics`)).status).toBe(200)
     const address = externalAddress()
@@ -94,6 +108,19 @@ test('metrics = "off": no /metrics anywhere', async () => {
     expect((await fetch(`${server.url}/metrics`)).status).toBe(404)
     expect((await fetch(`${server.baseUrl}/health`)).status).toBe(200)
   } finally {
+    await server.cleanup()
+  }
+})
+
+test('a metrics_port already taken stops the start with exit 69, naming that address', async () => {
+  const taken = Bun.serve({ hostname: '127.0.0.1', port: 0, fetch: () => new Response() })
+  const server = new ServerProcess()
+  try {
+    const result = await runCli(['serve', '--data-dir', server.dataDir, '--port', '0', '--metrics-port', String(taken.port)])
+    expect(result.exitCode).toBe(69)
+    expect(result.stderr).toContain(`cannot listen on 127.0.0.1:${taken.port}: is another instance running?`)
+  } finally {
+    void taken.stop(true)
     await server.cleanup()
   }
 })
