@@ -72,7 +72,13 @@ export class CollectedFamily implements MetricFamily {
 
   write(lines: string[]): void {
     header(lines, this.name, this.help, this.type)
-    const values = this.read()
+    let values: ReturnType<typeof this.read>
+    try {
+      values = this.read()
+    } catch {
+      // A source that fails (the database, locked or gone) leaves its series out; the rest is still served.
+      return
+    }
     if (typeof values === 'number') lines.push(`${this.name} ${formatValue(values)}`)
     else for (const [labels, value] of values) lines.push(`${this.name}${labelText(labels)} ${formatValue(value)}`)
   }

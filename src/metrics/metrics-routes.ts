@@ -23,9 +23,8 @@ export function metricsRoutes({ clock, metrics, peerOf }: { clock: Clock; metric
 /**
  * Counts every request by route pattern and status, and times the routes in TIMED_ROUTES. The hooks
  * note a timestamp in a decorated field (every context has it, so its shape never changes) and bump
- * pre-bound series: nothing is allocated per request (bench/metrics.ts). Each hook names only the
- * fields it reads: Elysia parses headers, query and cookies for every route when a hook takes the
- * whole context or passes it on. Errors are counted by the http plugin's error handler, which sets
+ * pre-bound series: nothing is allocated per request (bench/metrics.ts). The hooks never pass
+ * their context to a function: Elysia then parses headers, query and cookies for every route. Errors are counted by the http plugin's error handler, which sets
  * their status; they are not timed, since the transform hook may not have run.
  */
 export function metricsHooks(metrics: Metrics) {

@@ -32,12 +32,17 @@ export interface MetricSources {
 }
 
 type LoginResult = 'ok' | Extract<LoginOutcome, { ok: false }>['reason']
+const LOGIN_RESULTS: readonly LoginResult[] = ['ok', 'invalid', 'throttled', 'busy']
 
 export class Metrics {
   private readonly requests = new CounterFamily('softphone_http_requests_total', 'HTTP requests answered, by route pattern and status.')
   /** route → status → its counter, so a request costs two map lookups and an add. */
   private readonly requestCounters = new Map<string, Map<number, Counter>>()
-  private readonly latency = new HistogramFamily('softphone_http_request_duration_seconds', 'Time to answer login, refresh and check-media-access, in seconds.', LATENCY_BUCKETS)
+  private readonly latency = new HistogramFamily(
+    'softphone_http_request_duration_seconds',
+    'Time to answer login, refresh and check-media-access, in seconds.',
+    LATENCY_BUCKETS,
+  )
   private readonly timed = new Map<string, Histogram>()
   private readonly logins: Record<LoginResult, Counter>
   private readonly outages: Record<StoreOutage, Counter>
@@ -46,8 +51,11 @@ export class Metrics {
   constructor(private readonly sources: MetricSources) {
     for (const route of TIMED_ROUTES) this.timed.set(sources.basePath + route, this.latency.series({ route: sources.basePath + route }))
     const logins = new CounterFamily('softphone_logins_total', 'Password logins (auth/login and the core API), by outcome.')
-    this.logins = { ok: logins.series({ outcome: 'ok' }), invalid: logins.series({ outcome: 'invalid' }), throttled: logins.series({ outcome: 'throttled' }), busy: logins.series({ outcome: 'busy' }) }
-    const outages = new CounterFamily('softphone_store_errors_total', 'Requests answered 503 because a database (the service\'s or MikoPBX\'s) was locked (busy) or could not be used (unavailable: disk full, I/O error, read-only, missing).')
+    this.logins = Object.fromEntries(LOGIN_RESULTS.map((outcome) => [outcome, logins.series({ outcome })])) as Record<LoginResult, Counter>
+    const outages = new CounterFamily(
+      'softphone_store_errors_total',
+      "Requests answered 503 because a database (the service's or MikoPBX's) was locked (busy) or could not be used (unavailable: disk full, I/O error, read-only, missing).",
+    )
     this.outages = { busy: outages.series({ kind: 'busy' }), unavailable: outages.series({ kind: 'unavailable' }) }
     this.families = [this.requests, this.latency, logins, outages, ...this.scrapedFamilies()]
   }

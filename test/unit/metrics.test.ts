@@ -165,6 +165,15 @@ describe('what /metrics says', () => {
     expect(sample(await scrape(), 'softphone_ami_up')).toBe(0)
   })
 
+  test('a gauge whose source fails is left out; the rest is served', async () => {
+    await start()
+    h.db.close()
+    const text = await scrape()
+    expect(text).toContain('# TYPE softphone_sessions_active gauge\n# HELP softphone_revoked_token_ids')
+    expect(sample(text, 'softphone_sessions_active')).toBeUndefined()
+    expect(sample(text, 'softphone_revoked_token_ids')).toBe(0)
+  })
+
   test('process RSS and event-loop lag', async () => {
     await start()
     h.eventLoopLag.seconds = 0.25
