@@ -10,12 +10,15 @@ import { AdminSessions } from './core-api/admin-sessions'
 import { coreApiRoutes } from './core-api/core-api-routes'
 import type { Directory } from './directory/directory'
 import { healthRoutes } from './health/health-routes'
+import { StoreStatus, type DeepCheck } from './health/store-status'
 import { clientIpResolver } from './http/client-ip'
 import { httpPlugin, RouteIndex } from './http/http-plugin'
 import { CallHistory } from './history/call-history'
 import { CdrSource } from './history/cdr-reader'
 import { historyRoutes } from './history/history-routes'
 import { mediaRoutes } from './media/media-routes'
+import type { Metrics } from './metrics/metrics'
+import { metricsHooks, metricsRoutes } from './metrics/metrics-routes'
 import type { PbxStateView } from './pbx/pbx-state'
 import { pbxRoutes } from './pbx/pbx-routes'
 import type { ProviderSource } from './pbx/peer-state'
@@ -24,6 +27,7 @@ import type { PresenceHub } from './presence/hub'
 import { presenceRoutes, type PresenceSettings } from './presence/presence-routes'
 import type { Upgrade } from './presence/websocket'
 import type { SecurityLogSink } from './security-log/security-log'
+import type { StoreOutage } from './store/database'
 import type { TokenService } from './tokens/tokens'
 import type { SessionService } from './sessions/sessions'
 import { sessionRoutes } from './sessions/session-routes'
@@ -51,6 +55,12 @@ export interface AppDeps {
   providers?: ProviderSource | null
   /** The MikoPBX core-compatible routes (README "MikoPBX core-compatible API"); not served when absent (`core_api = "off"`). */
   coreApi?: { admins: AdminCredentials; sessions?: AdminSessions }
+  /** README "Metrics": absent with `metrics = "off"`. `onMainListener` false when `metrics_port` serves them instead. */
+  metrics?: { registry: Metrics; onMainListener: boolean }
+  /** The database's last-known state for `health`; a fresh one when absent. */
+  storeStatus?: StoreStatus
+  /** What `health?deep=1` reads: the store, and the MikoPBX file when that directory is active. */
+  deepChecks?: readonly DeepCheck[]
   /** Socket peers and per-request timeouts: the app's own Bun server unless a test supplies one. */
   server?: () => ServerControls | null | undefined
 }
@@ -76,19 +86,31 @@ export function buildApp(deps: AppDeps) {
   const history = new CallHistory(cdr, (number) => isExtension(directory, number))
   const owners = (deps.recordingsAccess ?? 'owner') === 'owner' ? new RecordingOwners(cdr, clock) : null
   const { pbx, providers = null, coreApi } = deps
+  const metrics = deps.metrics?.registry
+  const storeStatus = deps.storeStatus ?? new StoreStatus(clock)
+  if (metrics) logins.onOutcome((outcome) => metrics.loginDone(outcome))
   const moduleRoutes = new Elysia({ prefix: basePath })
     .use(authRoutes({ clock, logins, sessions, accessTtl: tokens.settings.accessTtl, guard, securityLog, clientIpOf }))
     .use(sessionRoutes({ clock, guard, sessions, securityLog, clientIpOf }))
     .use(accountRoutes({ clock, guard, lastUsersState: () => hub.lastSnapshot('users-state'), history }))
     .use(historyRoutes({ clock, guard, history }))
     .use(mediaRoutes({ clock, guard, securityLog, clientIpOf, owners }))
-    .use(healthRoutes({ clock, pbx }))
+    .use(healthRoutes({ clock, pbx, storeStatus, deepChecks: deps.deepChecks ?? [], peerOf }))
     .use(presenceRoutes({ clock, guard, hub, settings: deps.presence, peerOf, keepOpen, upgrade, producedHere: deps.producedHere }))
     .use(pbxRoutes({ clock, guard, directory, pbx, providers }))
   // The core-compatible routes live outside the base path, where MikoPBX's core serves them.
+  const errorObserver = {
+    answered: (route: string | undefined, status: number) => metrics?.requestDone(route, status),
+    storeOutage: (outage: StoreOutage) => {
+      storeStatus.outage()
+      metrics?.storeOutage(outage)
+    },
+  }
   const app = new Elysia()
-    .use(httpPlugin({ clock, routes }))
+    .use(metrics ? metricsHooks(metrics) : new Elysia({ name: 'metrics-off' }))
+    .use(httpPlugin({ clock, routes, observer: errorObserver }))
     .use(moduleRoutes)
+    .use(metrics && deps.metrics!.onMainListener ? metricsRoutes({ clock, metrics, peerOf }) : new Elysia({ name: 'metrics-elsewhere' }))
     .use(
       coreApi
         ? coreApiRoutes({

@@ -24,6 +24,10 @@ import { checkStore } from './systemd/store-check'
 import { watchDatabaseChanges } from './store/change-watch'
 import { openStore } from './store/database'
 import { createServices } from './services'
+import { readSchema } from './health/store-status'
+import { EventLoopLag } from './metrics/event-loop-lag'
+import { serverMetrics } from './metrics/metrics'
+import { listenMetrics, METRICS_HOST } from './metrics/metrics-listener'
 import { openKeyRing, ringPathFor, watchKeyRing } from './tokens/key-ring'
 import { VERSION } from './version'
 
@@ -157,7 +161,15 @@ export async function serve(config: Config, clock: Clock = systemClock): Promise
 
   const cdr = new CdrSource(cdrDatabasePath(config.cdr_db))
   const pbxState = startPbxState(config, directory, hub, clock)
+  // README "Metrics": counted only with metrics = "on"; served on the main listener or on metrics_port.
+  const eventLoopLag = config.metrics === 'on' ? new EventLoopLag().start() : null
+  const metrics = eventLoopLag
+    ? serverMetrics({ clock, basePath: config.base_path, hub, pbx: pbxState?.engine, services: { sessionStore, revocations, throttle }, eventLoopLag: () => eventLoopLag.lastSeconds })
+    : undefined
+  let metricsListener: ReturnType<typeof listenMetrics> | null = null
   const app = buildApp({
+    metrics: metrics && { registry: metrics, onMainListener: config.metrics_port === 0 },
+    deepChecks: [{ name: 'db', run: () => readSchema(db) }, ...(users.file ? [{ name: 'mikopbx' as const, run: () => users.file!.read(readSchema) }] : [])],
     pbx: pbxState?.engine,
     producedHere: pbxState ? (channel) => pbxState.engine.owns(channel) : undefined,
     providers: users.file ? new MikoPbxProviders(users.file) : null,
@@ -181,7 +193,11 @@ export async function serve(config: Config, clock: Clock = systemClock): Promise
   try {
     // reusePort off: a second instance must fail loudly rather than share the port (README "Command line").
     app.listen({ hostname: config.host, port: config.port, reusePort: false, maxRequestBodySize: MAX_REQUEST_BODY })
+    if (metrics && config.metrics_port) metricsListener = listenMetrics({ clock, metrics, port: config.metrics_port })
   } catch (error) {
+    const where = app.server ? `${METRICS_HOST}:${config.metrics_port}` : `${config.host}:${config.port}`
+    if (app.server) void app.stop(true)
+    eventLoopLag?.stop()
     pbxState?.stop()
     cdr.close()
     users.close()
@@ -189,7 +205,7 @@ export async function serve(config: Config, clock: Clock = systemClock): Promise
     securityLog.close()
     const code = (error as NodeJS.ErrnoException).code
     const hint = code === 'EADDRINUSE' ? 'is another instance running? change port or stop it' : String(code ?? error)
-    throw new ListenError(`cannot listen on ${config.host}:${config.port}: ${hint}`)
+    throw new ListenError(`cannot listen on ${where}: ${hint}`)
   }
   return new Promise((resolve) => {
     let stopping = false
@@ -199,6 +215,8 @@ export async function serve(config: Config, clock: Clock = systemClock): Promise
       console.log(`${signal}: shutting down`)
       notifier.stopping(signal)
       clearInterval(purgeTimer)
+      eventLoopLag?.stop()
+      void metricsListener?.stop(true)
       storeChanges.close()
       keyChanges.close()
       pbxState?.stop()
@@ -233,6 +251,7 @@ export async function serve(config: Config, clock: Clock = systemClock): Promise
     console.log(cdr.path ? `call history from ${cdr.path}` : 'no call-history source (cdr_db unset, no MikoPBX settings)')
     console.log(recordingsAccessLine(config.recordings_access, cdr.path))
     console.log(pbxState ? `AMI: connecting to ${config.ami_host}:${config.ami_port}; users-state and active-calls come from it` : 'AMI: off (ami = "off"); presence comes from pub/ only')
+    if (metricsListener) console.log(`metrics: http://${METRICS_HOST}:${metricsListener.server!.port}/metrics (metrics_port)`)
     if (config.core_api === 'on') console.log('core API: /pbxcore/api/sip/* served (core_api = "on")')
     void revocations.idsLoaded.then(({ ids, ms }) => console.log(`${ids} revoked token ids in memory after ${Math.round(ms)} ms`))
     securityLog.record({ event: 'STARTUP', version: VERSION, directory: directoryDescription(config) })

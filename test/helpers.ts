@@ -16,6 +16,8 @@ import { createServices, type ServiceSettings, type Services } from '../src/serv
 import { KeyRing } from '../src/tokens/key-ring'
 import type { RecordingsAccess } from '../src/media/recording-owners'
 import type { AppDeps } from '../src/app'
+import { readSchema } from '../src/health/store-status'
+import { serverMetrics, type Metrics } from '../src/metrics/metrics'
 
 export const BASE = '/pbxcore/api/module-softphone-backend/v1'
 /** A fixed, obviously fake key: 64 hex chars. */
@@ -43,6 +45,9 @@ export interface Harness {
   tokens: Services['tokens']
   services: Services
   hub: PresenceHub
+  metrics: Metrics
+  /** What the metrics' event-loop lag gauge reads, in seconds. */
+  eventLoopLag: { seconds: number }
   securityLog: SecurityLog
   key: Uint8Array
   /** The signing keys: `key` as the legacy key, and no ring until a test rotates (`keys.replace`). */
@@ -71,6 +76,12 @@ export interface HarnessOptions extends Partial<ServiceSettings> {
   producedHere?: AppDeps['producedHere']
   providers?: AppDeps['providers']
   coreApi?: AppDeps['coreApi']
+  /** false: `metrics = "off"`, nothing counted (bench/metrics.ts compares both). */
+  metrics?: boolean
+  /** false: `metrics_port` serves /metrics, so the main listener doesn't. */
+  metricsOnMainListener?: boolean
+  /** health?deep=1's checks; the store's own by default. */
+  deepChecks?: AppDeps['deepChecks']
 }
 
 export async function createHarness({
@@ -82,6 +93,9 @@ export async function createHarness({
   producedHere,
   providers,
   coreApi,
+  metrics: metricsOn = true,
+  metricsOnMainListener = true,
+  deepChecks,
   ...settings
 }: HarnessOptions = {}): Promise<Harness> {
   const dir = mkdtempSync(join(tmpdir(), 'softphone-test-'))
@@ -110,7 +124,11 @@ export async function createHarness({
     clock,
   )
   const cdr = new CdrSource(cdrPath ?? null)
+  const eventLoopLag = { seconds: 0 }
+  const metrics = serverMetrics({ clock, basePath: BASE, hub, pbx, services, eventLoopLag: () => eventLoopLag.seconds })
   const app = buildApp({
+    metrics: metricsOn ? { registry: metrics, onMainListener: metricsOnMainListener } : undefined,
+    deepChecks: deepChecks ?? [{ name: 'db', run: () => readSchema(db) }],
     server: listen ? undefined : () => ({ requestIP: (request: Request) => ({ address: peers.get(request) ?? '127.0.0.1' }) }),
     hub,
     presence: { longPollHoldMs: 300, heartbeatMs: 50 },
@@ -151,6 +169,8 @@ export async function createHarness({
     tokens,
     services,
     hub,
+    metrics,
+    eventLoopLag,
     securityLog,
     key,
     keys,

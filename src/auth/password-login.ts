@@ -32,6 +32,7 @@ export type CredentialCheck<T> = (username: string, password: string) => Promise
 
 export class PasswordLogin {
   private readonly slots: ConcurrencyLimiter
+  private outcomeListener: (outcome: LoginOutcome<unknown>) => void = () => {}
 
   constructor(
     private readonly directory: Directory,
@@ -40,6 +41,11 @@ export class PasswordLogin {
     maxWaiting = MAX_WAITING,
   ) {
     this.slots = new ConcurrencyLimiter(concurrency, maxWaiting)
+  }
+
+  /** Told every attempt's outcome, for the metrics (README "Metrics"). */
+  onOutcome(listener: (outcome: LoginOutcome<unknown>) => void): void {
+    this.outcomeListener = listener
   }
 
   async attempt(username: string, password: string, ip: string): Promise<LoginOutcome> {
@@ -53,7 +59,9 @@ export class PasswordLogin {
    * recorded outcome happen in one turn of the event loop, so no other attempt can come between.
    */
   private attemptNow(username: string, password: string, ip: string, check: (username: string, password: string) => DirectoryUser | null): LoginOutcome {
-    return this.throttled(username, ip) ?? this.recorded(username, ip, check(username, password))
+    const outcome = this.throttled(username, ip) ?? this.recorded(username, ip, check(username, password))
+    this.outcomeListener(outcome)
+    return outcome
   }
 
   /**
@@ -61,6 +69,12 @@ export class PasswordLogin {
    * core API's admin login (README "MikoPBX core-compatible API") and `auth/login` count together.
    */
   async attemptWith<T>(username: string, password: string, ip: string, check: CredentialCheck<T>): Promise<LoginOutcome<T>> {
+    const outcome = await this.queuedAttempt(username, password, ip, check)
+    this.outcomeListener(outcome)
+    return outcome
+  }
+
+  private async queuedAttempt<T>(username: string, password: string, ip: string, check: CredentialCheck<T>): Promise<LoginOutcome<T>> {
     // A client already delayed is refused without queueing behind the others.
     const onArrival = this.throttled(username, ip)
     if (onArrival) return onArrival

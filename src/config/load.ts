@@ -156,6 +156,8 @@ function withDefaults(raw: Raw, env: ConfigSources['env']): Record<string, unkno
     ami_username: '',
     ami_secret: '',
     ami_secret_file: '',
+    metrics: 'on',
+    metrics_port: 0,
     ...Object.fromEntries(Object.entries(raw).map(([name, entry]) => [name, entry.value])),
     data_dir: dataDir,
   }

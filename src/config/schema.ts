@@ -30,6 +30,7 @@ export const DIRECTORIES = ['embedded', 'mikopbx'] as const
 export const AMI_MODES = ['on', 'off'] as const
 export const DEFAULT_MIKOPBX_DB = '/cf/conf/mikopbx.db'
 export const CORE_API_MODES = ['on', 'off'] as const
+export const METRICS_MODES = ['on', 'off'] as const
 
 const AbsolutePath = v.pipe(v.string('must be a string'), v.startsWith('/', 'must be an absolute path'))
 const Seconds = (min: number, max: number) =>
@@ -162,6 +163,16 @@ export const CONFIG_KEYS = {
     'string',
     AbsolutePathOrEmpty,
     'File holding the AMI secret, read at start and trimmed; used when ami_secret is empty. Default "".',
+  ),
+  metrics: key(
+    'string',
+    v.picklist(METRICS_MODES, 'must be "on" or "off"'),
+    'Prometheus metrics at /metrics, for loopback peers only. Default "on".',
+  ),
+  metrics_port: key(
+    'integer',
+    Seconds(0, 65535),
+    'Serve /metrics on 127.0.0.1:<metrics_port> instead of the main listener, which then answers 404 for it. Default 0: on the main listener.',
   ),
 } as const
 

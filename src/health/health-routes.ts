@@ -1,13 +1,55 @@
-/** `health` (README "Walkthrough with curl"): the legacy fields, plus the AMI link's state (README "Live PBX state"). */
+/**
+ * `health` (README "Walkthrough with curl"): the legacy fields, then the AMI link's state
+ * (README "Live PBX state"), the version and the database's last-known state. `health?deep=1`
+ * reads the store and the MikoPBX file for real, for local monitoring only (README "Metrics").
+ */
 import { Elysia } from 'elysia'
+import { queryOf } from '../auth/credentials'
 import { unixSeconds, type Clock } from '../clock'
+import { ERRORS, errorBody } from '../http/errors'
 import type { PbxStateView } from '../pbx/pbx-state'
+import { isLocalPublisher } from '../presence/publisher'
+import { VERSION } from '../version'
+import type { CheckState, DeepCheck, StoreStatus } from './store-status'
 
-export function healthRoutes({ clock, pbx }: { clock: Clock; pbx?: PbxStateView }) {
-  return new Elysia({ name: 'health-routes' }).get('/health', () => ({
-    success: true,
-    status: 'ok',
-    timestamp: unixSeconds(clock),
-    ami: pbx?.ami ?? 'off',
-  }))
+export interface HealthDeps {
+  clock: Clock
+  pbx?: PbxStateView
+  storeStatus: StoreStatus
+  /** The store's check first; the MikoPBX file's when that directory is active. */
+  deepChecks: readonly DeepCheck[]
+  peerOf: (request: Request) => string | undefined
+}
+
+export function healthRoutes({ clock, pbx, storeStatus, deepChecks, peerOf }: HealthDeps) {
+  return new Elysia({ name: 'health-routes' }).get('/health', ({ request, status }) => {
+    const shallow = { success: true, status: 'ok', timestamp: unixSeconds(clock), ami: pbx?.ami ?? 'off', version: VERSION, db: storeStatus.state }
+    if (!wantsDeep(request.url)) return shallow
+    if (!isLocalPublisher(peerOf(request), request.headers)) return status(403, errorBody(ERRORS.deepHealthForbidden, unixSeconds(clock)))
+    const results = runChecks(deepChecks)
+    if (results.db === 'ok') storeStatus.recovered()
+    const healthy = Object.values(results).every((state) => state === 'ok')
+    const body = { ...shallow, success: healthy, status: healthy ? 'ok' : 'degraded', db: results.db ?? shallow.db, checks: results }
+    return healthy ? body : status(503, body)
+  })
+}
+
+/** `deep=1` (or any value) in the query; read without Elysia's query parsing, which /health would pay on every call. */
+function wantsDeep(url: string): boolean {
+  const query = queryOf(url)
+  return query !== null && new URLSearchParams(query).has('deep')
+}
+
+function runChecks(checks: readonly DeepCheck[]): Partial<Record<DeepCheck['name'], CheckState>> {
+  const results: Partial<Record<DeepCheck['name'], CheckState>> = {}
+  for (const check of checks) {
+    try {
+      check.run()
+      results[check.name] = 'ok'
+    } catch (error) {
+      console.error(JSON.stringify({ level: 'warn', path: 'health', check: check.name, error: (error as { code?: string }).code ?? String(error) }))
+      results[check.name] = 'error'
+    }
+  }
+  return results
 }

@@ -33,6 +33,8 @@ export const ERRORS = {
   notFound: kind(404, 'Not found', 'not_found'),
   methodNotAllowed: kind(405, 'Method not allowed', 'method_not_allowed'),
   publishForbidden: kind(403, 'Publishing is allowed from the local host only', 'publish_forbidden'),
+  metricsForbidden: kind(403, 'Metrics are served to the local host only', 'metrics_forbidden'),
+  deepHealthForbidden: kind(403, 'The deep health check is for the local host only', 'deep_health_forbidden'),
   channelProducedHere: kind(409, 'This channel is produced from AMI by the service itself', 'channel_produced_here'),
   upgradeFailed: kind(400, 'WebSocket upgrade failed', 'upgrade_failed'),
   invalidCursor: kind(400, 'Invalid message cursor', 'invalid_cursor'),

@@ -12,7 +12,13 @@ const JSON_CONTENT_TYPE = 'application/json; charset=utf-8'
 /** Seconds: a lock clears quickly; an operator has to free disk space. */
 const RETRY_AFTER: Record<StoreOutage, string> = { busy: '1', unavailable: '5' }
 
-export function httpPlugin({ clock, routes }: { clock: Clock; routes: RouteIndex }) {
+/** Told about every error answer (README "Metrics"): its route pattern and status, and store outages by kind. */
+export interface ErrorObserver {
+  answered(route: string | undefined, status: number): void
+  storeOutage(outage: StoreOutage): void
+}
+
+export function httpPlugin({ clock, routes, observer }: { clock: Clock; routes: RouteIndex; observer?: ErrorObserver }) {
   return new Elysia({ name: 'http' })
     // Default headers are copied into every context's `set`, errors included; cheaper than a hook.
     .headers({
@@ -21,49 +27,57 @@ export function httpPlugin({ clock, routes }: { clock: Clock; routes: RouteIndex
       // Every answer is per-user or per-moment; nothing here is safe for a shared cache.
       'cache-control': 'no-store',
     })
-    .onError({ as: 'global' }, ({ code, error, set, request }) => {
-      const now = unixSeconds(clock)
-      const path = pathOf(request.url)
-      // Elysia wraps what a parse hook throws in a ParseError; the HttpError is its cause.
-      const httpError = error instanceof HttpError ? error : (error as Error | undefined)?.cause
-      if (httpError instanceof HttpError) {
-        set.status = httpError.kind.status
-        return errorBody(httpError.kind, now, httpError.extra)
-      }
-      switch (code) {
-        case 'NOT_FOUND': {
-          const allowed = routes.methodsFor(path)
-          if (allowed.length === 0 || allowed.includes(request.method)) {
-            set.status = 404
-            return errorBody(ERRORS.notFound, now)
-          }
-          set.status = 405
-          set.headers['allow'] = allowed.join(', ')
-          return errorBody(ERRORS.methodNotAllowed, now)
-        }
-        case 'PARSE':
-          set.status = 400
-          return errorBody(ERRORS.invalidJson, now)
-        case 'VALIDATION':
-          set.status = 400
-          return errorBody(ERRORS.validationFailed, now, { errors: fieldErrors(standardIssues(error)) })
-        default: {
-          // The store could not commit (locked past the busy timeout, disk full or failing): nothing
-          // changed, so a clean, retryable answer; the client repeats the same request later.
-          const outage = storeOutageOf(error)
-          if (outage) {
-            set.status = 503
-            set.headers['retry-after'] = RETRY_AFTER[outage]
-            console.error(JSON.stringify({ level: 'warn', path, error: `database ${outage}: ${(error as { code: string }).code}` }))
-            return errorBody(outage === 'busy' ? ERRORS.storeBusy : ERRORS.storeUnavailable, now)
-          }
-          const requestId = randomUUID()
-          console.error(JSON.stringify({ level: 'error', request_id: requestId, path, error: describe(error) }))
-          set.status = 500
-          return errorBody(ERRORS.internal, now, { request_id: requestId })
-        }
-      }
+    // The hook names the fields it reads: Elysia parses everything for every route when a hook passes its whole context on.
+    .onError({ as: 'global' }, ({ code, error, set, request, route }) => {
+      const body = errorAnswer(code, error, set, request)
+      observer?.answered(route, set.status as number)
+      return body
     })
+
+  function errorAnswer(code: string | number, error: unknown, set: { status?: number | string; headers: Record<string, string | number> }, request: Request) {
+    const now = unixSeconds(clock)
+    const path = pathOf(request.url)
+    // Elysia wraps what a parse hook throws in a ParseError; the HttpError is its cause.
+    const httpError = error instanceof HttpError ? error : (error as Error | undefined)?.cause
+    if (httpError instanceof HttpError) {
+      set.status = httpError.kind.status
+      return errorBody(httpError.kind, now, httpError.extra)
+    }
+    switch (code) {
+      case 'NOT_FOUND': {
+        const allowed = routes.methodsFor(path)
+        if (allowed.length === 0 || allowed.includes(request.method)) {
+          set.status = 404
+          return errorBody(ERRORS.notFound, now)
+        }
+        set.status = 405
+        set.headers['allow'] = allowed.join(', ')
+        return errorBody(ERRORS.methodNotAllowed, now)
+      }
+      case 'PARSE':
+        set.status = 400
+        return errorBody(ERRORS.invalidJson, now)
+      case 'VALIDATION':
+        set.status = 400
+        return errorBody(ERRORS.validationFailed, now, { errors: fieldErrors(standardIssues(error)) })
+      default: {
+        // The store could not commit (locked past the busy timeout, disk full or failing): nothing
+        // changed, so a clean, retryable answer; the client repeats the same request later.
+        const outage = storeOutageOf(error)
+        if (outage) {
+          observer?.storeOutage(outage)
+          set.status = 503
+          set.headers['retry-after'] = RETRY_AFTER[outage]
+          console.error(JSON.stringify({ level: 'warn', path, error: `database ${outage}: ${(error as { code: string }).code}` }))
+          return errorBody(outage === 'busy' ? ERRORS.storeBusy : ERRORS.storeUnavailable, now)
+        }
+        const requestId = randomUUID()
+        console.error(JSON.stringify({ level: 'error', request_id: requestId, path, error: describe(error) }))
+        set.status = 500
+        return errorBody(ERRORS.internal, now, { request_id: requestId })
+      }
+    }
+  }
 }
 
 /**

@@ -27,6 +27,8 @@ export interface OutboundRegistration {
 
 export interface PbxStateView {
   readonly ami: AmiStatus
+  /** AMI events received so far, for the metrics (README "Metrics"); absent in fakes. */
+  readonly counters?: { readonly eventsReceived: number }
   /** True while AMI is down after having been up: the last state is served but may be old. */
   readonly stale: boolean
   endpoints(): ReadonlyMap<string, EndpointState>

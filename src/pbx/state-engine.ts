@@ -75,7 +75,8 @@ const eventSeconds = (event: AmiMessage, clock: Clock): number => {
 }
 
 export class StateEngine implements PbxStateView {
-  readonly counters = { reconciliations: 0, driftCorrected: 0, ignoredEvents: 0 }
+  /** `eventsReceived` counts every AMI event the link delivered, handled or not (README "Metrics"). */
+  readonly counters = { reconciliations: 0, driftCorrected: 0, ignoredEvents: 0, eventsReceived: 0 }
   private readonly live = new Map<string, LiveEndpoint>()
   private liveRegistrations = new Map<string, OutboundRegistration>()
   private readonly hints = new Map<string, HintState>()
@@ -262,6 +263,7 @@ export class StateEngine implements PbxStateView {
 
   /** Nothing arrives while the link is down; whatever a dropping link still hands over is left to the next load. */
   private onEvent(event: AmiMessage): void {
+    this.counters.eventsReceived++
     if (this.options.link.status !== 'up') return
     const handler = this.handlers[event.get('Event') ?? '']
     if (!handler) return

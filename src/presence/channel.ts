@@ -36,6 +36,9 @@ const isAfter = (id: MessageId, cursor: MessageId) => id.time > cursor.time || (
 export class Channel {
   private readonly messages: Message[] = []
   readonly subscribers = new Set<Subscriber>()
+  /** Messages published, and messages not delivered because a subscriber could not keep up (README "Metrics"). */
+  published = 0
+  dropped = 0
 
   constructor(
     readonly name: string,
@@ -48,6 +51,7 @@ export class Channel {
     const time = Math.max(now, last?.id.time ?? 0)
     const id = { time, tag: last && last.id.time === time ? last.id.tag + 1 : 0 }
     const message = { id, idText: formatId(id), contentType, body }
+    this.published++
     this.messages.push(message)
     if (this.messages.length > this.capacity) this.messages.shift()
     for (const subscriber of this.subscribers) {

@@ -39,11 +39,13 @@ export function openEventStream(
   }
   const subscription: Subscription = {
     username: identity.username,
+    transport: 'eventsource',
     token: identity.token,
     deliver(message) {
       if (closed) return false
       // With a high-water mark of 0, -desiredSize is the number of chunks the client hasn't taken.
       if (-(controller.desiredSize ?? 0) >= settings.queueLimit) {
+        hub.dropped(subscription)
         subscription.close('overflow')
         return false
       }

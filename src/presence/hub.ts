@@ -9,9 +9,13 @@ import { Channel, type Message, type Subscriber } from './channel'
 
 export type CloseReason = 'token_expired' | 'auth_failed' | 'overflow' | 'shutdown' | 'protocol_error'
 
+export const TRANSPORTS = ['eventsource', 'longpoll', 'websocket'] as const
+export type Transport = (typeof TRANSPORTS)[number]
+
 /** One subscriber on one channel, over any transport. */
 export interface Subscription extends Subscriber {
   readonly username: string
+  readonly transport: Transport
   /** The access token it was opened with; WebSocket clients may replace it in-band. */
   token: string
   /** Ends the subscription: a final event or close frame, then release. Idempotent. */
@@ -109,6 +113,12 @@ export class PresenceHub {
     channel.subscribers.add(subscription)
   }
 
+  /** A message this subscription could not take (its queue is full); it is closed with `overflow` next. */
+  dropped(subscription: Subscription): void {
+    const channel = this.open.get(subscription)
+    if (channel) channel.dropped++
+  }
+
   /** Stops delivery and frees the slot. Safe to call more than once. */
   unsubscribe(subscription: Subscription): void {
     const channel = this.open.get(subscription)
@@ -131,6 +141,19 @@ export class PresenceHub {
 
   get subscriptionCount(): number {
     return this.open.size
+  }
+
+  /** Every channel, for the metrics' per-channel counters (README "Metrics"). */
+  allChannels(): IterableIterator<Channel> {
+    return this.channels.values()
+  }
+
+  /** Open subscriptions per channel and transport, counted when scraped (README "Metrics"). */
+  subscriberCounts(): Map<Channel, Record<Transport, number>> {
+    const counts = new Map<Channel, Record<Transport, number>>()
+    for (const channel of this.channels.values()) counts.set(channel, { eventsource: 0, longpoll: 0, websocket: 0 })
+    for (const [subscription, channel] of this.open) counts.get(channel)![subscription.transport]++
+    return counts
   }
 
   /** Closes every subscription whose token no longer grants access. */

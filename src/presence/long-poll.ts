@@ -34,6 +34,7 @@ export function longPoll(
     const onAbort = () => finish({ timeout: true })
     const subscription: Subscription = {
       username: identity.username,
+      transport: 'longpoll',
       token: identity.token,
       deliver(message) {
         finish({ message })

@@ -69,10 +69,12 @@ export function subscribeSocket(
   let closed = false
   const subscription: Subscription = {
     username: identity.username,
+    transport: 'websocket',
     token: identity.token,
     deliver(message) {
       if (closed) return false
       if (socket.getBufferedAmount() > settings.bufferLimit) {
+        hub.dropped(subscription)
         subscription.close('overflow')
         return false
       }

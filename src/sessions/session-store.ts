@@ -107,6 +107,11 @@ export class SessionStore {
     return this.revokeStatement.run({ id, reason, now }).changes === 1
   }
 
+  /** Sessions neither revoked nor expired, counted when metrics are scraped (README "Metrics"). */
+  countActive(now: number): number {
+    return this.db.query<{ active: number }, [number]>('SELECT count(*) AS active FROM sessions WHERE revoked_at IS NULL AND current_exp > ?').get(now)!.active
+  }
+
   activeForUser(username: string, now: number): SessionRow[] {
     return this.db
       .query<SessionRow, [string, number]>(

@@ -88,6 +88,11 @@ export class LoginThrottle {
     this.mirror?.delete(key)
   }
 
+  /** Keys (account and address, or address alone) delayed right now, counted when metrics are scraped (README "Metrics"). */
+  delayedCount(): number {
+    return this.db.query<{ delayed: number }, [number]>('SELECT count(*) AS delayed FROM login_failures WHERE blocked_until > ?').get(unixSeconds(this.clock))!.delayed
+  }
+
   purgeExpired(): number {
     const cutoff = unixSeconds(this.clock) - FORGET_AFTER_SECONDS
     const purged = this.db.query<unknown, [number]>('DELETE FROM login_failures WHERE last_failure < ?').run(cutoff).changes

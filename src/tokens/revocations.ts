@@ -106,6 +106,11 @@ export class Revocations {
     this.revokedIds.add(jti, expiresAt)
   }
 
+  /** Revoked token ids held in memory (README "Metrics"). */
+  get revokedIdCount(): number {
+    return this.revokedIds.size
+  }
+
   isTokenIdRevoked(jti: string): boolean {
     return this.revokedIds.has(jti) || (this.storedId !== null && this.storedId.get(jti) !== null)
   }

@@ -59,6 +59,8 @@ describe('defaults', () => {
       ami_username: '',
       ami_secret: '',
       ami_secret_file: '',
+      metrics: 'on',
+      metrics_port: 0,
     })
     expect(Object.keys(config).sort()).toEqual(Object.keys(CONFIG_KEYS).sort())
   })

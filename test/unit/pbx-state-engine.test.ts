@@ -494,6 +494,7 @@ describe('robustness', () => {
   test('events for unknown endpoints and channels are counted and change nothing', async () => {
     const s = await setup()
     const before = s.published.length
+    const received = s.engine.counters.eventsReceived
     s.send(
       { Event: 'Hangup', ...channelFields('PJSIP/999-00000001', 'mikopbx-1.1', 'Up') },
       { Event: 'ContactStatus', URI: 'sip:999@10.0.0.1', ContactStatus: 'Reachable', EndpointName: '999', AOR: '999' },
@@ -503,6 +504,8 @@ describe('robustness', () => {
       { Event: 'Newstate' },
     )
     expect(s.engine.counters.ignoredEvents).toBe(6)
+    // Every event counts as received, handled or not (README "Metrics").
+    expect(s.engine.counters.eventsReceived).toBe(received + 6)
     expect(s.published.length).toBe(before)
   })
 
