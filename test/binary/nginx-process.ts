@@ -1,8 +1,8 @@
 /**
  * A real nginx with the shipped snippets in front of the compiled binary, for
  * end-to-end tests (nginx.test.ts, nchan-client.test.ts). The snippets are used as shipped; only the
- * backend port, the recordings path and the access log path are rewritten in temp copies, and
- * substitute() fails if the shipped text it rewrites is gone.
+ * backend port, Asterisk's WebSocket address, the recordings path and the access log path are
+ * rewritten in temp copies, and substitute() fails if the shipped text it rewrites is gone.
  */
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -27,6 +27,11 @@ export function freePort(): number {
 
 export interface NginxOptions {
   backendPort: number
+  /**
+   * Where /pbxcore/softphone/ws goes in place of Asterisk's 127.0.0.1:8088: a test's stand-in, or by
+   * default a free port with nothing on it, so no test ever reaches a real Asterisk on the machine.
+   */
+  asteriskPort?: number
   /** Extra directives for the server { } block, placed before the shipped snippet's include. */
   serverConfig?: string
 }
@@ -58,9 +63,9 @@ export class NginxProcess {
   }
 
   /** Writes the config and starts nginx on a free port; resolves once BASE/health answers through it. */
-  async start({ backendPort, serverConfig = '' }: NginxOptions): Promise<void> {
+  async start({ backendPort, asteriskPort = freePort(), serverConfig = '' }: NginxOptions): Promise<void> {
     this.port = freePort()
-    const conf = this.writeConfig(backendPort, serverConfig)
+    const conf = this.writeConfig(backendPort, asteriskPort, serverConfig)
     const child = Bun.spawn([NGINX!, '-p', this.prefix, '-c', conf, '-g', `daemon off; pid ${this.prefix}/nginx.pid;`], {
       stdout: 'pipe',
       stderr: 'pipe',
@@ -91,7 +96,7 @@ export class NginxProcess {
     rmSync(this.prefix, { recursive: true, force: true })
   }
 
-  private writeConfig(backendPort: number, serverConfig: string): string {
+  private writeConfig(backendPort: number, asteriskPort: number, serverConfig: string): string {
     const { prefix } = this
     const http = substitute(
       readFileSync(join(SYSTEMD, 'nginx-softphone-backend-http.conf'), 'utf8'),
@@ -102,6 +107,7 @@ export class NginxProcess {
     let snippet = readFileSync(join(SYSTEMD, 'nginx-softphone-backend.conf'), 'utf8')
     snippet = substitute(snippet, '/storage/usbdisk1/mikopbx/astspool/monitor/', `${this.recordings}/`, 'nginx-softphone-backend.conf')
     snippet = substitute(snippet, '/var/log/nginx/softphone-backend.access.log', this.accessLog, 'nginx-softphone-backend.conf')
+    snippet = substitute(snippet, 'http://127.0.0.1:8088/asterisk/ws;', `http://127.0.0.1:${asteriskPort}/asterisk/ws;`, 'nginx-softphone-backend.conf')
     writeFileSync(join(prefix, 'softphone-http.conf'), http)
     writeFileSync(join(prefix, 'softphone-server.conf'), snippet)
     const conf = join(prefix, 'nginx.conf')

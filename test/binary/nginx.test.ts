@@ -1,17 +1,20 @@
 /**
  * The shipped nginx snippets under a real nginx, in front of the compiled binary.
- * The snippets are used as shipped; only the backend port, the recordings path and the access log
- * path are rewritten in temp copies, because those name places on a real PBX.
+ * The snippets are used as shipped; only the backend port, Asterisk's address, the recordings path
+ * and the access log path are rewritten in temp copies, because those name places on a real PBX.
+ * A WebSocket server stands in for Asterisk behind /pbxcore/softphone/ws.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { connect } from 'node:net'
 import { dirname, join } from 'node:path'
 import { createCdrFixture } from '../cdr-fixture'
-import { NginxProcess } from './nginx-process'
+import { AsteriskStandIn } from './nginx-asterisk-stand-in'
+import { freePort, NginxProcess } from './nginx-process'
 import { BASE, BINARY, ServerProcess } from './server-process'
 
 const RECORDINGS_URI = '/pbxcore/softphone/recordings'
+const SIP_WS_URI = '/pbxcore/softphone/ws'
 /** 201's inner call in the CDR fixture, where MikoPBX would put it (README "Recordings: check-media-access"). */
 const RECORDING = '2026/11/23/09/L-inner.201.202.mp3'
 /** The call of 202 and 203 (test/cdr-fixture.ts), not 201's. */
@@ -29,6 +32,7 @@ const OTHER_USER = '203'
 
 let server: ServerProcess
 let nginx: NginxProcess | null = null
+let asterisk: AsteriskStandIn | null = null
 let nginxUrl = ''
 let accessLog = ''
 let tokens: { access_token: string; refresh_token: string }
@@ -52,8 +56,10 @@ beforeAll(async () => {
   await server.addUser(USER, PASSWORD)
   await server.addUser(OTHER_USER, PASSWORD)
   await server.start(['--cdr-db', cdrPath])
+  asterisk = new AsteriskStandIn()
   await nginx.start({
     backendPort: server.port,
+    asteriskPort: asterisk.port,
     // Like a PBX's own rules: a regex location that would serve recordings if it won.
     serverConfig: `        location ~* \\.(mp3|wav)$ { root ${nginx.recordings}; }`,
   })
@@ -63,6 +69,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await nginx?.cleanup()
+  asterisk?.stop()
   await server?.cleanup()
 })
 
@@ -240,18 +247,168 @@ test('a subscription through nginx works for a client that calls the PBX by a sh
   expect(await response.json()).toEqual({ via: 'nginx' })
 })
 
+/**
+ * A WebSocket opening handshake (RFC 6455 §4.1) offering the SIP subprotocol, sent raw so that a
+ * refusal's status can be read; resolves with the response head.
+ */
+function rawUpgrade(target: string, port = nginx!.port): Promise<{ status: number; head: string }> {
+  return new Promise((resolve, reject) => {
+    let received = ''
+    const socket = connect({ host: '127.0.0.1', port }, () =>
+      socket.write(
+        `GET ${target} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+          'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: sip\r\n\r\n',
+      ),
+    )
+    socket.setEncoding('latin1')
+    socket.on('data', (chunk: string) => {
+      received += chunk
+      const end = received.indexOf('\r\n\r\n')
+      if (end === -1) return
+      socket.destroy()
+      resolve({ status: Number(received.slice(9, 12)), head: received.slice(0, end) })
+    })
+    socket.on('error', reject)
+  })
+}
+
+function openSipSocket(query: string): Promise<WebSocket> {
+  const socket = new WebSocket(`ws://127.0.0.1:${nginx!.port}${SIP_WS_URI}${query}`, ['sip'])
+  return new Promise((resolve, reject) => {
+    socket.onopen = () => resolve(socket)
+    socket.onerror = () => reject(new Error(`${SIP_WS_URI} was not upgraded`))
+  })
+}
+
+const nextMessage = (socket: WebSocket) =>
+  new Promise<string>((resolve) => socket.addEventListener('message', (event) => resolve(String(event.data)), { once: true }))
+
+async function closeSocket(socket: WebSocket): Promise<void> {
+  const closed = new Promise((resolve) => socket.addEventListener('close', resolve, { once: true }))
+  socket.close()
+  await closed
+}
+
+describe('SIP over WebSocket to Asterisk', () => {
+  for (const parameter of ['authorization', 'token']) {
+    test(`?${parameter}=<access> is upgraded, frames echo through, and Asterisk sees no token`, async () => {
+      const own = await login()
+      const before = asterisk!.requests.length
+      const socket = await openSipSocket(`?${parameter}=${own.access_token}`)
+      expect(socket.protocol).toBe('sip')
+      const register = 'REGISTER sip:pbx SIP/2.0\r\nVia: SIP/2.0/WS df7jal23ls0d.invalid;branch=z9hG4bK56sdasks\r\n\r\n'
+      const echoed = nextMessage(socket)
+      socket.send(register)
+      expect(await echoed).toBe(register)
+      await closeSocket(socket)
+
+      expect(asterisk!.requests.length).toBe(before + 1)
+      const seen = asterisk!.requests.at(-1)!
+      expect(seen.target).toBe('/asterisk/ws')
+      expect(seen.headers.upgrade).toBe('websocket')
+      expect(seen.headers['x-real-ip']).toBe('127.0.0.1')
+      expect(seen.headers.authorization).toBeUndefined()
+      const everything = JSON.stringify(seen)
+      expect(everything.includes(own.access_token)).toBe(false)
+      expect(everything.includes(own.access_token.split('.')[2]!)).toBe(false)
+    })
+  }
+
+  const headerCredentials = [
+    ['an Authorization header', () => ({ authorization: `Bearer ${tokens.access_token}` })],
+    ['an access_token cookie', () => ({ cookie: `access_token=${tokens.access_token}` })],
+  ] as const
+  for (const [what, credential] of headerCredentials) {
+    test(`${what} is checked, the token alone (a client's X-Original-URI is dropped), and kept from Asterisk`, async () => {
+      const before = asterisk!.requests.length
+      // Bun's WebSocket client takes headers; a browser's cannot, which is why apps use the query.
+      // A passed-on X-Original-URI outside the recordings would be refused with 403.
+      const socket = new WebSocket(`ws://127.0.0.1:${nginx!.port}${SIP_WS_URI}`, {
+        headers: { ...credential(), 'x-original-uri': '/elsewhere' },
+      })
+      await new Promise((resolve, reject) => {
+        socket.onopen = resolve
+        socket.onerror = () => reject(new Error(`${SIP_WS_URI} was not upgraded`))
+      })
+      await closeSocket(socket)
+      expect(asterisk!.requests.length).toBe(before + 1)
+      const seen = asterisk!.requests.at(-1)!
+      expect(seen.headers.authorization).toBeUndefined()
+      expect(seen.headers.cookie).toBeUndefined()
+      expect(JSON.stringify(seen).includes(tokens.access_token)).toBe(false)
+    })
+  }
+
+  const refusals = [
+    ['no token', () => '', 401],
+    ['a garbage token', () => '?authorization=not.a.token', 401],
+    ['a refresh token', () => `?authorization=${tokens.refresh_token}`, 403],
+    ['two tokens', () => `?authorization=${tokens.access_token}&token=${tokens.access_token}`, 401],
+  ] as const
+  for (const [what, query, status] of refusals) {
+    test(`${what} → ${status}, and nothing reaches Asterisk`, async () => {
+      const before = asterisk!.requests.length
+      const { status: got, head } = await rawUpgrade(`${SIP_WS_URI}${query()}`)
+      expect(got).toBe(status)
+      expect(head.toLowerCase()).not.toContain('upgrade: websocket')
+      // nginx passes the backend's challenge on with a 401 only.
+      if (status === 401) expect(head.toLowerCase()).toContain('www-authenticate: bearer realm="softphone"')
+      expect(asterisk!.requests.length).toBe(before)
+    })
+  }
+
+  test('a logged-out access token → 401, and nothing reaches Asterisk', async () => {
+    const own = await login()
+    const logout = await fetch(`${nginxUrl}${BASE}/auth/logout`, { method: 'POST', headers: { authorization: `Bearer ${own.access_token}` } })
+    expect(logout.status).toBe(200)
+    const before = asterisk!.requests.length
+    expect((await rawUpgrade(`${SIP_WS_URI}?authorization=${own.access_token}`)).status).toBe(401)
+    expect(asterisk!.requests.length).toBe(before)
+  })
+})
+
+describe('with the backend down, nginx fails closed', () => {
+  let orphan: NginxProcess
+
+  beforeAll(async () => {
+    orphan = new NginxProcess()
+    mkdirSync(dirname(join(orphan.recordings, RECORDING)), { recursive: true, mode: 0o755 })
+    writeFileSync(join(orphan.recordings, RECORDING), RECORDING_BYTES, { mode: 0o644 })
+    // Nothing listens on the backend port: every auth_request subrequest fails to connect.
+    await orphan.start({ backendPort: freePort(), asteriskPort: asterisk!.port })
+  })
+
+  afterAll(() => orphan.cleanup())
+
+  test('a recording is not served (500)', async () => {
+    const response = await fetch(`${orphan.url}${RECORDINGS_URI}/${RECORDING}?authorization=${tokens.access_token}`)
+    expect(response.status).toBe(500)
+    expect(Buffer.from(await response.arrayBuffer()).includes(Buffer.from(RECORDING_BYTES))).toBe(false)
+  })
+
+  test('the SIP WebSocket is not upgraded (500) and nothing reaches Asterisk', async () => {
+    const before = asterisk!.requests.length
+    const { status } = await rawUpgrade(`${SIP_WS_URI}?authorization=${tokens.access_token}`, orphan.port)
+    expect(status).toBe(500)
+    expect(asterisk!.requests.length).toBe(before)
+  })
+})
+
 test('the access log masks tokens', async () => {
   // Both parameter names, repeated, so every masking branch has a line to prove it.
   await recording(`?token=${tokens.access_token}`)
   await recording(`?x=1&authorization=${tokens.access_token}&token=${tokens.refresh_token}`)
   let log = ''
   // nginx writes the line after sending the response.
-  for (let i = 0; i < 40 && !log.includes('?x=1&authorization=***'); i++) {
+  // An upgraded connection's line is written when it closes.
+  const lines = ['?x=1&authorization=***', `${SIP_WS_URI}?authorization=*** HTTP/1.1`, `${SIP_WS_URI}?token=*** HTTP/1.1`]
+  for (let i = 0; i < 40 && !lines.every((line) => log.includes(line)); i++) {
     await Bun.sleep(25)
     log = readFileSync(accessLog, 'utf8')
   }
   expect(log).toContain('authorization=***')
   expect(log).toContain('token=***')
+  for (const line of lines) expect(log).toContain(line)
   expect(issued.length).toBeGreaterThan(0)
   for (const token of issued) {
     expect(log.includes(token)).toBe(false)
