@@ -18,7 +18,7 @@
  *    line) must stay < 5 %. After it every channel must be gone (`active-calls` publishes `{"calls":[]}`).
  * The server is pinned to CPU 0, and this process (simulator, subscribers) and wrk to CPU 1, when possible.
  *   node_modules/.bin/bun bench/ami.ts [--duration 10] [--rounds 3] [--connections 64] [--flood-rate 10000]
- *                                      [--events 200] [--calls 50] [--soak-seconds 120] [--json]
+ *                                      [--events 200] [--calls 50] [--soak-seconds 120] [--only latency,flood,soak] [--json]
  * Missing a target is reported, not fatal: the exit code is 1 only when the bench itself broke.
  */
 import { existsSync } from 'node:fs'
@@ -68,6 +68,7 @@ const P99_FLOOD_LIMIT_X = 2
 const GROWTH_LIMIT_PCT = 5
 const FLOOD_TICK_MS = 10
 const SAMPLE_MS = 2000
+const FLOOR_WINDOW_S = 30
 const WARMUP_SECONDS = 1
 const WARMUP_EVENTS = 10
 const MESSAGE_TIMEOUT_MS = 5000
@@ -94,6 +95,7 @@ const { values: options } = parseArgs({
     events: { type: 'string', default: '200' },
     calls: { type: 'string', default: '50' },
     'soak-seconds': { type: 'string', default: '120' },
+    only: { type: 'string', default: 'latency,flood,soak' },
     json: { type: 'boolean', default: false },
   },
 })
@@ -104,6 +106,12 @@ const floodRate = positiveInt('--flood-rate', options['flood-rate'])
 const singleEvents = positiveInt('--events', options.events)
 const calls = positiveInt('--calls', options.calls)
 const soakSeconds = positiveInt('--soak-seconds', options['soak-seconds'])
+const PARTS = ['latency', 'flood', 'soak'] as const
+const parts = new Set(options.only.split(','))
+if (parts.size === 0 || [...parts].some((part) => !(PARTS as readonly string[]).includes(part))) {
+  console.error(`--only takes a comma-separated list of ${PARTS.join(', ')}, not ${JSON.stringify(options.only)}`)
+  process.exit(1)
+}
 
 // main() runs at the end of this file, once every constant below is initialised.
 
@@ -420,11 +428,21 @@ interface WrkTarget {
   name: string
   url: string
   headers: Record<string, string>
+  /** The server's process, for its CPU time. */
+  pid: number
+}
+
+interface WrkNumbers {
+  rps: number
+  p99Ms: number
+  /** CPU used by the server and by this process during the run, in % of one core. */
+  serverCpuPct: number
+  selfCpuPct: number
 }
 
 interface FloodRound {
-  quiet: Record<string, { rps: number; p99Ms: number }>
-  flood: Record<string, { rps: number; p99Ms: number }>
+  quiet: Record<string, WrkNumbers>
+  flood: Record<string, WrkNumbers>
   /** The lowest rate written in the round's floods. */
   floodRate: number
   /** The longest, over the round's floods, from the end of a flood to 201's marker state at a subscriber: the engine's backlog plus what was left of the debounce window. */
@@ -447,18 +465,21 @@ async function drainTime(pbx: Pbx, subscriber: Subscriber): Promise<number> {
   return at - start
 }
 
-async function measureUnderFlood(
-  pbx: Pbx,
-  subscriber: Subscriber,
-  baselineUrl: string,
-  wrkPrefix: string[],
-): Promise<{ rounds: FloodRound[]; engineCpuPct: number; engineCpuRate: number }> {
+interface FloodResult {
+  rounds: FloodRound[]
+  /** The server's CPU, in % of a core, for the flood alone, and the rate written meanwhile. */
+  engineCpuPct: number
+  engineCpuRate: number
+}
+
+async function measureUnderFlood(pbx: Pbx, subscriber: Subscriber, baseline: { url: string; pid: number }, wrkPrefix: string[]): Promise<FloodResult> {
   const targets: WrkTarget[] = [
-    { name: 'baseline', url: baselineUrl, headers: {} },
+    { name: 'baseline', url: baseline.url, headers: {}, pid: baseline.pid },
     {
       name: 'check-media-access',
       url: `${pbx.server.baseUrl}/check-media-access`,
       headers: { Authorization: `Bearer ${pbx.token}`, 'X-Original-URI': RECORDING_URI },
+      pid: pbx.server.pid!,
     },
   ]
   for (const target of targets) {
@@ -467,10 +488,14 @@ async function measureUnderFlood(
   }
   const standing = await startStandingCalls(pbx.simulator)
   const eventAt = floodEvents(pbx.simulator, standing.calls)
-  const wrk = async (target: WrkTarget, seconds: number) => {
+  /** wrk's numbers, and the CPU the server and this process (the flood's writer, on wrk's CPU) used meanwhile. */
+  const wrk = async (target: WrkTarget, seconds: number): Promise<WrkNumbers> => {
     const headers = Object.entries(target.headers).flatMap(([name, value]) => ['-H', `${name}: ${value}`])
+    const before = { server: cpuMs(target.pid), self: cpuMs(process.pid), at: performance.now() }
     const { rps, p99Ms } = await runWrk(target.name, wrkPrefix, ['-t1', `-c${connections}`, ...headers, target.url], seconds)
-    return { rps, p99Ms }
+    const elapsed = performance.now() - before.at
+    const serverCpuPct = ((cpuMs(target.pid) - before.server) / elapsed) * 100
+    return { rps, p99Ms, serverCpuPct, selfCpuPct: ((cpuMs(process.pid) - before.self) / elapsed) * 100 }
   }
   /** Each target quiet, then at once under a flood started for that run: the pair sees the same machine. */
   const measureRound = async (round: number): Promise<FloodRound> => {
@@ -521,15 +546,38 @@ interface Soak {
   startMiB: number
   maxMiB: number
   endMiB: number
-  /** Least-squares slope over the second half, and the growth it means over that half, as a share of its fitted start. */
-  slopeMiBPerMin: number
-  growthPct: number
+  /** Over the second half: the samples' least-squares slope and the growth it means, as a share of the line's start. */
+  raw: SecondHalf
+  /** The same for the floor (each sample's minimum over the last 30 s of flood): what stays after the GC, which a leak raises. */
+  floor: SecondHalf
   floodRate: number
   callsPlayed: number
   usersStateMessages: number
   activeCallsMessages: number
   /** Whether active-calls published `{"calls":[]}` after every call was hung up. */
   channelsGone: boolean
+}
+
+interface SecondHalf {
+  slopeMiBPerMin: number
+  growthPct: number
+}
+
+/** The least-squares line through the points of the soak's second half: its slope, and its growth over that half. */
+function secondHalfTrend(points: Array<{ seconds: number; rssMiB: number }>): SecondHalf {
+  const half = points.filter((p) => p.seconds >= soakSeconds / 2)
+  const line = leastSquaresSlope(half.map((p) => ({ x: p.seconds, y: p.rssMiB })))
+  const [start, end] = [line.at(half[0]!.seconds), line.at(half.at(-1)!.seconds)]
+  return { slopeMiBPerMin: line.slope * 60, growthPct: ((end - start) / start) * 100 }
+}
+
+/** The lower envelope of the flooded samples: GC runs every 20-30 s here, so a 30 s window holds at least one trough. */
+function floorOf(samples: Array<{ seconds: number; rssMiB: number }>): Array<{ seconds: number; rssMiB: number }> {
+  const flooded = samples.filter((s) => s.seconds > 0)
+  return flooded.map(({ seconds }) => ({
+    seconds,
+    rssMiB: Math.min(...flooded.filter((o) => o.seconds > seconds - FLOOR_WINDOW_S && o.seconds <= seconds).map((o) => o.rssMiB)),
+  }))
 }
 
 function leastSquaresSlope(points: Array<{ x: number; y: number }>): { slope: number; at: (x: number) => number } {
@@ -608,18 +656,13 @@ async function soak(pin: (pid: number) => void): Promise<Soak> {
       .next((body) => body === '{"calls":[]}', BOUND_MS)
       .then(() => true)
       .catch(() => activeCalls.last?.body === '{"calls":[]}')
-    const secondHalf = samples.filter((s) => s.seconds >= soakSeconds / 2)
-    const line = leastSquaresSlope(secondHalf.map((s) => ({ x: s.seconds, y: s.rssMiB })))
-    const halfStart = secondHalf[0]!.seconds
-    const halfEnd = secondHalf.at(-1)!.seconds
-    const growthPct = ((line.at(halfEnd) - line.at(halfStart)) / line.at(halfStart)) * 100
     const result = {
       samples,
       startMiB,
       maxMiB: Math.max(...samples.map((s) => s.rssMiB)),
       endMiB: samples.at(-1)!.rssMiB,
-      slopeMiBPerMin: line.slope * 60,
-      growthPct,
+      raw: secondHalfTrend(samples),
+      floor: secondHalfTrend(floorOf(samples)),
       floodRate: flood.achievedRate,
       callsPlayed: churn.played,
       usersStateMessages: usersState.received,
@@ -645,23 +688,35 @@ async function main(): Promise<void> {
   }
   const wrkPrefix = unpinnedWhy ? [] : [TASKSET, '-c', String(CLIENT_CPU)]
 
-  const baseline = await startBaseline()
-  pin(baseline.pid)
-  const { latency, flood } = await withServer(async (server) => {
-    const cdrPath = join(server.dataDir, 'cdr.db')
-    createCdrFixture(cdrPath, { rows: [...FIXTURE_ROWS, RECORDING_LEG] })
-    const pbx = await startPbx(server, pin, ['--cdr-db', cdrPath])
-    const subscriber = await subscribe(pbx, 'users-state')
-    const latency = await measureLatency(pbx, subscriber)
-    const flood = await measureUnderFlood(pbx, subscriber, baseline.url, wrkPrefix)
-    await subscriber.stop()
-    return { latency, flood }
-  })
-  const soaked = await soak(pin)
+  let latency: { single: LatencyStats; phases: LatencyStats } | null = null
+  let flood: FloodResult | null = null
+  if (parts.has('latency') || parts.has('flood')) {
+    const baseline = await startBaseline()
+    pin(baseline.pid)
+    await withServer(async (server) => {
+      const cdrPath = join(server.dataDir, 'cdr.db')
+      createCdrFixture(cdrPath, { rows: [...FIXTURE_ROWS, RECORDING_LEG] })
+      const pbx = await startPbx(server, pin, ['--cdr-db', cdrPath])
+      const subscriber = await subscribe(pbx, 'users-state')
+      if (parts.has('latency')) latency = await measureLatency(pbx, subscriber)
+      if (parts.has('flood')) flood = await measureUnderFlood(pbx, subscriber, baseline, wrkPrefix)
+      await subscriber.stop()
+    })
+  }
+  const soaked = parts.has('soak') ? await soak(pin) : null
 
   const pinning = unpinnedWhy ? `unpinned (${unpinnedWhy})` : `server and baseline pinned to CPU ${SERVER_CPU}, this process (simulator, subscribers) and wrk to CPU ${CLIENT_CPU}`
   console.log(`\nAMI bench: the binary against test/ami-simulator.ts on loopback; ${pinning}; Bun ${Bun.version}`)
+  if (latency) printLatency(latency)
+  if (flood) printFlood(flood)
+  if (soaked) printSoak(soaked)
+  if (options.json) {
+    const settings = { duration, rounds, connections, floodRate, singleEvents, calls, soakSeconds, pinning, bun: Bun.version }
+    console.log(JSON.stringify({ settings, latency, flood, soak: soaked }, null, 2))
+  }
+}
 
+function printLatency(latency: { single: LatencyStats; phases: LatencyStats }): void {
   console.log(`\n1. AMI event → EventSource message on sub/users-state (simulator write → SSE message read, ms)`)
   console.log(`   the engine publishes at most once per ${DEBOUNCE_MS} ms, and a lone event waits for the whole window before it is`)
   console.log(`   published, so every sample holds ~${DEBOUNCE_MS} ms of debounce; "above debounce" is the rest (AMI read, engine, hub, SSE)\n`)
@@ -680,17 +735,22 @@ async function main(): Promise<void> {
     latencyRow('DeviceStateChange 201, one at a time', latency.single),
     latencyRow('call 202 → 201: ring, answer, hangup', latency.phases),
   ])
+}
 
+const range = (values: number[], digits: number) => `${median(values).toFixed(digits)} (${Math.min(...values).toFixed(digits)}-${Math.max(...values).toFixed(digits)})`
+
+function printFlood(flood: FloodResult): void {
   const byRound = (pick: (r: FloodRound) => number) => flood.rounds.map(pick)
-  const range = (values: number[], digits: number) =>
-    `${median(values).toFixed(digits)} (${Math.min(...values).toFixed(digits)}-${Math.max(...values).toFixed(digits)})`
   console.log(`\n2. GET check-media-access (owner mode, X-Original-URI of a recording in the CDR fixture) quiet and under an AMI flood`)
   console.log(`   wrk -t1 -c${connections} -d${duration}s after ${WARMUP_SECONDS}s warm-up, ${rounds} rounds, each target quiet then flooded; medians (min-max) over the rounds`)
   console.log(`   flood: ${floodRate} events/s asked, ${range(byRound((r) => r.floodRate), 0)} written (40 % VarSet, 20 % Newstate, 20 % DeviceStateChange, 20 % ContactStatus)`)
   console.log(`   engine CPU for the flood alone (no HTTP load): ${flood.engineCpuPct.toFixed(0)} % of a core at ${flood.engineCpuRate.toFixed(0)} events/s`)
-  console.log(`   flood end → a marker event's users-state at a subscriber: ${range(byRound((r) => r.drainMs), 0)} ms (backlog, plus what was left of the ${DEBOUNCE_MS} ms window)\n`)
+  console.log(`   flood end → a marker event's users-state at a subscriber: ${range(byRound((r) => r.drainMs), 0)} ms (backlog, plus what was left of the ${DEBOUNCE_MS} ms window)`)
+  console.log(`   CPU columns: % of a core used by the server and by this process (flood writer, on wrk's CPU) during the quiet / flooded run;`)
+  console.log(`   a server well under 100 % with wrk at full tilt was not given its CPU (other load on the machine): that round measured the machine\n`)
   const floodRow = (name: string, spec: boolean) => {
     const ratios = byRound((r) => r.flood[name]!.p99Ms / r.quiet[name]!.p99Ms)
+    const cpu = (key: 'serverCpuPct' | 'selfCpuPct') => `${median(byRound((r) => r.quiet[name]![key])).toFixed(0)} / ${median(byRound((r) => r.flood[name]![key])).toFixed(0)} %`
     return [
       name,
       range(byRound((r) => r.quiet[name]!.rps), 0),
@@ -698,38 +758,42 @@ async function main(): Promise<void> {
       range(byRound((r) => r.quiet[name]!.p99Ms), 2),
       range(byRound((r) => r.flood[name]!.p99Ms), 2),
       `${range(ratios, 2)} x`,
+      cpu('serverCpuPct'),
+      cpu('selfCpuPct'),
       spec ? `<= ${P99_FLOOD_LIMIT_X} x` : '(load-side effect)',
       spec ? verdict(median(ratios) <= P99_FLOOD_LIMIT_X) : '',
     ]
   }
   printTable([
-    ['target', 'quiet req/s', 'flood req/s', 'quiet p99 ms', 'flood p99 ms', 'p99 flood/quiet', 'target', 'result'],
+    ['target', 'quiet req/s', 'flood req/s', 'quiet p99 ms', 'flood p99 ms', 'p99 flood/quiet', 'server CPU', 'bench CPU', 'target', 'result'],
     floodRow('baseline', false),
     floodRow('check-media-access', true),
   ])
   const cmaVsBase = byRound((r) => (r.quiet['check-media-access']!.rps / r.quiet.baseline!.rps) * 100)
   console.log(`   check-media-access quiet req/s vs the baseline's: ${range(cmaVsBase, 0)} %`)
+}
 
+function printSoak(soaked: Soak): void {
   console.log(`\n3. server RSS over a ${soakSeconds}s soak (the issue's 30 minutes: --soak-seconds 1800): ${floodRate} events/s asked,`)
   console.log(`   ${soaked.floodRate.toFixed(0)} written, plus ${soaked.callsPlayed} calls started, answered and hung up; sampled every ${SAMPLE_MS / 1000}s`)
-  console.log(`   subscribers got ${soaked.usersStateMessages} users-state and ${soaked.activeCallsMessages} active-calls messages; after the last hangup active-calls ${soaked.channelsGone ? 'published {"calls":[]}' : 'did NOT publish {"calls":[]}'}\n`)
+  console.log(`   subscribers got ${soaked.usersStateMessages} users-state and ${soaked.activeCallsMessages} active-calls messages; after the last hangup active-calls ${soaked.channelsGone ? 'published {"calls":[]}' : 'did NOT publish {"calls":[]}'}`)
+  const quarter = (q: number) => soaked.samples.filter((s) => s.seconds > (soakSeconds * q) / 4 && s.seconds <= (soakSeconds * (q + 1)) / 4).map((s) => s.rssMiB)
+  const quarters = [0, 1, 2, 3].map((q) => quarter(q)).map((values) => (values.length ? `${Math.min(...values).toFixed(0)}-${Math.max(...values).toFixed(0)}` : '-'))
+  console.log(`   RSS by quarter of the soak, min-max MiB: ${quarters.join(', ')} (the GC's sawtooth: the samples' slope is mostly where the run cut a tooth)`)
+  console.log(`   floor: each sample's minimum over the last ${FLOOR_WINDOW_S} s of flood; the verdict is on the floor's growth, which a leak raises and the sawtooth does not\n`)
+  const trend = ({ slopeMiBPerMin, growthPct }: SecondHalf) => [`${slopeMiBPerMin.toFixed(2)} MiB/min`, `${growthPct.toFixed(1)} %`]
   printTable([
-    ['start MiB', 'max MiB', 'end MiB', 'slope 2nd half', 'growth 2nd half', 'target', 'result'],
+    ['start MiB', 'max MiB', 'end MiB', 'samples 2nd half: slope', 'growth', 'floor 2nd half: slope', 'growth', 'target', 'result'],
     [
       soaked.startMiB.toFixed(1),
       soaked.maxMiB.toFixed(1),
       soaked.endMiB.toFixed(1),
-      `${soaked.slopeMiBPerMin.toFixed(2)} MiB/min`,
-      `${soaked.growthPct.toFixed(1)} %`,
-      `< ${GROWTH_LIMIT_PCT} %, channels gone`,
-      verdict(soaked.growthPct < GROWTH_LIMIT_PCT && soaked.channelsGone),
+      ...trend(soaked.raw),
+      ...trend(soaked.floor),
+      `floor < ${GROWTH_LIMIT_PCT} %, channels gone`,
+      verdict(soaked.floor.growthPct < GROWTH_LIMIT_PCT && soaked.channelsGone),
     ],
   ])
-
-  if (options.json) {
-    const settings = { duration, rounds, connections, floodRate, singleEvents, calls, soakSeconds, pinning, bun: Bun.version }
-    console.log(JSON.stringify({ settings, latency, flood, soak: soaked }, null, 2))
-  }
 }
 
 const latencyBudgetSeconds = ((singleEvents + 3 * calls) * (DEBOUNCE_MS + GAP_MS.max + 50)) / 1000
