@@ -457,16 +457,25 @@ async function startStandingCalls(simulator: AmiSimulator): Promise<{ calls: Cal
 
 /** After a flood: how long until a marker event written behind it reaches a subscriber. */
 async function drainTime(pbx: Pbx, subscriber: Subscriber): Promise<number> {
-  const arrival = subscriber.next(stateOf201('OnHold'), 30_000)
+  const set201 = (state: string, text: string) => {
+    // The lists agree, so a reload (after a reconnect, say) shows the marker too.
+    pbx.simulator.endpoints.get('201')!.deviceState = text
+    pbx.simulator.event('DeviceStateChange', 'call,all', [['Device', 'PJSIP/201'], ['State', state]])
+  }
+  const arrival = subscriber.next(stateOf201('OnHold'), 60_000)
   const start = performance.now()
-  pbx.simulator.event('DeviceStateChange', 'call,all', [['Device', 'PJSIP/201'], ['State', 'ONHOLD']])
+  set201('ONHOLD', 'On Hold')
   const { at } = await arrival
-  await timed(subscriber, stateOf201('Idle'), () => pbx.simulator.event('DeviceStateChange', 'call,all', [['Device', 'PJSIP/201'], ['State', 'NOT_INUSE']]))
+  await timed(subscriber, stateOf201('Idle'), () => set201('NOT_INUSE', 'Not in use'))
   return at - start
 }
 
 interface FloodResult {
   rounds: FloodRound[]
+  /** AMI logins after the first: the engine reconnected (a ping unanswered behind a backlog, say). */
+  reconnects: number
+  /** The server's AMI_RECONCILED and AMI_RECONCILE_FAILED lines. */
+  amiLines: string[]
   /** The server's CPU, in % of a core, for the flood alone, and the rate written meanwhile. */
   engineCpuPct: number
   engineCpuRate: number
@@ -535,7 +544,8 @@ async function measureUnderFlood(pbx: Pbx, subscriber: Subscriber, baseline: { u
   const results: FloodRound[] = []
   for (let round = 1; round <= rounds; round++) results.push(await measureRound(round))
   standing.hangup()
-  return { rounds: results, engineCpuPct, engineCpuRate }
+  const amiLines = pbx.server.stdout.split('\n').filter((line) => /AMI_RECONCILE|AMI connection/.test(line))
+  return { rounds: results, engineCpuPct, engineCpuRate, reconnects: pbx.simulator.accepted - 1, amiLines }
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -746,6 +756,7 @@ function printFlood(flood: FloodResult): void {
   console.log(`   flood: ${floodRate} events/s asked, ${range(byRound((r) => r.floodRate), 0)} written (40 % VarSet, 20 % Newstate, 20 % DeviceStateChange, 20 % ContactStatus)`)
   console.log(`   engine CPU for the flood alone (no HTTP load): ${flood.engineCpuPct.toFixed(0)} % of a core at ${flood.engineCpuRate.toFixed(0)} events/s`)
   console.log(`   flood end → a marker event's users-state at a subscriber: ${range(byRound((r) => r.drainMs), 0)} ms (backlog, plus what was left of the ${DEBOUNCE_MS} ms window)`)
+  console.log(`   AMI reconnects during the floods: ${flood.reconnects}; reconciliation lines: ${flood.amiLines.length ? `${flood.amiLines.length}, last: ${flood.amiLines.at(-1)}` : 'none'}`)
   console.log(`   CPU columns: % of a core used by the server and by this process (flood writer, on wrk's CPU) during the quiet / flooded run;`)
   console.log(`   a server well under 100 % with wrk at full tilt was not given its CPU (other load on the machine): that round measured the machine\n`)
   const floodRow = (name: string, spec: boolean) => {
