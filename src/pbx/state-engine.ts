@@ -49,6 +49,15 @@ interface LiveEndpoint extends EndpointRecord {
   contacts: Map<string, ContactDetail>
 }
 
+/**
+ * What events changed while a load was under way. Events and list replies share one ordered
+ * connection, so for these the engine already holds something at least as new as the lists.
+ */
+interface Touched {
+  endpoints: Set<string>
+  channels: Set<string>
+}
+
 export interface Drift {
   endpoints: number
   registrations: number
@@ -74,6 +83,41 @@ const eventSeconds = (event: AmiMessage, clock: Clock): number => {
   return Number.isFinite(stamp) && stamp > 0 ? Math.floor(stamp) : Math.floor(clock.now() / 1000)
 }
 
+/** The endpoints and channels an event may change: its device, endpoint and channels, and theirs as callee (DialBegin's Dest*). */
+function noteTouched(touched: Touched, event: AmiMessage): void {
+  const device = event.get('Device')
+  if (device?.startsWith('PJSIP/')) touched.endpoints.add(device.slice('PJSIP/'.length))
+  for (const key of ['EndpointName', 'AOR']) {
+    const name = event.get(key)
+    if (name) touched.endpoints.add(name)
+  }
+  for (const prefix of ['', 'Dest']) {
+    const name = endpointOfChannel(event.get(`${prefix}Channel`) ?? '')
+    if (name !== null) touched.endpoints.add(name)
+    const uniqueid = event.get(`${prefix}Uniqueid`)
+    if (uniqueid) touched.channels.add(uniqueid)
+  }
+}
+
+/**
+ * The snapshot with what events touched during the load taken from the live state instead: a
+ * channel hung up meanwhile stays gone, one created after the list stays (README "Live PBX state").
+ */
+function withoutTouched(snapshot: PbxSnapshot, touched: Touched, live: ReadonlyMap<string, LiveEndpoint>, channels: ReadonlyMap<string, Channel>): PbxSnapshot {
+  if (touched.endpoints.size === 0 && touched.channels.size === 0) return snapshot
+  const endpoints = new Map(snapshot.endpoints)
+  for (const name of touched.endpoints) {
+    const known = live.get(name)
+    if (known && endpoints.has(name)) endpoints.set(name, { ...endpoints.get(name)!, deviceState: known.deviceState, contacts: new Map(known.contacts) })
+  }
+  const kept = snapshot.channels.filter((loaded) => !touched.channels.has(loaded.snapshot.uniqueid))
+  const fromEvents = [...touched.channels].flatMap((uniqueid) => {
+    const channel = channels.get(uniqueid)
+    return channel ? [{ snapshot: channel, bridge: channel.bridge }] : []
+  })
+  return { ...snapshot, endpoints, channels: [...kept, ...fromEvents] }
+}
+
 export class StateEngine implements PbxStateView {
   /** `eventsReceived` counts every AMI event the link delivered, handled or not (README "Metrics"). */
   readonly counters = { reconciliations: 0, driftCorrected: 0, ignoredEvents: 0, eventsReceived: 0 }
@@ -95,6 +139,7 @@ export class StateEngine implements PbxStateView {
   private flushTimer: unknown = null
   private reconcileTimer: unknown = null
   private reconciling: Promise<void> | null = null
+  private touched: Touched | null = null
   private readonly handlers: Readonly<Record<string, (event: AmiMessage) => void>> = {
     DeviceStateChange: (event) => this.onDeviceState(event),
     ContactStatus: (event) => this.onContactStatus(event),
@@ -212,12 +257,17 @@ export class StateEngine implements PbxStateView {
 
   private async loadAndReplace(): Promise<void> {
     let snapshot: PbxSnapshot
+    const touched: Touched = { endpoints: new Set(), channels: new Set() }
+    this.touched = touched
     try {
       snapshot = await loadPbxSnapshot(this.options.link, this.options.actionTimeoutMs ?? ACTION_TIMEOUT_MS)
     } catch (error) {
       this.log(`AMI_RECONCILE_FAILED ${(error as Error).name}: ${(error as Error).message}`)
       return
+    } finally {
+      this.touched = null
     }
+    snapshot = withoutTouched(snapshot, touched, this.live, this.table.channels)
     const drift = this.loadedOnce ? this.driftFrom(snapshot) : null
     this.replaceWith(snapshot)
     this.loadedOnce = true
@@ -267,6 +317,7 @@ export class StateEngine implements PbxStateView {
     if (this.options.link.status !== 'up') return
     const handler = this.handlers[event.get('Event') ?? '']
     if (!handler) return
+    if (this.touched) noteTouched(this.touched, event)
     handler(event)
     this.changed()
   }

@@ -482,6 +482,61 @@ test('a load cut by a reconnect is followed by a fresh one on the new connection
   await cut
 })
 
+test('an event that arrives while a load is under way is not undone by the load, which listed the PBX before it', async () => {
+  const s = await setup()
+  let answerChannels: () => void = () => {}
+  s.link.script.set('CoreShowChannels', () => new Promise((resolve) => (answerChannels = () => resolve(listReply(s.pbx.channels)))))
+  const load = s.engine.reconcile()
+  await Bun.sleep(0)
+  // PJSIPShowEndpoints has answered (201 Not in use); then 201 goes on hold, then the channel list arrives.
+  s.send({ Event: 'DeviceStateChange', Device: 'PJSIP/201', State: 'ONHOLD' })
+  expect(s.last('users-state').states['201'].state).toBe('OnHold')
+  answerChannels()
+  await load
+  s.timers.advance(100)
+  expect(s.last('users-state').states['201'].state).toBe('OnHold')
+  expect(s.engine.endpoints().get('201')!.deviceState).toBe('On Hold')
+})
+
+/** Holds CoreShowChannels' answer until the test releases it, with the list as it is then. */
+function holdChannelList(s: Setup): () => void {
+  let answer: () => void = () => {}
+  s.link.script.set('CoreShowChannels', () => new Promise((resolve) => (answer = () => resolve(listReply(s.pbx.channels)))))
+  return () => answer()
+}
+
+const listed = (name: string, uniqueid: string, fields: Fields): Fields => ({ Event: 'CoreShowChannel', ...channelFields(name, uniqueid, 'Up', fields), BridgeId: 'bridge-1' })
+
+test('a call hung up while a load is under way stays gone, though the channel list predates the Hangup', async () => {
+  const s = await setup()
+  s.send(...ringing201to202, ...answered201to202)
+  s.pbx.channels = [listed(CALLER, A, { CallerIDNum: '201', Exten: '202' }), listed(CALLEE, B, { Linkedid: A, CallerIDNum: '202' })]
+  const answerChannels = holdChannelList(s)
+  const load = s.engine.reconcile()
+  await Bun.sleep(0)
+  s.send(...hungUp201to202)
+  answerChannels()
+  await load
+  s.timers.advance(100)
+  expect(s.last('active-calls').calls).toEqual([])
+  expect(s.engine.trackedChannels).toBe(0)
+  expect(s.logs).toEqual([])
+})
+
+test('a call that starts while a load is under way stays, though the channel list predates it', async () => {
+  const s = await setup()
+  const answerChannels = holdChannelList(s)
+  const load = s.engine.reconcile()
+  await Bun.sleep(0)
+  s.send(...ringing201to202)
+  answerChannels()
+  await load
+  s.timers.advance(100)
+  expect(s.last('active-calls').calls).toEqual([expect.objectContaining({ src_chan: CALLER, linkedid: A })])
+  expect(s.engine.trackedChannels).toBe(2)
+  expect(s.logs).toEqual([])
+})
+
 test('a refused list action fails the load instead of emptying the state', async () => {
   const s = await setup()
   s.link.script.set('PJSIPShowEndpoints', () => ({ response: amiMessage({ Response: 'Error', Message: 'Permission denied' }), events: [] }))
