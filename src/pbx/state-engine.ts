@@ -41,6 +41,8 @@ export interface StateEngineOptions {
 
 export const RECONCILE_MS = 60_000
 export const DEBOUNCE_MS = 100
+/** The first change after a quiet window is published this soon: long enough to gather one AMI read's events. */
+export const COALESCE_MS = 10
 export const MAX_CHANNELS = 10_000
 const ACTION_TIMEOUT_MS = 10_000
 const PUBLISH_RETRY_MS = 1_000
@@ -137,6 +139,9 @@ export class StateEngine implements PbxStateView {
   private capLogged = false
   private publishFailing = false
   private flushTimer: unknown = null
+  /** Runs for a debounce window after each publication; changes meanwhile wait for its end. */
+  private windowTimer: unknown = null
+  private changedInWindow = false
   private reconcileTimer: unknown = null
   private reconciling: Promise<void> | null = null
   private touched: Touched | null = null
@@ -171,9 +176,7 @@ export class StateEngine implements PbxStateView {
   }
 
   stop(): void {
-    this.timers.clearTimeout(this.flushTimer)
-    this.timers.clearTimeout(this.reconcileTimer)
-    this.flushTimer = this.reconcileTimer = null
+    this.clearTimers()
   }
 
   get ami(): AmiStatus {
@@ -240,9 +243,13 @@ export class StateEngine implements PbxStateView {
       this.armReconcileTimer()
       return
     }
-    this.timers.clearTimeout(this.flushTimer)
-    this.timers.clearTimeout(this.reconcileTimer)
-    this.flushTimer = this.reconcileTimer = null
+    this.clearTimers()
+  }
+
+  private clearTimers(): void {
+    for (const timer of [this.flushTimer, this.windowTimer, this.reconcileTimer]) this.timers.clearTimeout(timer)
+    this.flushTimer = this.windowTimer = this.reconcileTimer = null
+    this.changedInWindow = false
   }
 
   private armReconcileTimer(): void {
@@ -434,16 +441,29 @@ export class StateEngine implements PbxStateView {
     registration.status = event.get('Status') ?? registration.status
   }
 
-  /** Publishes at most once per debounce window, and only what differs from the last publication. */
+  /**
+   * Publishes at most once per debounce window, and only what differs from the last publication:
+   * a change after a quiet window goes out within COALESCE_MS, later ones at the window's end.
+   */
   private changed(): void {
-    if (this.options.link.status !== 'up' || this.flushTimer !== null) return
-    this.flushTimer = this.timers.setTimeout(() => this.flush(), this.options.debounceMs ?? DEBOUNCE_MS)
+    if (this.options.link.status !== 'up') return
+    if (this.windowTimer !== null) this.changedInWindow = true
+    else if (this.flushTimer === null) this.flushTimer = this.timers.setTimeout(() => this.flush(), COALESCE_MS)
+  }
+
+  private openWindow(): void {
+    this.changedInWindow = false
+    this.windowTimer = this.timers.setTimeout(() => {
+      this.windowTimer = null
+      if (this.changedInWindow) this.flush()
+    }, this.options.debounceMs ?? DEBOUNCE_MS)
   }
 
   /** The directory (names) or the hub may fail for a while: log the first failure of a run and try again later. */
   private flush(): void {
     this.flushTimer = null
     if (this.options.link.status !== 'up') return
+    this.openWindow()
     try {
       this.publishIfChanged('users-state', this.usersState())
       this.publishIfChanged('active-calls', this.activeCalls())

@@ -386,16 +386,24 @@ describe('device state sources', () => {
 })
 
 describe('publishing', () => {
-  test('ten events within 100 ms give one publication per channel', async () => {
+  test('a change after a quiet spell goes out within 10 ms; the rest of a burst at most once per 100 ms', async () => {
     const s = await setup()
+    s.timers.advance(1000)
     const before = s.published.length
+    const channels = () => s.published.slice(before).map((entry) => entry.channel)
     for (let i = 0; i < 10; i++) {
       s.link.emit({ Event: 'Newchannel', ...channelFields(`PJSIP/202-0000010${i}`, `mikopbx-1795435600.${i}`, 'Ring', { Exten: '203' }) })
       s.timers.advance(9)
+      // The first event's publication, 10 ms after it; nothing else until the window closes.
+      if (i === 1) expect(channels()).toEqual(['users-state', 'active-calls'])
     }
+    expect(channels()).toEqual(['users-state', 'active-calls'])
     s.timers.advance(100)
-    expect(s.published.slice(before).map((entry) => entry.channel)).toEqual(['users-state', 'active-calls'])
+    expect(channels()).toEqual(['users-state', 'active-calls', 'users-state', 'active-calls'])
     expect(Object.keys(s.last('users-state').states['202'].channels)).toHaveLength(10)
+    // A quiet window closes without publishing again.
+    s.timers.advance(1000)
+    expect(channels()).toHaveLength(4)
   })
 
   test('nothing is published when the snapshots did not change', async () => {
