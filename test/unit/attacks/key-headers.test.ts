@@ -65,7 +65,7 @@ describe('after a rotation', () => {
 
   test('an unknown kid, even signed with a key of the ring', async () => {
     for (const key of [ringKey, REAL_KEY]) {
-      await expectRefusedAs(forge({ alg: 'HS256', typ: 'JWT', kid: `${ringKid.slice(0, -1)}x` }, validClaims(h), { key }), TokenKeyError, 'unknown kid')
+      await expectRefusedAs(forge({ alg: 'HS256', typ: 'JWT', kid: `${ringKid.slice(0, -1)}${ringKid.endsWith('x') ? 'y' : 'x'}` }, validClaims(h), { key }), TokenKeyError, 'unknown kid')
     }
   })
 
