@@ -313,3 +313,52 @@ describe('the From header parser', () => {
     expect(parseSipFrom('sip:201@[2001:db8::1]')).toEqual({ user: '201', domain: '[2001:db8::1]' })
   })
 })
+
+/**
+ * curl against a server that challenges and verifies with this module. Bun joins repeated
+ * WWW-Authenticate values into one comma-separated field (only Set-Cookie stays on separate
+ * lines); curl 7.88 reads that field as one challenge whose later parameters overwrite earlier
+ * ones, so it answers with the last algorithm and nonce: MD5 (README "HTTP Digest").
+ */
+describe.skipIf(!Bun.which('curl'))('curl --digest', () => {
+  async function curlAgainst(offer: (challenges: string[]) => string[]) {
+    const { digest } = setup()
+    const answered: string[] = []
+    const server = Bun.serve({
+      port: 0,
+      hostname: '127.0.0.1',
+      fetch(req, srv) {
+        const address = srv.requestIP(req)!.address
+        const authorization = req.headers.get('authorization')
+        if (!authorization) {
+          const headers = new Headers()
+          for (const challenge of offer(digest.challenges(address))) headers.append('WWW-Authenticate', challenge)
+          return new Response(null, { status: 401, headers })
+        }
+        const url = new URL(req.url)
+        const identity = digest.verify({ authorization, from: req.headers.get('from'), method: req.method, target: url.pathname + url.search, address })
+        answered.push(identity.algorithm)
+        return Response.json(identity)
+      },
+    })
+    try {
+      const curl = Bun.spawn(['curl', '-s', '--digest', '-u', '201:pw-201-alice', '-H', 'From: sip:201@pbx.example.org', `http://127.0.0.1:${server.port}/v1/profile?x=1`])
+      const body = await new Response(curl.stdout).text()
+      await curl.exited
+      return { body, answered }
+    } finally {
+      server.stop(true)
+    }
+  }
+
+  test('offered SHA-256 then MD5 in Bun\'s single field, curl answers the last challenge, MD5, and is verified', async () => {
+    const { body, answered } = await curlAgainst((challenges) => challenges)
+    expect(JSON.parse(body)).toEqual({ username: '201', domain: 'pbx.example.org', algorithm: 'MD5' })
+    expect(answered).toEqual(['MD5'])
+  })
+
+  test('offered SHA-256 alone, curl answers with SHA-256 and is verified', async () => {
+    const { body } = await curlAgainst((challenges) => challenges.slice(0, 1))
+    expect(JSON.parse(body)).toEqual({ username: '201', domain: 'pbx.example.org', algorithm: 'SHA-256' })
+  })
+})
