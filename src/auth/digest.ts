@@ -18,6 +18,9 @@ import { DEFAULT_NONCE_LIFETIME_SECONDS, DigestNonces, NonceCounts } from './dig
 
 export type { DigestAlgorithm } from './digest-header'
 
+/** `digest_realm`'s default: a fixed name, since changing the realm invalidates every stored HA1. */
+export const DEFAULT_DIGEST_REALM = 'softphone'
+
 /** The directory's answer: the user's HA1 for that realm and algorithm as lowercase hex, or null (unknown, disabled, none stored). */
 export type Ha1Lookup = (username: string, realm: string, algorithm: DigestAlgorithm) => string | null
 
