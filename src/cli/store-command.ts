@@ -51,7 +51,7 @@ function unixUser(): string {
 }
 
 export function directoryOf({ db, clock, config }: CommandContext): EmbeddedDirectory {
-  return new EmbeddedDirectory(db, clock, config.password_min_length)
+  return new EmbeddedDirectory(db, clock, config.password_min_length, config.digest_realm)
 }
 
 /** Unknown users are named before anything is asked or changed. */

@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import * as v from 'valibot'
 import { DEFAULT_PASSWORD_MIN_LENGTH } from '../directory/embedded'
+import { DEFAULT_DIGEST_REALM } from '../auth/digest'
 import { CONFIG_KEYS, ConfigSchema, DEFAULT_BASE_PATH, DEFAULT_MIKOPBX_DB, type Config, type ConfigKey } from './schema'
 
 const DEFAULT_CONFIG_PATH = '/etc/softphone-backend/config.toml'
@@ -143,6 +144,7 @@ function withDefaults(raw: Raw, env: ConfigSources['env']): Record<string, unkno
     mikopbx_db: DEFAULT_MIKOPBX_DB,
     password_hash_concurrency: 2,
     password_min_length: DEFAULT_PASSWORD_MIN_LENGTH,
+    digest_realm: DEFAULT_DIGEST_REALM,
     throttle_account_failures: 5,
     throttle_ip_failures: 20,
     throttle_max_delay: 900,

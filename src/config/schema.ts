@@ -4,6 +4,7 @@
  */
 import * as v from 'valibot'
 import { DEFAULT_PASSWORD_MIN_LENGTH } from '../directory/embedded'
+import { DEFAULT_DIGEST_REALM } from '../auth/digest'
 import { extraChannelConflict } from '../presence/hub'
 import { parseRange } from '../http/client-ip'
 import { ROTATION_MODES } from '../sessions/sessions'
@@ -118,6 +119,12 @@ export const CONFIG_KEYS = {
     'integer',
     Seconds(1, 128),
     `Fewest characters a password set with \`users add\` or \`users passwd\` may have (embedded directory). Default ${DEFAULT_PASSWORD_MIN_LENGTH}.`,
+  ),
+  digest_realm: key(
+    'string',
+    // Printable ASCII without quote or backslash: it goes verbatim into a quoted-string of the challenge.
+    v.pipe(v.string('must be a string'), v.regex(/^[\x20-\x21\x23-\x5b\x5d-\x7e]{1,64}$/, 'must be 1 to 64 printable ASCII characters, without " or \\')),
+    `HTTP Digest realm; each password set with \`users add\` or \`users passwd\` stores its HA1 for it (embedded directory). Default "${DEFAULT_DIGEST_REALM}". Changing it needs every password set again.`,
   ),
   throttle_account_failures: key(
     'integer',

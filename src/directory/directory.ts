@@ -3,6 +3,8 @@
  * MikoPBX's own database, read-only (mikopbx.ts). Lookups may throw an error that storeOutageOf
  * (store/database.ts) names an outage; the routes answer it with 503.
  */
+import type { DigestAlgorithm } from '../auth/digest-header'
+
 export const ROLES = ['user', 'admin', 'superadmin'] as const
 export type Role = (typeof ROLES)[number]
 
@@ -30,6 +32,11 @@ export interface Directory {
    * plaintext SIP secrets); such a login needs no password-check slot (auth/password-login.ts).
    */
   authenticateNow?(username: string, password: string): DirectoryUser | null
+  /**
+   * HTTP Digest's HA1 for an enabled user (auth/digest.ts), or null: stored per realm by the
+   * embedded directory, computed from the SIP secret by MikoPBX's.
+   */
+  digestHa1?(username: string, realm: string, algorithm: DigestAlgorithm): string | null
   findById(id: number): DirectoryUser | null
   findByUsername(username: string): DirectoryUser | null
 }

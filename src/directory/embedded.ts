@@ -1,6 +1,8 @@
 /** Users stored in the service's own SQLite file, with argon2id password hashes. */
 import type { Database } from 'bun:sqlite'
 import { randomBytes } from 'node:crypto'
+import { DEFAULT_DIGEST_REALM, digestHa1, type DigestAlgorithm } from '../auth/digest'
+import { DIGEST_ALGORITHMS } from '../auth/digest-header'
 import { unixSeconds, type Clock } from '../clock'
 import type { Directory, DirectoryUser, Role } from './directory'
 
@@ -35,6 +37,8 @@ export class EmbeddedDirectory implements Directory {
     private readonly db: Database,
     private readonly clock: Clock,
     private readonly passwordMinLength = DEFAULT_PASSWORD_MIN_LENGTH,
+    /** The realm whose HA1 is stored with each new password (README "HTTP Digest"). */
+    private readonly digestRealm = DEFAULT_DIGEST_REALM,
   ) {
     this.byUsername = db.query<UserRow, [string]>('SELECT * FROM users WHERE username = ?')
     this.byId = db.query<UserRow, [number]>('SELECT * FROM users WHERE id = ?')
@@ -67,16 +71,39 @@ export class EmbeddedDirectory implements Directory {
     if (this.byUsername.get(input.username)) throw new DirectoryError(`user ${input.username} already exists`)
     this.checkNewPassword(input.password)
     const hash = await this.hash(input.password)
-    this.db
-      .query('INSERT INTO users (username, display_name, role, password_hash, mobile, created_at) VALUES (?, ?, ?, ?, ?, ?)')
-      .run(input.username, input.displayName, input.role, hash, input.mobile, unixSeconds(this.clock))
+    this.db.transaction(() => {
+      const { lastInsertRowid } = this.db
+        .query('INSERT INTO users (username, display_name, role, password_hash, mobile, created_at) VALUES (?, ?, ?, ?, ?, ?)')
+        .run(input.username, input.displayName, input.role, hash, input.mobile, unixSeconds(this.clock))
+      this.storeHa1(Number(lastInsertRowid), input.username, input.password)
+    })()
     return this.findByUsername(input.username)!
   }
 
   async setPassword(username: string, password: string): Promise<void> {
     this.checkNewPassword(password)
     const hash = await this.hash(password)
-    this.update('UPDATE users SET password_hash = ? WHERE username = ?', hash, username)
+    this.db.transaction(() => {
+      this.update('UPDATE users SET password_hash = ? WHERE username = ?', hash, username)
+      this.storeHa1(this.byUsername.get(username)!.id, username, password)
+    })()
+  }
+
+  /** The stored HA1 of an enabled user for that realm and algorithm; null until a password is set after the upgrade. */
+  digestHa1(username: string, realm: string, algorithm: DigestAlgorithm): string | null {
+    const row = this.db
+      .query<{ ha1: string }, [string, string, string]>(
+        'SELECT d.ha1 FROM digest_ha1 d JOIN users u ON u.id = d.user_id WHERE u.username = ? AND u.disabled = 0 AND d.realm = ? AND d.algorithm = ?',
+      )
+      .get(username, realm, algorithm)
+    return row?.ha1 ?? null
+  }
+
+  /** HA1s of an older password or realm go: only the current password, in the configured realm, answers Digest. */
+  private storeHa1(userId: number, username: string, password: string): void {
+    this.db.query('DELETE FROM digest_ha1 WHERE user_id = ?').run(userId)
+    const insert = this.db.query('INSERT INTO digest_ha1 (user_id, realm, algorithm, ha1) VALUES (?, ?, ?, ?)')
+    for (const algorithm of DIGEST_ALGORITHMS) insert.run(userId, this.digestRealm, algorithm, digestHa1(algorithm, username, this.digestRealm, password))
   }
 
   setDisabled(username: string, disabled: boolean): void {

@@ -6,6 +6,7 @@
  * of its own.
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
+import { digestHa1, type DigestAlgorithm } from '../auth/digest'
 import type { Directory, DirectoryUser } from './directory'
 import type { PbxDatabaseFile } from './mikopbx-file'
 
@@ -94,6 +95,17 @@ export class MikoPbxDirectory implements Directory {
       this.loginPeers.set(username, peer)
     }
     return peer
+  }
+
+  /**
+   * HTTP Digest's HA1, computed from the plaintext SIP secret (README "HTTP Digest"): MikoPBX
+   * stores nothing else, and the realm is ours, not the PBX's. Null for a name that can't log in.
+   */
+  digestHa1(username: string, realm: string, algorithm: DigestAlgorithm): string | null {
+    this.file.ensureReadable()
+    const row = this.peer(BY_EXTENSION, username)
+    if (row === null || isDisabled(row) || typeof row.secret !== 'string' || row.secret === '') return null
+    return digestHa1(algorithm, username, realm, row.secret)
   }
 
   findById(id: number): DirectoryUser | null {

@@ -53,4 +53,15 @@ export const MIGRATIONS: readonly string[] = [
     blocked_until INTEGER NOT NULL
   ) WITHOUT ROWID;
   `,
+  `
+  -- HTTP Digest's HA1 = H(username:realm:password) per user, realm and algorithm, written whenever a
+  -- password is set (README "HTTP Digest"): argon2 hashes can't answer a Digest challenge.
+  CREATE TABLE digest_ha1 (
+    user_id   INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    realm     TEXT    NOT NULL,
+    algorithm TEXT    NOT NULL CHECK (algorithm IN ('SHA-256', 'MD5')),
+    ha1       TEXT    NOT NULL,
+    PRIMARY KEY (user_id, realm, algorithm)
+  ) WITHOUT ROWID;
+  `,
 ]

@@ -7,6 +7,8 @@ import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from '
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { Database } from 'bun:sqlite'
+import { digestHa1 } from '../../src/auth/digest'
 import { runCli, runInTerminal, ServerProcess } from './server-process'
 
 // Some tests run several processes that each hash with argon2id; on a busy machine 5 s is too little.
@@ -94,6 +96,23 @@ describe('password_min_length', () => {
     const result = await runCli(onServer('users', 'add', '203', '--password-stdin', '--password-min-length', '20'), { stdin: 'Nineteen-characters' })
     expect(result.exitCode).toBe(1)
     expect(result.stderr).toContain('shorter than 20 characters')
+  })
+})
+
+describe('digest_realm', () => {
+  test('users add stores the HA1 of the new password for the configured realm, both algorithms', async () => {
+    const add = await runCli(onServer('users', 'add', '204', '--password-stdin', '--digest-realm', 'pbx.example.org'), { stdin: 'Digest-204-secret' })
+    expect(add.exitCode).toBe(0)
+    const db = new Database(join(server.dataDir, 'softphone.db'), { readonly: true })
+    try {
+      const rows = db.query('SELECT d.realm, d.algorithm, d.ha1 FROM digest_ha1 d JOIN users u ON u.id = d.user_id WHERE u.username = ? ORDER BY d.algorithm').all('204')
+      expect(rows).toEqual([
+        { realm: 'pbx.example.org', algorithm: 'MD5', ha1: digestHa1('MD5', '204', 'pbx.example.org', 'Digest-204-secret') },
+        { realm: 'pbx.example.org', algorithm: 'SHA-256', ha1: digestHa1('SHA-256', '204', 'pbx.example.org', 'Digest-204-secret') },
+      ])
+    } finally {
+      db.close()
+    }
   })
 })
 

@@ -46,6 +46,7 @@ describe('defaults', () => {
       mikopbx_db: '/cf/conf/mikopbx.db',
       password_hash_concurrency: 2,
       password_min_length: 8,
+      digest_realm: 'softphone',
       throttle_account_failures: 5,
       throttle_ip_failures: 20,
       throttle_max_delay: 900,
@@ -146,6 +147,7 @@ describe('bad configuration stops the start with one line naming the key', () =>
     ['a duplicated TOML key', () => load({ configPath: file('port = 1\nhost = "::1"\nport = 2\n') }), /is not valid TOML at line 3, column \d+: Cannot redefine key 'port'/],
     ['an extra channel that redefines a built-in one', () => load({ env: { SOFTPHONE_EXTRA_CHANNELS: 'contacts:5' } }), /^config error: extra_channels must not redefine the built-in channel contacts \(from SOFTPHONE_EXTRA_CHANNELS\)$/],
     ['an extra channel named twice', () => load({ configPath: file('extra_channels = ["crm", "crm:3"]\n') }), /^config error: extra_channels must not name the channel crm twice \(from .*config\.toml\)$/],
+    ['a digest realm with a quote', () => load({ flags: { digest_realm: 'a"b' } }), /digest_realm must be 1 to 64 printable ASCII characters, without " or \\ \(from --digest-realm\)/],
     ['a password minimum below 1', () => load({ flags: { password_min_length: '0' } }), /password_min_length must be at least 1 \(from --password-min-length\)/],
     ['ami on without a user', () => load({ flags: { ami: 'on', ami_secret: 'x' } }), /^config error: ami is "on" but ami_username is empty: set the AMI user \(README "AMI"\) \(from --ami\)$/],
     [

@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Database } from 'bun:sqlite'
+import { digestHa1 } from '../../src/auth/digest'
 import { DirectoryError, EmbeddedDirectory } from '../../src/directory/embedded'
 import { openStore } from '../../src/store/database'
 import { ManualClock } from '../helpers'
@@ -90,3 +91,51 @@ describe('EmbeddedDirectory', () => {
     expect(await directory.authenticate('201', 'new-pw-201')).not.toBeNull()
   })
 })
+
+describe('HTTP Digest HA1', () => {
+  type Row = { realm: string; algorithm: string; ha1: string }
+  const rows = (username: string): Row[] =>
+    db
+      .query<Row, [string]>('SELECT d.realm, d.algorithm, d.ha1 FROM digest_ha1 d JOIN users u ON u.id = d.user_id WHERE u.username = ? ORDER BY d.algorithm')
+      .all(username)
+
+  test('users add stores HA1 for the configured realm, both algorithms, never the password', async () => {
+    const sip = new EmbeddedDirectory(db, new ManualClock(), 8, 'pbx.example.org')
+    await sip.add({ username: '210', password: 'pw-210-digest', displayName: '', role: 'user', mobile: '' })
+    expect(rows('210')).toEqual([
+      { realm: 'pbx.example.org', algorithm: 'MD5', ha1: digestHa1('MD5', '210', 'pbx.example.org', 'pw-210-digest') },
+      { realm: 'pbx.example.org', algorithm: 'SHA-256', ha1: digestHa1('SHA-256', '210', 'pbx.example.org', 'pw-210-digest') },
+    ])
+    expect(sip.digestHa1('210', 'pbx.example.org', 'SHA-256')).toBe(digestHa1('SHA-256', '210', 'pbx.example.org', 'pw-210-digest'))
+    expect(sip.digestHa1('210', 'softphone', 'SHA-256')).toBeNull()
+    expect(JSON.stringify(rows('210'))).not.toContain('pw-210-digest')
+  })
+
+  test('users passwd replaces it, and a new realm replaces the old realm\'s', async () => {
+    await directory.add({ username: '211', password: 'pw-211-first', displayName: '', role: 'user', mobile: '' })
+    expect(directory.digestHa1('211', 'softphone', 'MD5')).toBe(digestHa1('MD5', '211', 'softphone', 'pw-211-first'))
+    await directory.setPassword('211', 'pw-211-second')
+    expect(directory.digestHa1('211', 'softphone', 'MD5')).toBe(digestHa1('MD5', '211', 'softphone', 'pw-211-second'))
+    await new EmbeddedDirectory(db, new ManualClock(), 8, 'moved').setPassword('211', 'pw-211-third')
+    expect(rows('211').map((row) => row.realm)).toEqual(['moved', 'moved'])
+    expect(directory.digestHa1('211', 'softphone', 'MD5')).toBeNull()
+  })
+
+  test('a refused password leaves the HA1 as it was', async () => {
+    await directory.add({ username: '212', password: 'pw-212-first', displayName: '', role: 'user', mobile: '' })
+    const before = rows('212')
+    await expect(directory.setPassword('212', 'short')).rejects.toThrow('shorter than 8 characters')
+    expect(rows('212')).toEqual(before)
+  })
+
+  test('a disabled user has no HA1 to answer with; a removed user\'s rows go with it', async () => {
+    await directory.add({ username: '213', password: 'pw-213-first', displayName: '', role: 'user', mobile: '' })
+    directory.setDisabled('213', true)
+    expect(directory.digestHa1('213', 'softphone', 'SHA-256')).toBeNull()
+    directory.setDisabled('213', false)
+    expect(directory.digestHa1('213', 'softphone', 'SHA-256')).not.toBeNull()
+    directory.remove('213')
+    expect(db.query('SELECT COUNT(*) AS n FROM digest_ha1 WHERE user_id NOT IN (SELECT id FROM users)').get()).toEqual({ n: 0 })
+  })
+})
+

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { checkConfig } from '../../src/cli/config-command'
 import { ConfigError, loadConfig } from '../../src/config/load'
+import { digestHa1 } from '../../src/auth/digest'
 import { CachedDirectory } from '../../src/directory/cached'
 import { MikoPbxDirectory } from '../../src/directory/mikopbx'
 import { openAtStart, type PbxDatabaseFile } from '../../src/directory/mikopbx-file'
@@ -99,6 +100,17 @@ describe('logins', () => {
     expect(pbx.findById(alice.userId)).toMatchObject({ username: '201' })
     // m_Users 5 has only an EXTERNAL number: no SIP extension, so no login name.
     expect(pbx.findById(5)).toBeNull()
+  })
+})
+
+describe('HTTP Digest', () => {
+  test('HA1 is computed from the SIP secret for our realm and either algorithm', () => {
+    expect(pbx.digestHa1(alice.extension, 'softphone', 'MD5')).toBe(digestHa1('MD5', alice.extension, 'softphone', alice.secret))
+    expect(pbx.digestHa1(alice.extension, 'other', 'SHA-256')).toBe(digestHa1('SHA-256', alice.extension, 'other', alice.secret))
+  })
+
+  test('names that cannot log in have no HA1', () => {
+    for (const name of ['299', carol.extension, trunk.extension, aliceWebRtc.extension]) expect(pbx.digestHa1(name, 'softphone', 'SHA-256')).toBeNull()
   })
 })
 
