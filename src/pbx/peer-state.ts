@@ -3,40 +3,14 @@
  * twin `<ext>-WS` folded into it, Asterisk's device states mapped to the users-state names, and
  * the provider registrations as MikoPBX's core lists them.
  */
+import { betterState, extensionOfEndpoint, userStateOfDevice, type UserState } from './device-state'
 import type { ContactDetail, EndpointState, OutboundRegistration, PbxStateView } from './pbx-state'
-
-export const WEBRTC_SUFFIX = '-WS'
-
-export type PeerState = 'Idle' | 'Ringing' | 'Up' | 'Busy' | 'Unavailable' | 'OnHold'
-
-/** Asterisk's DeviceState texts (devicestate.c); anything else (`Unknown`, `Invalid`) is Unavailable. */
-const DEVICE_STATES: Readonly<Record<string, PeerState>> = {
-  'Not in use': 'Idle',
-  'In use': 'Up',
-  Busy: 'Up',
-  Ringing: 'Ringing',
-  'Ring+Inuse': 'Ringing',
-  Unavailable: 'Unavailable',
-  'On Hold': 'OnHold',
-}
-
-export function peerStateOf(deviceState: string): PeerState {
-  return DEVICE_STATES[deviceState] ?? 'Unavailable'
-}
-
-/** When an extension has two devices, the busier one speaks for it: a call beats ringing beats idle. */
-const RANK: Readonly<Record<PeerState, number>> = { Up: 5, Busy: 5, OnHold: 4, Ringing: 3, Idle: 2, Unavailable: 1 }
-
-/** `201-WS` → `201`; other names stay. */
-export function baseName(endpoint: string): string {
-  return endpoint.endsWith(WEBRTC_SUFFIX) ? endpoint.slice(0, -WEBRTC_SUFFIX.length) : endpoint
-}
 
 export interface MergedPeer {
   name: string
-  /** The raw device state of the endpoint chosen by RANK. */
+  /** The raw device state of the endpoint whose state won (device-state.ts betterState, as users-state merges). */
   deviceState: string
-  state: PeerState
+  state: UserState
   /** The extension's endpoints in the cache: itself and/or its `-WS` twin. */
   endpoints: EndpointState[]
 }
@@ -46,13 +20,13 @@ export function mergedPeers(endpoints: Iterable<EndpointState>): MergedPeer[] {
   const byName = new Map<string, MergedPeer>()
   for (const endpoint of endpoints) {
     if (endpoint.name === 'anonymous') continue
-    const name = baseName(endpoint.name)
-    const state = peerStateOf(endpoint.deviceState)
+    const name = extensionOfEndpoint(endpoint.name)
+    const state = userStateOfDevice(endpoint.deviceState)
     const known = byName.get(name)
     if (!known) byName.set(name, { name, deviceState: endpoint.deviceState, state, endpoints: [endpoint] })
     else {
       known.endpoints.push(endpoint)
-      if (RANK[state] > RANK[known.state]) Object.assign(known, { deviceState: endpoint.deviceState, state })
+      if (betterState(known.state, state) !== known.state) Object.assign(known, { deviceState: endpoint.deviceState, state })
     }
   }
   return [...byName.values()]
@@ -62,7 +36,7 @@ export function mergedPeers(endpoints: Iterable<EndpointState>): MergedPeer[] {
 export function endpointsOf(pbx: PbxStateView | undefined, name: string): EndpointState[] {
   const endpoints = pbx?.endpoints()
   if (!endpoints) return []
-  return [endpoints.get(`${name}${WEBRTC_SUFFIX}`), endpoints.get(name)].filter((endpoint) => endpoint !== undefined)
+  return [endpoints.get(`${name}-WS`), endpoints.get(name)].filter((endpoint) => endpoint !== undefined)
 }
 
 /** A contact Asterisk has an address for: registered, or configured statically. */

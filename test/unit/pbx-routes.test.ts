@@ -4,7 +4,8 @@ import * as v from 'valibot'
 import { PbxFileError } from '../../src/directory/mikopbx-file'
 import { OUTAGE_MEMORY_SECONDS } from '../../src/health/store-status'
 import { VERSION } from '../../src/version'
-import type { Provider } from '../../src/pbx/peer-state'
+import { mergedPeers, type Provider } from '../../src/pbx/peer-state'
+import { betterState, userStateOfDevice } from '../../src/pbx/device-state'
 import { PeerContactsResponse, PeersResponse, RegistryResponse } from '../../src/pbx/pbx-schemas'
 import { BASE, bearer, createHarness, type Harness } from '../helpers'
 import { contact, FakePbxState } from '../pbx-fake'
@@ -83,6 +84,23 @@ describe('peers', () => {
     expect(response.status).toBe(401)
     expect(response.headers.get('www-authenticate')).toBe('Bearer realm="softphone"')
     expect((await response.json()).error).toBe('Unauthorized. Token required')
+  })
+})
+
+describe('the -WS merge', () => {
+  test('picks the same device as users-state does, for every pair of device states', () => {
+    const texts = ['Not in use', 'In use', 'Busy', 'Ringing', 'Ring+Inuse', 'On Hold', 'Unavailable', 'Unknown']
+    for (const plain of texts) {
+      for (const webrtc of texts) {
+        const [peer] = mergedPeers([
+          { name: '201', deviceState: plain, contacts: [] },
+          { name: '201-WS', deviceState: webrtc, contacts: [] },
+        ])
+        expect({ plain, webrtc, state: peer!.state }).toEqual({ plain, webrtc, state: betterState(userStateOfDevice(plain), userStateOfDevice(webrtc)) })
+      }
+    }
+    // Ringing beats a call on the other device, as in users-state: the incoming call shows.
+    expect(mergedPeers([{ name: '201', deviceState: 'Ringing', contacts: [] }, { name: '201-WS', deviceState: 'In use', contacts: [] }])[0]).toMatchObject({ state: 'Ringing', deviceState: 'Ringing' })
   })
 })
 
