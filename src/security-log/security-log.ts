@@ -77,6 +77,12 @@ export class SecurityLog implements SecurityLogSink {
   private fd: number | null = null
   private size = 0
   private lastReport = -Infinity
+  /**
+   * Lines recorded in this turn of the event loop, written together in one microtask. A route that
+   * records an event and then answers is answered after that microtask (the queue is FIFO), so the
+   * line is in the file before the client sees the response; a burst of logins costs one write.
+   */
+  private pending: string[] = []
   /** Coalescing key → end of its window and the events left out since its last line. */
   private readonly windows = new Map<string, { until: number; omitted: number }>()
 
@@ -93,16 +99,40 @@ export class SecurityLog implements SecurityLogSink {
     const repeated = COALESCED.has(event.event) ? this.coalesce(event) : 0
     if (repeated < 0) return
     const line = `${JSON.stringify({ ...this.sanitise(event), ...(repeated > 0 && { repeated }) })}\n`
-    const bytes = Buffer.byteLength(line)
+    if (this.pending.push(line) === 1) queueMicrotask(this.flush)
+  }
+
+  /** Writes what this turn recorded; the size cap may rotate between lines. */
+  readonly flush = (): void => {
+    if (this.pending.length === 0) return
+    const lines = this.pending
+    this.pending = []
     try {
       if (this.fd === null) this.open()
       if (this.fd === null) return
-      if (this.size > 0 && this.size + bytes > this.limits.maxBytes) this.rotate()
-      writeSync(this.fd!, line)
-      this.size += bytes
+      let chunk = ''
+      let chunkBytes = 0
+      for (const line of lines) {
+        const bytes = Buffer.byteLength(line)
+        if (this.size + chunkBytes > 0 && this.size + chunkBytes + bytes > this.limits.maxBytes) {
+          this.write(chunk, chunkBytes)
+          chunk = ''
+          chunkBytes = 0
+          if (this.size > 0) this.rotate()
+        }
+        chunk += line
+        chunkBytes += bytes
+      }
+      this.write(chunk, chunkBytes)
     } catch (error) {
       this.fail(error)
     }
+  }
+
+  private write(chunk: string, bytes: number): void {
+    if (bytes === 0) return
+    writeSync(this.fd!, chunk)
+    this.size += bytes
   }
 
   /** -1: leave this one out; otherwise how many like it were left out before it. */
@@ -126,6 +156,7 @@ export class SecurityLog implements SecurityLogSink {
   }
 
   close(): void {
+    this.flush()
     if (this.fd === null) return
     try {
       closeSync(this.fd)

@@ -103,9 +103,11 @@ describe('security log', () => {
     expect(reports[0]).toContain('EISDIR')
     clock.advance(59)
     log.record({ event: 'AUTH_FAILED' })
+    log.flush()
     expect(reports).toHaveLength(1)
     clock.advance(2)
     log.record({ event: 'AUTH_FAILED' })
+    log.flush()
     expect(reports).toHaveLength(2)
     // Once the path is writable again, reopen() resumes logging.
     rmSync(path, { recursive: true })
@@ -113,6 +115,26 @@ describe('security log', () => {
     log.record({ event: 'STARTUP' })
     log.close()
     expect(lines(path)).toHaveLength(1)
+  })
+})
+
+describe('writes per turn', () => {
+  test('lines recorded in one turn reach the file, in order, before anything awaiting after them resumes', async () => {
+    const path = join(dir, 'security.log')
+    const log = new SecurityLog(path, clock)
+    for (let i = 0; i < 3; i++) log.record({ event: 'AUTH_SUCCESS', user: `20${i}` })
+    expect(readFileSync(path, 'utf8')).toBe('')
+    await Promise.resolve()
+    expect(lines(path).map((line) => JSON.parse(line).user)).toEqual(['200', '201', '202'])
+    log.close()
+  })
+
+  test('close writes what is still pending', () => {
+    const path = join(dir, 'security.log')
+    const log = new SecurityLog(path, clock)
+    log.record({ event: 'SHUTDOWN' })
+    log.close()
+    expect(lines(path).map((line) => JSON.parse(line).event)).toEqual(['SHUTDOWN'])
   })
 })
 
