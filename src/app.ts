@@ -1,7 +1,8 @@
 /** Builds the HTTP app from its dependencies, so tests can pass a temp store and a movable clock. */
 import { Elysia } from 'elysia'
 import { accountRoutes } from './account/account-routes'
-import { AccessGuard } from './auth/access-guard'
+import type { AccessGuard } from './auth/access-guard'
+import { authPlugin } from './auth/auth-plugin'
 import { authRoutes } from './auth/auth-routes'
 import type { PasswordLogin } from './auth/password-login'
 import type { Clock } from './clock'
@@ -38,6 +39,8 @@ export interface AppDeps {
   clock: Clock
   directory: Directory
   tokens: TokenService
+  /** Every credential the app accepts (auth/access-guard.ts); the presence hub re-checks streams with it too. */
+  guard: AccessGuard
   sessions: SessionService
   logins: PasswordLogin
   securityLog: SecurityLogSink
@@ -73,15 +76,15 @@ export interface ServerControls {
 }
 
 export function buildApp(deps: AppDeps) {
-  const { basePath, trustedProxies, clock, directory, tokens, sessions, logins, securityLog, hub } = deps
+  const { basePath, trustedProxies, clock, directory, tokens, sessions, logins, securityLog, hub, guard } = deps
   const routes = new RouteIndex()
-  const guard = new AccessGuard(tokens, directory)
   const server: () => ServerControls | null | undefined = deps.server ?? (() => app.server)
   const peerOf = (request: Request): string | undefined => server()?.requestIP(request)?.address
   // Streams must outlive the server's idle timeout (Bun's 10 s, Elysia's 30 s).
   const keepOpen = (request: Request): void => server()?.timeout?.(request, 0)
   const upgrade: Upgrade = (request, options) => server()?.upgrade?.(request, options) ?? false
   const clientIpOf = clientIpResolver(trustedProxies, peerOf)
+  const auth = authPlugin({ guard, clock, clientIpOf })
   const cdr = deps.cdr ?? new CdrSource(null)
   const history = new CallHistory(cdr, (number) => isExtension(directory, number))
   const owners = (deps.recordingsAccess ?? 'owner') === 'owner' ? new RecordingOwners(cdr, clock) : null
@@ -90,14 +93,14 @@ export function buildApp(deps: AppDeps) {
   const storeStatus = deps.storeStatus ?? new StoreStatus(clock)
   if (metrics) logins.onOutcome((outcome) => metrics.loginDone(outcome))
   const moduleRoutes = new Elysia({ prefix: basePath })
-    .use(authRoutes({ clock, logins, sessions, accessTtl: tokens.settings.accessTtl, guard, securityLog, clientIpOf }))
-    .use(sessionRoutes({ clock, guard, sessions, securityLog, clientIpOf }))
-    .use(accountRoutes({ clock, guard, lastUsersState: () => hub.lastSnapshot('users-state'), history }))
-    .use(historyRoutes({ clock, guard, history }))
+    .use(authRoutes({ clock, logins, sessions, accessTtl: tokens.settings.accessTtl, auth, securityLog, clientIpOf }))
+    .use(sessionRoutes({ clock, auth, sessions, securityLog, clientIpOf }))
+    .use(accountRoutes({ clock, auth, lastUsersState: () => hub.lastSnapshot('users-state'), history }))
+    .use(historyRoutes({ clock, auth, history }))
     .use(mediaRoutes({ clock, guard, securityLog, clientIpOf, owners }))
     .use(healthRoutes({ clock, pbx, storeStatus, deepChecks: deps.deepChecks ?? [], peerOf }))
-    .use(presenceRoutes({ clock, guard, hub, settings: deps.presence, peerOf, keepOpen, upgrade, producedHere: deps.producedHere }))
-    .use(pbxRoutes({ clock, guard, directory, pbx, providers }))
+    .use(presenceRoutes({ clock, guard, clientIpOf, hub, settings: deps.presence, peerOf, keepOpen, upgrade, producedHere: deps.producedHere }))
+    .use(pbxRoutes({ clock, auth, directory, pbx, providers }))
   // The core-compatible routes live outside the base path, where MikoPBX's core serves them.
   const errorObserver = {
     answered: (route: string | undefined, status: number) => metrics?.requestDone(route, status),

@@ -3,6 +3,7 @@ import type { Database } from 'bun:sqlite'
 import { join } from 'node:path'
 import { buildApp } from './app'
 import { AccessGuard } from './auth/access-guard'
+import { BearerAuthenticator } from './auth/bearer-authenticator'
 import { channelSpecs, PresenceHub } from './presence/hub'
 import { systemClock, unixSeconds, type Clock } from './clock'
 import type { Config } from './config/schema'
@@ -153,9 +154,10 @@ export async function serve(config: Config, clock: Clock = systemClock): Promise
   // `secret rotate` runs in another process too (README "Key rotation").
   const keyChanges = watchKeyRing(ringPathFor(config.secret_key_path), keys, (line) => console.log(line))
 
+  const guard = new AccessGuard(new BearerAuthenticator(tokens, directory))
   const hub = new PresenceHub(
     { channels: channelSpecs(config.extra_channels), maxPerUser: config.max_subscriptions_per_user, sweepMs: SWEEP_INTERVAL_MS },
-    new AccessGuard(tokens, directory),
+    guard,
     clock,
   )
 
@@ -168,6 +170,7 @@ export async function serve(config: Config, clock: Clock = systemClock): Promise
     : undefined
   let metricsListener: ReturnType<typeof listenMetrics> | null = null
   const app = buildApp({
+    guard,
     metrics: metrics && { registry: metrics, onMainListener: config.metrics_port === 0 },
     deepChecks: [{ name: 'db', run: () => readSchema(db) }, ...(users.file ? [{ name: 'mikopbx' as const, run: () => users.file!.read(readSchema) }] : [])],
     pbx: pbxState?.engine,

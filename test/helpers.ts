@@ -5,6 +5,7 @@ import { join } from 'node:path'
 import type { Database } from 'bun:sqlite'
 import { buildApp, type App } from '../src/app'
 import { AccessGuard } from '../src/auth/access-guard'
+import { BearerAuthenticator } from '../src/auth/bearer-authenticator'
 import { channelSpecs, PresenceHub } from '../src/presence/hub'
 import type { Clock } from '../src/clock'
 import type { Directory } from '../src/directory/directory'
@@ -118,15 +119,17 @@ export async function createHarness({
   const securityLog = new SecurityLog(join(dir, 'log', 'security.log'), clock)
   // In-process requests have no socket: by default they arrive as nginx's would, from loopback.
   const peers = new WeakMap<Request, string>()
+  const guard = new AccessGuard(new BearerAuthenticator(tokens, served))
   const hub = new PresenceHub(
     { channels: channelSpecs(['extra-news:3']), maxPerUser: 10, sweepMs: 20 },
-    new AccessGuard(tokens, served),
+    guard,
     clock,
   )
   const cdr = new CdrSource(cdrPath ?? null)
   const eventLoopLag = { seconds: 0 }
   const metrics = serverMetrics({ clock, basePath: BASE, hub, pbx, services, eventLoopLag: () => eventLoopLag.seconds })
   const app = buildApp({
+    guard,
     metrics: metricsOn ? { registry: metrics, onMainListener: metricsOnMainListener } : undefined,
     deepChecks: deepChecks ?? [{ name: 'db', run: () => readSchema(db) }],
     server: listen ? undefined : () => ({ requestIP: (request: Request) => ({ address: peers.get(request) ?? '127.0.0.1' }) }),

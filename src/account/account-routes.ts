@@ -1,8 +1,7 @@
 /** `profile`, `users`, `history` (README "Walkthrough with curl"): what a logged-in softphone user sees of itself. */
 import { Elysia } from 'elysia'
 import type { Clock } from '../clock'
-import { authPlugin } from '../auth/auth-plugin'
-import type { AccessGuard } from '../auth/access-guard'
+import type { AuthPlugin } from '../auth/auth-plugin'
 import type { DirectoryUser } from '../directory/directory'
 import { localDate, type CallHistory } from '../history/call-history'
 import { HistoryQuery, MAX_CALLS_LIMIT } from '../history/history-schemas'
@@ -13,21 +12,22 @@ function profileView(user: DirectoryUser) {
 
 export interface AccountRoutesDeps {
   clock: Clock
-  guard: AccessGuard
+  /** The `auth` macro (auth/auth-plugin.ts). */
+  auth: AuthPlugin
   /** The last `users-state` snapshot, or null until presence publishes one. */
   lastUsersState: () => unknown
   history: CallHistory
 }
 
-export function accountRoutes({ clock, guard, lastUsersState, history }: AccountRoutesDeps) {
+export function accountRoutes({ clock, auth, lastUsersState, history }: AccountRoutesDeps) {
   return new Elysia({ name: 'account-routes' })
-    .use(authPlugin({ guard, clock }))
-    .get('/profile', ({ principal }) => ({ success: true, user: profileView(principal.user) }), { auth: 'access' })
+    .use(auth)
+    .get('/profile', ({ principal }) => ({ success: true, user: profileView(principal.user) }), { auth: 'user' })
     .get(
       '/users',
       // The one-element array is how the legacy module wrapped it; apps index [0].
       ({ principal }) => ({ success: true, user: profileView(principal.user), statuses: [lastUsersState() ?? null] }),
-      { auth: 'access' },
+      { auth: 'user' },
     )
     .get(
       '/history',
@@ -43,6 +43,6 @@ export function accountRoutes({ clock, guard, lastUsersState, history }: Account
           history_source: page.source,
         }
       },
-      { auth: 'access', query: HistoryQuery },
+      { auth: 'user', query: HistoryQuery },
     )
 }

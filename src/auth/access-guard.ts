@@ -1,55 +1,90 @@
 /**
- * Decides whether a request's bearer token grants access, independent of HTTP. Callers map the
- * outcome to statuses and challenges, which differ per route (RFC 6750 §3.1):
- * README "Walkthrough with curl" for most routes, README "Recordings: check-media-access" for
- * nginx's subrequest.
+ * Decides whether a request may call a route, independent of HTTP: every authenticator of the app
+ * looks for its credential (authenticator.ts), then the route's access level (route-access.ts)
+ * judges the principal found. Callers map a refusal to a status and a challenge, which differ per
+ * route (RFC 6750 §3.1): auth-plugin.ts for most routes, media-routes.ts for nginx's subrequest.
  */
-import type { Directory, DirectoryUser } from '../directory/directory'
-import { TokenError } from '../tokens/jws'
-import { TokenTypeError, type TokenService, type TokenType, type VerifiedToken } from '../tokens/tokens'
-import { findBearerToken, type CredentialSources } from './credentials'
+import type { TokenType } from '../tokens/tokens'
+import type { AuthAttempt, Authenticator, AuthRefusal, CredentialRequest, Principal } from './authenticator'
+import type { BearerAuthenticator } from './bearer-authenticator'
+import { ACCESS_RULES, roleAtLeast, type RouteAccess } from './route-access'
 
-export interface Principal {
-  user: DirectoryUser
-  token: VerifiedToken
-  /** The bearer token as presented: streams keep it to re-check it while they stay open. Never log it. */
-  credential: string
-}
+export type { Principal } from './authenticator'
 
-export type AccessOutcome =
-  | { ok: true; principal: Principal }
-  | { ok: false; failure: 'missing' | 'malformed' | 'invalid' | 'wrong_type'; reason: string }
+export type AccessOutcome = { ok: true; principal: Principal } | ({ ok: false } & AuthRefusal)
+
+/** A rule that can refuse a principal on any route, whatever its credential: an expired space. */
+export type PrincipalCheck = (principal: Principal) => AuthRefusal | null
+
+const MISSING: AccessOutcome = { ok: false, failure: 'missing', reason: 'no credentials' }
+const TWO_CREDENTIALS: AccessOutcome = { ok: false, failure: 'malformed', reason: 'credentials of two kinds' }
 
 export class AccessGuard {
-  constructor(
-    private readonly tokens: TokenService,
-    private readonly directory: Directory,
-  ) {}
+  private readonly authenticators: readonly Authenticator[]
 
-  check(sources: CredentialSources, type: TokenType): AccessOutcome {
-    const found = findBearerToken(sources)
-    if (found.kind === 'none') return { ok: false, failure: 'missing', reason: 'no token' }
-    if (found.kind === 'malformed') return { ok: false, failure: 'malformed', reason: 'malformed credentials' }
-    return this.checkToken(found.token, type)
+  constructor(
+    private readonly bearer: BearerAuthenticator,
+    others: readonly Authenticator[] = [],
+    private readonly checks: readonly PrincipalCheck[] = [],
+  ) {
+    this.authenticators = [bearer, ...others]
+  }
+
+  check(request: CredentialRequest, access: RouteAccess): AccessOutcome | Promise<AccessOutcome> {
+    let found: AuthAttempt | Promise<AuthAttempt> | null = null
+    for (const authenticator of this.authenticators) {
+      const attempt = authenticator.authenticate(request)
+      if (!(attempt instanceof Promise) && attempt.kind === 'absent') continue
+      if (found !== null) return TWO_CREDENTIALS
+      found = attempt
+    }
+    if (found === null) return this.missing(request)
+    return found instanceof Promise ? found.then((attempt) => this.judge(attempt, access)) : this.judge(found, access)
   }
 
   /**
-   * For a token already in hand: a stream re-checks its own every second
-   * (README "Presence: publish and subscribe").
+   * Our own token only, at once: streams ('token' access) and the MikoPBX core-compatible routes,
+   * which take nothing else. Other credentials in the request are not looked at.
    */
+  checkOwnToken(request: CredentialRequest, type: TokenType): AccessOutcome {
+    const attempt = this.bearer.ownToken(request, type)
+    return attempt.kind === 'absent' ? this.missing(request) : this.judgeToken(attempt)
+  }
+
+  /** For a token already in hand: streams re-check their own every second. */
   checkToken(text: string, type: TokenType): AccessOutcome {
-    let token: VerifiedToken
-    try {
-      token = this.tokens.verify(text, type)
-    } catch (error) {
-      if (error instanceof TokenTypeError) return { ok: false, failure: 'wrong_type', reason: 'wrong token type' }
-      if (error instanceof TokenError) return { ok: false, failure: 'invalid', reason: error.name }
-      throw error
+    return this.judgeToken(this.bearer.checkToken(text, type))
+  }
+
+  private missing(request: CredentialRequest): AccessOutcome {
+    for (const authenticator of this.authenticators) {
+      const refusal = authenticator.challengeWhenMissing?.(request)
+      if (refusal) return { ok: false, ...refusal }
     }
-    // A user disabled or removed in the directory loses access at the next request
-    // (README "Sessions and refresh rotation").
-    const user = this.directory.findByUsername(token.username)
-    if (!user || user.disabled) return { ok: false, failure: 'invalid', reason: 'unknown or disabled user' }
-    return { ok: true, principal: { user, token, credential: text } }
+    return MISSING
+  }
+
+  private judge(attempt: AuthAttempt, access: RouteAccess): AccessOutcome {
+    if (attempt.kind === 'absent') return MISSING
+    if (attempt.kind === 'failed') return { ok: false, failure: attempt.failure, reason: attempt.reason, challenges: attempt.challenges, retryAfter: attempt.retryAfter }
+    const { principal } = attempt
+    const rule = ACCESS_RULES[access]
+    if (!rule.credentials.includes(principal.via)) {
+      // A refresh token where an access token belongs, or the other way round, keeps the legacy texts.
+      const tokenMixup = principal.via === 'refresh_token' || rule.credentials.includes('refresh_token')
+      return { ok: false, failure: tokenMixup ? 'wrong_type' : 'invalid', reason: `${principal.via} not accepted here` }
+    }
+    for (const check of this.checks) {
+      const refusal = check(principal)
+      if (refusal) return { ok: false, ...refusal }
+    }
+    if (rule.role && !roleAtLeast(principal.user.role, rule.role)) return { ok: false, failure: 'forbidden', reason: `${rule.role} role required` }
+    return { ok: true, principal }
+  }
+
+  private judgeToken(attempt: AuthAttempt): AccessOutcome {
+    if (attempt.kind === 'ok') return { ok: true, principal: attempt.principal }
+    if (attempt.kind === 'failed') return { ok: false, failure: attempt.failure, reason: attempt.reason }
+    return MISSING
   }
 }

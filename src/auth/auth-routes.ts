@@ -10,8 +10,7 @@ import { ERRORS, errorBody } from '../http/errors'
 import { parseJsonBody } from '../http/json-body'
 import type { SecurityLogSink } from '../security-log/security-log'
 import type { SessionService } from '../sessions/sessions'
-import { authPlugin } from './auth-plugin'
-import type { AccessGuard } from './access-guard'
+import type { AuthPlugin } from './auth-plugin'
 import { bearerChallenge } from './challenge'
 import type { PasswordLogin } from './password-login'
 
@@ -39,15 +38,16 @@ export interface AuthRoutesDeps {
   logins: PasswordLogin
   sessions: SessionService
   accessTtl: number
-  guard: AccessGuard
+  /** The `auth` macro (auth/auth-plugin.ts). */
+  auth: AuthPlugin
   securityLog: SecurityLogSink
   clientIpOf: ClientIpOf
 }
 
-export function authRoutes({ clock, logins, sessions, accessTtl, guard, securityLog, clientIpOf }: AuthRoutesDeps) {
+export function authRoutes({ clock, logins, sessions, accessTtl, auth, securityLog, clientIpOf }: AuthRoutesDeps) {
   const client = (request: Request) => ({ ...clientIpOf(request), ua: (request.headers.get('user-agent') ?? '').slice(0, 200) })
   return new Elysia({ name: 'auth-routes' })
-    .use(authPlugin({ guard, clock }))
+    .use(auth)
     .post(
       '/auth/login',
       async ({ body, request, set, status }) => {
@@ -82,11 +82,13 @@ export function authRoutes({ clock, logins, sessions, accessTtl, guard, security
           expires_in: accessTtl,
         }
       },
-      { parse: parseJsonBody({ maxBytes: LOGIN_LIMITS.bodyBytes, maxDepth: LOGIN_LIMITS.bodyDepth, maxItems: LOGIN_LIMITS.bodyFields }, LoginBody), body: LoginBody },
+      { auth: 'public', parse: parseJsonBody({ maxBytes: LOGIN_LIMITS.bodyBytes, maxDepth: LOGIN_LIMITS.bodyDepth, maxItems: LOGIN_LIMITS.bodyFields }, LoginBody), body: LoginBody },
     )
     .post(
       '/auth/refresh',
-      ({ principal: { user, token }, request, set, status }) => {
+      ({ principal: { user, token: refreshToken }, request, set, status }) => {
+        // `refresh` route access: only a refresh token gets here.
+        const token = refreshToken!
         const from = client(request)
         const outcome = sessions.refresh(token, user, from)
         const event = { user: user.username, ...from, method: 'refresh' as const, jti: token.jti }
@@ -112,12 +114,14 @@ export function authRoutes({ clock, logins, sessions, accessTtl, guard, security
     )
     .post(
       '/auth/logout',
-      ({ principal: { user, token }, request }) => {
+      ({ principal: { user, token: accessToken }, request }) => {
+        // `token` route access: only an access token gets here.
+        const token = accessToken!
         sessions.logout(token)
         const from = client(request)
         securityLog.record({ event: 'LOGOUT', user: user.username, ...from, sid: token.sid, jti: token.jti })
         return { success: true, message: 'Logged out successfully' }
       },
-      { auth: 'access' },
+      { auth: 'token' },
     )
 }

@@ -8,7 +8,7 @@
 import { Elysia } from 'elysia'
 import type { Clock } from '../clock'
 import type { AccessGuard } from '../auth/access-guard'
-import { credentialSources } from '../auth/auth-plugin'
+import { credentialRequest } from '../auth/auth-plugin'
 import { bearerChallenge } from '../auth/challenge'
 import { LOGIN_LIMITS } from '../auth/auth-routes'
 import type { LoginOutcome, PasswordLogin } from '../auth/password-login'
@@ -120,7 +120,7 @@ function admission({ guard, sessions, clientIpOf, peerOf }: CoreApiDeps): (reque
   return (request) => {
     // As on MikoPBX, the host itself needs no credentials; nginx's proxied requests carry X-Real-IP.
     if (isLocalPublisher(peerOf(request), request.headers)) return null
-    const bearer = guard.check(credentialSources(request, false), 'access')
+    const bearer = guard.checkOwnToken(credentialRequest(request, clientIpOf, null), 'access')
     if (bearer.ok) return isAdmin(bearer.principal.user) ? null : { status: 403, message: CORE_MESSAGES.adminRequired }
     if (bearer.failure === 'wrong_type') return { status: 403, message: CORE_MESSAGES.adminRequired }
     if (bearer.failure !== 'missing') return { status: 401, message: CORE_MESSAGES.unauthorized }

@@ -4,6 +4,7 @@
  * reads the store and the MikoPBX file for real, for local monitoring only (README "Metrics").
  */
 import { Elysia } from 'elysia'
+import { accessDetail } from '../auth/route-access'
 import { queryOf } from '../auth/credentials'
 import { unixSeconds, type Clock } from '../clock'
 import { ERRORS, errorBody } from '../http/errors'
@@ -31,7 +32,7 @@ export function healthRoutes({ clock, pbx, storeStatus, deepChecks, peerOf }: He
     const healthy = Object.values(results).every((state) => state === 'ok')
     const body = { ...shallow, success: healthy, status: healthy ? 'ok' : 'degraded', db: results.db ?? shallow.db, checks: results }
     return healthy ? body : status(503, body)
-  })
+  }, { detail: accessDetail('public') })
 }
 
 /** `deep=1` (or any value) in the query; read without Elysia's query parsing, which /health would pay on every call. */

@@ -1,8 +1,7 @@
 /** `calls`: the user's call history in pages (README "Call history"). */
 import { Elysia } from 'elysia'
 import * as v from 'valibot'
-import { authPlugin } from '../auth/auth-plugin'
-import type { AccessGuard } from '../auth/access-guard'
+import type { AuthPlugin } from '../auth/auth-plugin'
 import type { Clock } from '../clock'
 import { ERRORS, HttpError } from '../http/errors'
 import { addDays, localDate, type CallHistory, type CallRange } from './call-history'
@@ -10,15 +9,16 @@ import { CallsQuery, DEFAULT_CALLS_LIMIT, encodeCursor, MAX_RANGE_DAYS } from '.
 
 export interface HistoryRoutesDeps {
   clock: Clock
-  guard: AccessGuard
+  /** The `auth` macro (auth/auth-plugin.ts). */
+  auth: AuthPlugin
   history: CallHistory
 }
 
 type CallsQueryValue = v.InferOutput<typeof CallsQuery>
 
-export function historyRoutes({ clock, guard, history }: HistoryRoutesDeps) {
+export function historyRoutes({ clock, auth, history }: HistoryRoutesDeps) {
   return new Elysia({ name: 'history-routes' })
-    .use(authPlugin({ guard, clock }))
+    .use(auth)
     .get(
       '/calls',
       ({ principal, query }) => {
@@ -26,7 +26,7 @@ export function historyRoutes({ clock, guard, history }: HistoryRoutesDeps) {
         const page = history.page(principal.user, range, query.limit ?? DEFAULT_CALLS_LIMIT, query.cursor ?? null)
         return { success: true, calls: page.calls, next_cursor: page.next && encodeCursor(page.next), history_source: page.source }
       },
-      { auth: 'access', query: CallsQuery },
+      { auth: 'user', query: CallsQuery },
     )
 }
 

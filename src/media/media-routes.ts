@@ -6,7 +6,10 @@
  * bad paths can't be used to probe tokens; without `X-Original-URI` only the token is checked.
  * With `recordings_access = "owner"` a valid token then opens only its user's calls' recordings.
  */
-import { Elysia } from 'elysia'
+import { Elysia, type Context } from 'elysia'
+import { credentialRequest } from '../auth/auth-plugin'
+import type { AuthFailure } from '../auth/authenticator'
+import { accessDetail } from '../auth/route-access'
 import { bearerChallenge } from '../auth/challenge'
 import type { AccessGuard, AccessOutcome } from '../auth/access-guard'
 import { queryOf } from '../auth/credentials'
@@ -30,12 +33,19 @@ function pathVerdict(uri: string): RecordingPath {
   return reason === null ? ANY_GOOD_PATH : { ok: false, reason }
 }
 
-const CHALLENGES = {
+const CHALLENGES: Record<AuthFailure, string> = {
   missing: bearerChallenge(),
   malformed: bearerChallenge('invalid_request'),
   invalid: bearerChallenge('invalid_token'),
   wrong_type: bearerChallenge('insufficient_scope'),
-} as const
+  forbidden: bearerChallenge('insufficient_scope'),
+  space_expired: bearerChallenge('insufficient_scope'),
+  throttled: bearerChallenge('invalid_token'),
+  bad_request: bearerChallenge('invalid_request'),
+}
+/** nginx passes on only 401 and 403: these are 403, every other refusal 401. */
+const FORBIDDEN_FAILURES = new Set<AuthFailure>(['wrong_type', 'forbidden', 'space_expired'])
+const JSON_TYPE = { 'content-type': 'application/json' }
 
 export interface MediaRoutesDeps {
   clock: Clock
@@ -61,14 +71,23 @@ export function mediaRoutes({ clock, guard, securityLog, clientIpOf, owners }: M
       set.headers['www-authenticate'] = CHALLENGES.wrong_type
       return status(403, errorBody(ERRORS.recordingPathInvalid, unixSeconds(clock)))
     }
-    let outcome: AccessOutcome
+    let checked: AccessOutcome | Promise<AccessOutcome>
     try {
-      outcome = guard.check({ authorization: headers.get('authorization'), query: queryOf(originalUri), cookie: headers.get('cookie') }, 'access')
+      checked = guard.check(credentialRequest(request, clientIpOf, queryOf(originalUri)), 'user')
     } catch (error) {
-      // A store failure must still be a deny nginx understands, not a 500.
-      console.error(JSON.stringify({ level: 'error', route: 'check-media-access', error: String(error) }))
-      return status(403, errorBody(ERRORS.accessCheckUnavailable, unixSeconds(clock)))
+      return unavailable(error)
     }
+    if (!(checked instanceof Promise)) return decide(request, set, status, checked, path)
+    return checked.then((outcome) => decide(request, set, status, outcome, path), unavailable)
+  }, { detail: accessDetail('user') })
+
+  /** A store failure must still be a deny nginx understands, not a 500. */
+  function unavailable(error: unknown) {
+    console.error(JSON.stringify({ level: 'error', route: 'check-media-access', error: String(error) }))
+    return new Response(JSON.stringify(errorBody(ERRORS.accessCheckUnavailable, unixSeconds(clock))), { status: 403, headers: JSON_TYPE })
+  }
+
+  function decide(request: Request, set: Context['set'], status: Context['status'], outcome: AccessOutcome, path: RecordingPath | null) {
     if (outcome.ok) {
       if (owners === null || path === null || !path.ok) return ALLOWED
       const { user } = outcome.principal
@@ -79,9 +98,12 @@ export function mediaRoutes({ clock, guard, securityLog, clientIpOf, owners }: M
       return status(403, errorBody(ownerDenial(refusal), unixSeconds(clock)))
     }
     deny(request, outcome.reason)
-    set.headers['www-authenticate'] = CHALLENGES[outcome.failure]
-    if (outcome.failure === 'wrong_type') return status(403, errorBody(ERRORS.tokenTypeInvalid, unixSeconds(clock)))
+    set.headers['www-authenticate'] = outcome.challenges?.join(', ') ?? CHALLENGES[outcome.failure]
+    if (FORBIDDEN_FAILURES.has(outcome.failure)) {
+      return status(403, errorBody(outcome.failure === 'space_expired' ? ERRORS.spaceExpired : ERRORS.tokenTypeInvalid, unixSeconds(clock)))
+    }
     const kind = outcome.failure === 'missing' ? ERRORS.tokenRequired : ERRORS.unauthorized
     return status(401, errorBody(kind, unixSeconds(clock)))
-  })
+  }
 }
+

@@ -4,6 +4,7 @@
  * `metrics_port` it is served by a listener of its own on 127.0.0.1 instead (serve.ts).
  */
 import { Elysia, ElysiaCustomStatusResponse } from 'elysia'
+import { accessDetail } from '../auth/route-access'
 import { unixSeconds, type Clock } from '../clock'
 import { ERRORS, errorBody } from '../http/errors'
 import { isLocalPublisher } from '../presence/publisher'
@@ -17,7 +18,7 @@ export function metricsRoutes({ clock, metrics, peerOf }: { clock: Clock; metric
     if (!isLocalPublisher(peerOf(request), request.headers)) return status(403, errorBody(ERRORS.metricsForbidden, unixSeconds(clock)))
     set.headers['content-type'] = EXPOSITION_CONTENT_TYPE
     return metrics.text()
-  })
+  }, { detail: accessDetail('public') })
 }
 
 /**

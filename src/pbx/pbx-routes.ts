@@ -5,8 +5,7 @@
  */
 import { Elysia } from 'elysia'
 import { unixSeconds, type Clock } from '../clock'
-import { authPlugin } from '../auth/auth-plugin'
-import type { AccessGuard } from '../auth/access-guard'
+import type { AuthPlugin } from '../auth/auth-plugin'
 import { bearerChallenge } from '../auth/challenge'
 import type { Directory, DirectoryUser } from '../directory/directory'
 import { ERRORS, errorBody } from '../http/errors'
@@ -18,14 +17,15 @@ const EXTENSION_NAME = /^[A-Za-z0-9_]{1,64}$/
 
 export interface PbxRoutesDeps {
   clock: Clock
-  guard: AccessGuard
+  /** The `auth` macro (auth/auth-plugin.ts). */
+  auth: AuthPlugin
   directory: Directory
   pbx: PbxStateView | undefined
   /** MikoPBX's providers; none in embedded mode. */
   providers: ProviderSource | null
 }
 
-export function pbxRoutes({ clock, guard, directory, pbx, providers }: PbxRoutesDeps) {
+export function pbxRoutes({ clock, auth, directory, pbx, providers }: PbxRoutesDeps) {
   const freshness = () => ({ success: true as const, ami: pbx?.ami ?? 'off', stale: pbx?.stale ?? false })
   const knownUser = (name: string): DirectoryUser | null => {
     if (!EXTENSION_NAME.test(name)) return null
@@ -33,7 +33,7 @@ export function pbxRoutes({ clock, guard, directory, pbx, providers }: PbxRoutes
     return user && !user.disabled ? user : null
   }
   return new Elysia({ name: 'pbx-routes' })
-    .use(authPlugin({ guard, clock }))
+    .use(auth)
     .get(
       '/peers',
       () => {
@@ -43,7 +43,7 @@ export function pbxRoutes({ clock, guard, directory, pbx, providers }: PbxRoutes
         })
         return { ...freshness(), peers }
       },
-      { auth: 'access' },
+      { auth: 'user' },
     )
     .get(
       '/peers/:ext',
@@ -52,18 +52,12 @@ export function pbxRoutes({ clock, guard, directory, pbx, providers }: PbxRoutes
         const contacts = endpointsOf(pbx, ext).flatMap((endpoint) => endpoint.contacts.filter(hasUri).map((contact) => contactView(endpoint, contact)))
         return { ...freshness(), extension: ext, contacts }
       },
-      { auth: 'access' },
+      { auth: 'user' },
     )
     .get(
       '/registry',
-      ({ principal, set, status }) => {
-        if (!isAdmin(principal.user)) {
-          set.headers['www-authenticate'] = bearerChallenge('insufficient_scope')
-          return status(403, errorBody(ERRORS.adminRequired, unixSeconds(clock)))
-        }
-        return { ...freshness(), providers: registryOf(pbx, providers?.list() ?? []) }
-      },
-      { auth: 'access' },
+      () => ({ ...freshness(), providers: registryOf(pbx, providers?.list() ?? []) }),
+      { auth: 'admin' },
     )
 }
 

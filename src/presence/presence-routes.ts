@@ -6,7 +6,9 @@
 import { Elysia } from 'elysia'
 import * as v from 'valibot'
 import type { AccessGuard, AccessOutcome } from '../auth/access-guard'
-import { credentialSources, refusalOf } from '../auth/auth-plugin'
+import { accessDetail } from '../auth/route-access'
+import { applyRefusalHeaders, refusalOf, streamCredentialRequest } from '../auth/auth-plugin'
+import type { ClientIpOf } from '../http/client-ip'
 import { queryOf } from '../auth/credentials'
 import { unixSeconds, type Clock } from '../clock'
 import { ERRORS, errorBody, HttpError } from '../http/errors'
@@ -32,6 +34,7 @@ export interface PresenceSettings {
 export interface PresenceRoutesDeps {
   clock: Clock
   guard: AccessGuard
+  clientIpOf: ClientIpOf
   hub: PresenceHub
   settings: PresenceSettings
   /** The socket peer of a request, and a way to lift its idle timeout (Bun's server in production). */
@@ -48,7 +51,7 @@ const PublishedBody = v.object({ text: v.string(), contentType: v.string() })
 
 const ChannelParams = v.object({ channel: v.pipe(v.string(), v.regex(/^[a-z0-9-]{1,64}$/, 'must be a channel name')) })
 
-export function presenceRoutes({ clock, guard, hub, settings, peerOf, keepOpen, upgrade, producedHere = () => false }: PresenceRoutesDeps) {
+export function presenceRoutes({ clock, guard, clientIpOf, hub, settings, peerOf, keepOpen, upgrade, producedHere = () => false }: PresenceRoutesDeps) {
   const fail = (kind: (typeof ERRORS)[keyof typeof ERRORS]) => errorBody(kind, unixSeconds(clock))
 
   const routes = new Elysia({ name: 'presence-routes' })
@@ -65,6 +68,8 @@ export function presenceRoutes({ clock, guard, hub, settings, peerOf, keepOpen, 
       },
       {
         params: ChannelParams,
+        // Loopback only, judged by address (README "Presence: publish and subscribe").
+        detail: accessDetail('public'),
         body: PublishedBody,
         // The publisher check comes before reading up to 1 MiB of body.
         parse: async (context) => {
@@ -79,10 +84,10 @@ export function presenceRoutes({ clock, guard, hub, settings, peerOf, keepOpen, 
       async ({ params, request, set, status }) => {
         // A browser can't read the status of a refused upgrade: WebSockets learn of failures as close codes.
         if (isWebSocketUpgrade(request)) return upgradeToSocket(request, params.channel) ? undefined : status(400, fail(ERRORS.upgradeFailed))
-        const outcome = guard.check(credentialSources(request, true), 'access')
+        const outcome = guard.checkOwnToken(streamCredentialRequest(request, clientIpOf), 'access')
         if (!outcome.ok) {
-          const refusal = refusalOf('access', outcome.failure, clock)
-          set.headers['www-authenticate'] = refusal.challenge
+          const refusal = refusalOf('token', outcome, clock)
+          applyRefusalHeaders(set.headers, refusal)
           return status(refusal.status as 401, refusal.body)
         }
         const channel = hub.channel(params.channel)
@@ -111,7 +116,8 @@ export function presenceRoutes({ clock, guard, hub, settings, peerOf, keepOpen, 
         if (result.closed === 'shutdown') return status(503, fail(ERRORS.shuttingDown))
         return status(401, fail(ERRORS.unauthorized))
       },
-      { params: ChannelParams },
+      // Streams take our access tokens only: they re-check them every second while open.
+      { params: ChannelParams, detail: accessDetail('token') },
     )
 
   /**
@@ -120,7 +126,7 @@ export function presenceRoutes({ clock, guard, hub, settings, peerOf, keepOpen, 
    * The request is judged now; the verdict is delivered once the socket is open.
    */
   function upgradeToSocket(request: Request, channelName: string): boolean {
-    const outcome = guard.check(credentialSources(request, true), 'access')
+    const outcome = guard.checkOwnToken(streamCredentialRequest(request, clientIpOf), 'access')
     const channel = hub.channel(channelName)
     const resumeAfter = resumePoint(request)
     const meta = wantsNchanMeta(request)

@@ -4,8 +4,7 @@
  */
 import { Elysia } from 'elysia'
 import * as v from 'valibot'
-import { authPlugin } from '../auth/auth-plugin'
-import type { AccessGuard } from '../auth/access-guard'
+import type { AuthPlugin } from '../auth/auth-plugin'
 import { unixSeconds, type Clock } from '../clock'
 import type { ClientIpOf } from '../http/client-ip'
 import { ERRORS, errorBody } from '../http/errors'
@@ -30,24 +29,25 @@ function sessionView(session: SessionRow, currentSid: string | undefined) {
 
 export interface SessionRoutesDeps {
   clock: Clock
-  guard: AccessGuard
+  /** The `auth` macro (auth/auth-plugin.ts). */
+  auth: AuthPlugin
   sessions: SessionService
   securityLog: SecurityLogSink
   clientIpOf: ClientIpOf
 }
 
-export function sessionRoutes({ clock, guard, sessions, securityLog, clientIpOf }: SessionRoutesDeps) {
+export function sessionRoutes({ clock, auth, sessions, securityLog, clientIpOf }: SessionRoutesDeps) {
   const revoked = (request: Request, user: string, sid: string | undefined, reason: string) =>
     securityLog.record({ event: 'SESSION_REVOKED', user, sid, reason, ...clientIpOf(request), ua: request.headers.get('user-agent') })
   return new Elysia({ name: 'session-routes' })
-    .use(authPlugin({ guard, clock }))
+    .use(auth)
     .get(
       '/sessions',
       ({ principal: { user, token } }) => ({
         success: true,
-        sessions: sessions.list(user.username).map((session) => sessionView(session, token.sid)),
+        sessions: sessions.list(user.username).map((session) => sessionView(session, token?.sid)),
       }),
-      { auth: 'access' },
+      { auth: 'user' },
     )
     .delete(
       '/sessions/:sid',
@@ -56,7 +56,7 @@ export function sessionRoutes({ clock, guard, sessions, securityLog, clientIpOf 
         revoked(request, user.username, sid, 'ended by its user')
         return { success: true, message: 'Session ended' }
       },
-      { auth: 'access', params: SessionParams },
+      { auth: 'user', params: SessionParams },
     )
     .post(
       '/auth/logout-all',
@@ -65,6 +65,6 @@ export function sessionRoutes({ clock, guard, sessions, securityLog, clientIpOf 
         revoked(request, user.username, undefined, `logout-all: ${ended} sessions`)
         return { success: true, message: 'Logged out from all sessions', sessions_ended: ended }
       },
-      { auth: 'access' },
+      { auth: 'user' },
     )
 }

@@ -112,15 +112,15 @@ export class TokenService {
     return signHs256({ sub: String(subject.id), username: subject.username, role: subject.role, type, iat, exp, jti, sid }, key, kid)
   }
 
-  /** Throws a TokenError subclass; TokenTypeError means "valid, but not for this route". */
-  verify(token: string, expected: TokenType): VerifiedToken {
+  /** Throws a TokenError subclass; TokenTypeError means "valid, but not for this route". Either type without `expected`. */
+  verify(token: string, expected?: TokenType): VerifiedToken {
     const now = unixSeconds(this.clock)
     const verified = this.verified.get(token) ?? this.verifyAndRemember(token, now)
     checkTimeClaims({ exp: verified.expiresAt, iat: verified.issuedAt, nbf: verified.notBefore }, { now, tolerance: CLOCK_TOLERANCE_SECONDS })
     // A remembered token whose key retired since (README "Key rotation").
     if (!this.keys.isLive(verified.kid, now)) throw new TokenKeyError('signing key retired')
     if (this.isRevoked(verified)) throw new TokenRevokedError('revoked')
-    if (verified.type !== expected) throw new TokenTypeError(`${expected} token required`)
+    if (expected !== undefined && verified.type !== expected) throw new TokenTypeError(`${expected} token required`)
     return verified
   }
 

@@ -102,7 +102,7 @@ describe('check-media-access denies with 401 or 403 only', () => {
     const response = await check(originalUri('a=1'))
     expect(response.status).toBe(401)
     expect(response.headers.get('www-authenticate')).toBe('Bearer realm="softphone"')
-    expect(h.logLines().at(-1)).toMatchObject({ event: 'MEDIA_ACCESS_DENIED', reason: 'no token' })
+    expect(h.logLines().at(-1)).toMatchObject({ event: 'MEDIA_ACCESS_DENIED', reason: 'no credentials' })
   })
 
   test('a refresh token → 403 insufficient_scope', async () => {
