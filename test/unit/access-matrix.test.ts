@@ -1,4 +1,147 @@
-import { describe, expect, test } from 'bun:test'
+/**
+ * The access matrix (README "Who may call what"), generated from the route table: every route
+ * under the base path × every kind of credential × every role. What each cell must answer follows
+ * from the route's declared access alone (`x-access` in its detail), by the rules written out in
+ * `expectedStatus` below, independently of src/auth/route-access.ts. A route added without an entry
+ * in CALLS, or without a declared access, fails here.
+ */
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
+import type { CredentialKind } from '../../src/auth/authenticator'
+import type { DirectoryUser, Role } from '../../src/directory/directory'
+import { BASE, bearer, createHarness, type Harness } from '../helpers'
 
-// Filled in by the access matrix work (README "Who may call what"); a placeholder keeps citations valid.
-describe.todo('access matrix', () => {})
+type Access = 'public' | 'refresh' | 'token' | Role
+type Column = 'none' | CredentialKind
+
+interface Call {
+  /** Who may call it: the matrix's own record, which the route's declaration must match. */
+  access: Access
+  /** The path with its parameters filled in, relative to the base path. */
+  path?: string
+  body?: unknown
+  headers?: Record<string, string>
+  /** What the route answers once access is granted. */
+  ok: number
+}
+
+/** How to call each route once it lets the caller in; keyed by method and path relative to the base path. */
+const CALLS: Record<string, Call> = {
+  'POST /auth/login': { access: 'public', body: { username: 'matrix-user', password: 'Matrix-password-1' }, ok: 200 },
+  'POST /auth/refresh': { access: 'refresh', ok: 200 },
+  'POST /auth/logout': { access: 'token', ok: 200 },
+  'GET /sessions': { access: 'user', ok: 200 },
+  'DELETE /sessions/:sid': { access: 'user', path: '/sessions/AAAAAAAAAAAAAAAAAAAAAA', ok: 404 },
+  'POST /auth/logout-all': { access: 'user', ok: 200 },
+  'GET /profile': { access: 'user', ok: 200 },
+  'GET /users': { access: 'user', ok: 200 },
+  'GET /history': { access: 'user', ok: 200 },
+  'GET /calls': { access: 'user', ok: 200 },
+  // Without X-Original-URI only the credential is checked.
+  'GET /check-media-access': { access: 'user', ok: 200 },
+  'GET /health': { access: 'public', ok: 200 },
+  'POST /pub/:channel': { access: 'public', path: '/pub/contacts', body: { event: 'matrix' }, ok: 200 },
+  // A message is buffered first (beforeAll), so the long-poll answers at once.
+  'GET /sub/:channel': { access: 'token', path: '/sub/contacts', ok: 200 },
+  'GET /peers': { access: 'user', ok: 200 },
+  'GET /peers/:ext': { access: 'user', path: '/peers/nobody', ok: 404 },
+  'GET /registry': { access: 'admin', ok: 200 },
+}
+
+const ROLES: readonly Role[] = ['user', 'admin', 'superadmin']
+const RANK: Record<Role, number> = { user: 0, admin: 1, superadmin: 2 }
+/** The credential kinds this build can mint for a test user; every kind the app accepts must be here. */
+const COLUMNS: readonly Column[] = ['none', 'access_token', 'refresh_token']
+
+/** The rules of README "Who may call what", restated. */
+function expectedStatus(access: Access, column: Column, role: Role, ok: number): number {
+  if (access === 'public') return ok
+  if (column === 'none') return 401
+  if (access === 'refresh') return column === 'refresh_token' ? ok : column === 'access_token' ? 403 : 401
+  // A refresh token where an access token belongs is a wrong type, not a bad credential.
+  if (column === 'refresh_token') return 403
+  if (access === 'token') return column === 'access_token' ? ok : 401
+  return RANK[role] >= RANK[access] ? ok : 403
+}
+
+let h: Harness
+const users = new Map<Role, DirectoryUser>()
+
+beforeAll(async () => {
+  h = await createHarness()
+  for (const role of ROLES) users.set(role, await h.directory.add({ username: `matrix-${role}`, password: 'Matrix-password-1', displayName: role, role, mobile: '' }))
+  const published = await h.json(`${BASE}/pub/contacts`, { event: 'first' })
+  expect(published.status).toBe(200)
+})
+afterAll(() => h.close())
+
+/** A fresh session per cell: logout and logout-all end the session they are called with. */
+async function credentialHeaders(column: Column, user: DirectoryUser): Promise<Record<string, string>> {
+  if (column === 'none') return {}
+  const session = await h.services.sessions.start(user, { ip: '127.0.0.1', ua: 'matrix' })
+  return bearer(column === 'access_token' ? session.accessToken : session.refreshToken)
+}
+
+const routesUnderBase = () =>
+  createHarnessRoutes().filter((route) => route.path.startsWith(`${BASE}/`))
+
+function createHarnessRoutes() {
+  return h.app.routes.map((route) => ({
+    method: route.method,
+    path: route.path,
+    access: (route.hooks as { detail?: { 'x-access'?: Access } } | undefined)?.detail?.['x-access'],
+  }))
+}
+
+describe('the route table', () => {
+  test('every route under the base path declares its access and has an entry in the matrix', () => {
+    const routes = routesUnderBase()
+    expect(routes.length).toBeGreaterThan(10)
+    for (const route of routes) {
+      const key = `${route.method} ${route.path.slice(BASE.length)}`
+      expect({ key, inMatrix: key in CALLS }).toEqual({ key, inMatrix: true })
+      expect({ key, declared: route.access }).toEqual({ key, declared: CALLS[key]!.access })
+    }
+  })
+
+  test('every entry of the matrix is a route (no stale rows)', () => {
+    const keys = new Set(routesUnderBase().map((route) => `${route.method} ${route.path.slice(BASE.length)}`))
+    expect(Object.keys(CALLS).filter((key) => !keys.has(key))).toEqual([])
+  })
+})
+
+describe('each cell: route × credential × role', () => {
+  test('answers what the route\'s declared access says', async () => {
+    const failures: string[] = []
+    let cells = 0
+    for (const route of routesUnderBase()) {
+      const key = `${route.method} ${route.path.slice(BASE.length)}`
+      const call = CALLS[key]!
+      for (const column of COLUMNS) {
+        for (const role of ROLES) {
+          const headers = { ...(await credentialHeaders(column, users.get(role)!)), ...call.headers }
+          const init: RequestInit = { method: route.method, headers }
+          if (call.body !== undefined) {
+            init.body = JSON.stringify(call.body)
+            headers['content-type'] = 'application/json'
+          }
+          const response = await h.request(`${BASE}${call.path ?? route.path.slice(BASE.length)}`, init)
+          const want = expectedStatus(call.access, column, role, call.ok)
+          cells++
+          if (response.status !== want) failures.push(`${key} with ${column} as ${role}: ${response.status}, expected ${want}`)
+          if (response.status === 401) {
+            const challenge = response.headers.get('www-authenticate') ?? ''
+            if (!/^(Bearer|Digest) realm="[^"]+"/.test(challenge)) failures.push(`${key} with ${column} as ${role}: 401 without a challenge`)
+          }
+          if (response.status >= 400) {
+            const body = (await response.json()) as { success?: unknown; code?: unknown }
+            if (body.success !== false || typeof body.code !== 'string') failures.push(`${key} with ${column} as ${role}: ${response.status} without the error envelope`)
+          } else {
+            await response.arrayBuffer()
+          }
+        }
+      }
+    }
+    expect(failures).toEqual([])
+    expect(cells).toBe(routesUnderBase().length * COLUMNS.length * ROLES.length)
+  })
+})
