@@ -87,7 +87,8 @@ describe('a self-made key', () => {
     const made = await selfMade()
     expect(made).toMatchObject({ success: true, expires_after_idle_minutes: 60 })
     expect(made.api_key).toMatch(/^sbk_[A-Za-z0-9_-]{43}$/)
-    for (const headers of [{ 'x-api-key': made.api_key }, { cookie: `theme=dark; x-api-key=${made.api_key}` }]) {
+    const ways: Array<Record<string, string>> = [{ 'x-api-key': made.api_key }, { cookie: `theme=dark; x-api-key=${made.api_key}` }]
+    for (const headers of ways) {
       const response = await profileWith({ ...headers, ...from('198.51.100.7') })
       expect(response.status).toBe(200)
       expect((await response.json()).user).toMatchObject({ username: '201', role: 'user' })
@@ -144,7 +145,7 @@ describe('a self-made key', () => {
 
   test(`more than ${MAX_SELF_MADE_KEYS} revoke the one unused longest, and say so in the log`, async () => {
     const token = (await h.login('202', 'secret-202')).access_token
-    const made = []
+    const made: Array<{ api_key: string; id: number }> = []
     for (let i = 0; i <= MAX_SELF_MADE_KEYS; i++) {
       made.push(await selfMade(token))
       h.clock.advance(1)
