@@ -118,12 +118,15 @@ function startPbxState(config: Config, directory: Directory, hub: PresenceHub, c
   }
 }
 
-/** A last use lost to a failed write only makes its key look idle sooner; the next flush retries. */
-function flushApiKeyUses(apiKeys: ApiKeyService): void {
+/**
+ * Background writes of the API keys' table: a failure (the database locked, the disk full) is
+ * said and retried at the next turn. A last use not written only makes its key look idle sooner.
+ */
+function writeApiKeys(what: string, write: () => void): void {
   try {
-    apiKeys.flushLastUses()
+    write()
   } catch (error) {
-    console.error(`API key last uses not written: ${(error as { code?: string }).code ?? (error as Error).message}`)
+    console.error(`API keys: ${what}: ${(error as { code?: string }).code ?? (error as Error).message}`)
   }
 }
 
@@ -153,7 +156,7 @@ export async function serve(config: Config, clock: Clock = systemClock): Promise
   })
   const apiKeys = new ApiKeyService(new ApiKeyStore(db), directory, clock, { idleMinutes: config.api_key_idle_minutes })
   const purge = () => {
-    apiKeys.purge()
+    writeApiKeys('dead keys not purged', () => apiKeys.purge())
     revocations.purgeExpired()
     sessionStore.purgeExpired(unixSeconds(clock))
     throttle.purgeExpired()
@@ -161,7 +164,8 @@ export async function serve(config: Config, clock: Clock = systemClock): Promise
   purge()
   const purgeTimer = setInterval(purge, PURGE_INTERVAL_MS)
   purgeTimer.unref()
-  const apiKeyFlushTimer = setInterval(() => flushApiKeyUses(apiKeys), API_KEY_FLUSH_INTERVAL_MS)
+  const flushApiKeyUses = () => writeApiKeys('last uses not written', () => apiKeys.flushLastUses())
+  const apiKeyFlushTimer = setInterval(flushApiKeyUses, API_KEY_FLUSH_INTERVAL_MS)
   apiKeyFlushTimer.unref()
 
   // The `users` and `sessions` CLI commands run in other processes; their commits must reach memory.
@@ -249,7 +253,7 @@ export async function serve(config: Config, clock: Clock = systemClock): Promise
       // In-flight requests get a grace period; stop(true) then cuts whatever is still open.
       await Promise.race([app.server?.stop(false), Bun.sleep(SHUTDOWN_GRACE_MS)])
       await app.stop(true)
-      flushApiKeyUses(apiKeys)
+      flushApiKeyUses()
       securityLog.record({ event: 'SHUTDOWN', reason: signal })
       securityLog.close()
       cdr.close()

@@ -341,6 +341,38 @@ describe('last uses', () => {
   })
 })
 
+describe('the table changed by another process (the CLI)', () => {
+  test('reload drops keys it revoked, takes up keys it made, and keeps last uses not yet written', async () => {
+    const kept = (await adminMade('201')).answer
+    const revoked = (await adminMade('201')).answer
+    expect((await profileWith({ 'x-api-key': kept.api_key })).status).toBe(200)
+    const other = new ApiKeyStore(h.db)
+    other.revoke(revoked.id, h.clock.seconds)
+    expect((await profileWith({ 'x-api-key': revoked.api_key })).status).toBe(200)
+    h.apiKeys.reload()
+    expect((await profileWith({ 'x-api-key': revoked.api_key })).status).toBe(401)
+    expect(h.apiKeys.flushLastUses()).toBeGreaterThanOrEqual(1)
+    expect(h.db.query('SELECT last_used_at FROM api_keys WHERE id = ?').get(kept.id)).toEqual({ last_used_at: h.clock.seconds })
+  })
+})
+
+describe('purge', () => {
+  test('deletes keys dead for 30 days, keeps working and recently dead ones', async () => {
+    const stable = (await adminMade('201')).answer
+    const revoked = (await adminMade('201')).answer
+    await h.request(`${BASE}/admin/api_keys/${revoked.id}`, { method: 'DELETE', headers: bearer(adminToken) })
+    const idle = await selfMade()
+    const exists = (id: number) => h.db.query('SELECT id FROM api_keys WHERE id = ?').get(id) !== null
+    h.clock.advance(29 * 24 * 3600)
+    h.apiKeys.purge()
+    expect([exists(stable.id), exists(revoked.id), exists(idle.id)]).toEqual([true, true, true])
+    h.clock.advance(2 * 24 * 3600)
+    h.apiKeys.purge()
+    expect([exists(stable.id), exists(revoked.id), exists(idle.id)]).toEqual([true, false, false])
+    expect((await profileWith({ 'x-api-key': stable.api_key })).status).toBe(200)
+  })
+})
+
 test('no key ever reaches the security log', async () => {
   await h.securityLog.flush()
   const log = readFileSync(join(h.dir, 'log', 'security.log'), 'utf8')
