@@ -1,6 +1,8 @@
 /** Builds the HTTP app from its dependencies, so tests can pass a temp store and a movable clock. */
 import { Elysia } from 'elysia'
 import { accountRoutes } from './account/account-routes'
+import type { ApiKeyService } from './api-keys/api-key-service'
+import { apiKeyRoutes } from './api-keys/api-key-routes'
 import type { AccessGuard } from './auth/access-guard'
 import { authPlugin } from './auth/auth-plugin'
 import { authRoutes } from './auth/auth-routes'
@@ -42,6 +44,8 @@ export interface AppDeps {
   /** Every credential the app accepts (auth/access-guard.ts); the presence hub re-checks streams with it too. */
   guard: AccessGuard
   sessions: SessionService
+  /** API keys (README "API keys"); its authenticator is one of the guard's. */
+  apiKeys: ApiKeyService
   logins: PasswordLogin
   securityLog: SecurityLogSink
   hub: PresenceHub
@@ -96,6 +100,7 @@ export function buildApp(deps: AppDeps) {
     .use(authRoutes({ clock, logins, sessions, accessTtl: tokens.settings.accessTtl, auth, securityLog, clientIpOf }))
     .use(sessionRoutes({ clock, auth, sessions, securityLog, clientIpOf }))
     .use(accountRoutes({ clock, auth, lastUsersState: () => hub.lastSnapshot('users-state'), history }))
+    .use(apiKeyRoutes({ clock, auth, apiKeys: deps.apiKeys, directory, securityLog, clientIpOf }))
     .use(historyRoutes({ clock, auth, history }))
     .use(mediaRoutes({ clock, guard, securityLog, clientIpOf, owners }))
     .use(healthRoutes({ clock, pbx, storeStatus, deepChecks: deps.deepChecks ?? [], peerOf }))

@@ -9,6 +9,7 @@ import { BACKUP_HELP, backup, EX_DATAERR, EX_NEWER, EX_TEMPFAIL, NewerBackupErro
 import { checkConfig } from './cli/config-command'
 import { parseSecretCommand, SECRET_HELP, SECRET_SWITCHES, type OperatorCommand } from './cli/secret-command'
 import { EX_NOPERM, INSTALL_HELP, INSTALL_OPTIONS, INSTALL_SWITCHES, PermissionError, UNINSTALL_HELP, parseInstallCommand } from './cli/install-command'
+import { KEYS_HELP, KEYS_OPTIONS, parseKeysCommand } from './cli/keys-command'
 import { SESSIONS_HELP, SESSIONS_OPTIONS, parseSessionsCommand } from './cli/sessions-command'
 import { DataDirError, EX_CANTCREAT, EX_NOINPUT, NoDatabaseError, ensureDataDir, openCommandStore } from './cli/store-access'
 import { operatorAudit, type Audit, type StoreCommand } from './cli/store-command'
@@ -34,6 +35,7 @@ Commands:
   serve                 run the server (the default)
   users ...             manage the embedded user directory (users --help)
   sessions ...          list or end a user's sessions (sessions --help)
+  keys ...              create, list or revoke API keys (keys --help)
   secret rotate         a new signing key; --revoke-all also ends every session (secret --help)
   backup <file>         copy the database and the keys, also while serving
   restore <file>        put a backup in place (the server must be stopped)
@@ -61,7 +63,7 @@ type Plan =
 
 async function main(argv: readonly string[]): Promise<number> {
   const args = parseArgs(argv, {
-    options: ['config', ...CONFIG_FLAGS, ...USERS_OPTIONS, ...SESSIONS_OPTIONS, ...INSTALL_OPTIONS],
+    options: ['config', ...CONFIG_FLAGS, ...USERS_OPTIONS, ...SESSIONS_OPTIONS, ...KEYS_OPTIONS, ...INSTALL_OPTIONS],
     switches: ['help', 'version', ...USERS_SWITCHES, ...SECRET_SWITCHES, ...INSTALL_SWITCHES],
     aliases: { h: 'help', v: 'version' },
   })
@@ -95,6 +97,8 @@ function planFor(command: string, args: ParsedArgs): Plan {
       return { kind: 'store', command: parseUsersCommand(args), embeddedOnly: true }
     case 'sessions':
       return { kind: 'store', command: parseSessionsCommand(args) }
+    case 'keys':
+      return { kind: 'store', command: parseKeysCommand(args) }
     case 'secret':
       return { kind: 'operator', command: parseSecretCommand(args) }
     case 'backup':
@@ -115,6 +119,7 @@ function planFor(command: string, args: ParsedArgs): Plan {
 const COMMAND_HELP: Record<string, () => string> = {
   users: () => USERS_HELP,
   sessions: () => SESSIONS_HELP,
+  keys: () => KEYS_HELP,
   secret: () => SECRET_HELP,
   backup: () => BACKUP_HELP,
   restore: () => RESTORE_HELP,

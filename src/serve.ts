@@ -4,6 +4,9 @@ import { join } from 'node:path'
 import { buildApp } from './app'
 import { AccessGuard } from './auth/access-guard'
 import { BearerAuthenticator } from './auth/bearer-authenticator'
+import { ApiKeyAuthenticator } from './api-keys/api-key-authenticator'
+import { ApiKeyService } from './api-keys/api-key-service'
+import { ApiKeyStore } from './api-keys/api-key-store'
 import { channelSpecs, PresenceHub } from './presence/hub'
 import { systemClock, unixSeconds, type Clock } from './clock'
 import type { Config } from './config/schema'
@@ -38,6 +41,8 @@ const SHUTDOWN_GRACE_MS = 5000
 const PURGE_INTERVAL_MS = 60 * 60 * 1000
 /** Open streams re-check their tokens this often (README "Presence: publish and subscribe"). */
 const SWEEP_INTERVAL_MS = 1000
+/** API keys' last uses are written this often, never per request (README "API keys"). */
+const API_KEY_FLUSH_INTERVAL_MS = 5000
 /** Largest body any route accepts (publish, 1 MiB), plus framing slack. */
 const MAX_REQUEST_BODY = 1024 * 1024 + 4096
 
@@ -113,6 +118,18 @@ function startPbxState(config: Config, directory: Directory, hub: PresenceHub, c
   }
 }
 
+/**
+ * Background writes of the API keys' table: a failure (the database locked, the disk full) is
+ * said and retried at the next turn. A last use not written only makes its key look idle sooner.
+ */
+function writeApiKeys(what: string, write: () => void): void {
+  try {
+    write()
+  } catch (error) {
+    console.error(`API keys: ${what}: ${(error as { code?: string }).code ?? (error as Error).message}`)
+  }
+}
+
 /** The data dir must exist: main.ts creates it first, so a failure there is one line and exit 73. */
 export async function serve(config: Config, clock: Clock = systemClock): Promise<number> {
   // First: a missing PBX database stops the start before the log, the key or the store is created.
@@ -137,7 +154,9 @@ export async function serve(config: Config, clock: Clock = systemClock): Promise
     },
     passwordConcurrency: config.password_hash_concurrency,
   })
+  const apiKeys = new ApiKeyService(new ApiKeyStore(db), directory, clock, { idleMinutes: config.api_key_idle_minutes })
   const purge = () => {
+    writeApiKeys('dead keys not purged', () => apiKeys.purge())
     revocations.purgeExpired()
     sessionStore.purgeExpired(unixSeconds(clock))
     throttle.purgeExpired()
@@ -145,16 +164,20 @@ export async function serve(config: Config, clock: Clock = systemClock): Promise
   purge()
   const purgeTimer = setInterval(purge, PURGE_INTERVAL_MS)
   purgeTimer.unref()
+  const flushApiKeyUses = () => writeApiKeys('last uses not written', () => apiKeys.flushLastUses())
+  const apiKeyFlushTimer = setInterval(flushApiKeyUses, API_KEY_FLUSH_INTERVAL_MS)
+  apiKeyFlushTimer.unref()
 
   // The `users` and `sessions` CLI commands run in other processes; their commits must reach memory.
   const storeChanges = watchDatabaseChanges(db, databasePath(config), () => {
     directory.invalidate()
     revocations.reload()
+    apiKeys.reload()
   })
   // `secret rotate` runs in another process too (README "Key rotation").
   const keyChanges = watchKeyRing(ringPathFor(config.secret_key_path), keys, (line) => console.log(line))
 
-  const guard = new AccessGuard(new BearerAuthenticator(tokens, directory))
+  const guard = new AccessGuard(new BearerAuthenticator(tokens, directory), [new ApiKeyAuthenticator(apiKeys)])
   const hub = new PresenceHub(
     { channels: channelSpecs(config.extra_channels), maxPerUser: config.max_subscriptions_per_user, sweepMs: SWEEP_INTERVAL_MS },
     guard,
@@ -188,6 +211,7 @@ export async function serve(config: Config, clock: Clock = systemClock): Promise
     directory,
     tokens,
     sessions,
+    apiKeys,
     logins,
     securityLog,
     hub,
@@ -218,6 +242,7 @@ export async function serve(config: Config, clock: Clock = systemClock): Promise
       console.log(`${signal}: shutting down`)
       notifier.stopping(signal)
       clearInterval(purgeTimer)
+      clearInterval(apiKeyFlushTimer)
       eventLoopLag?.stop()
       void metricsListener?.stop(true)
       storeChanges.close()
@@ -228,6 +253,7 @@ export async function serve(config: Config, clock: Clock = systemClock): Promise
       // In-flight requests get a grace period; stop(true) then cuts whatever is still open.
       await Promise.race([app.server?.stop(false), Bun.sleep(SHUTDOWN_GRACE_MS)])
       await app.stop(true)
+      flushApiKeyUses()
       securityLog.record({ event: 'SHUTDOWN', reason: signal })
       securityLog.close()
       cdr.close()

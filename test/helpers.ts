@@ -6,6 +6,9 @@ import type { Database } from 'bun:sqlite'
 import { buildApp, type App } from '../src/app'
 import { AccessGuard } from '../src/auth/access-guard'
 import { BearerAuthenticator } from '../src/auth/bearer-authenticator'
+import { ApiKeyAuthenticator } from '../src/api-keys/api-key-authenticator'
+import { ApiKeyService } from '../src/api-keys/api-key-service'
+import { ApiKeyStore } from '../src/api-keys/api-key-store'
 import { channelSpecs, PresenceHub } from '../src/presence/hub'
 import type { Clock } from '../src/clock'
 import type { Directory } from '../src/directory/directory'
@@ -45,6 +48,7 @@ export interface Harness {
   directory: EmbeddedDirectory
   tokens: Services['tokens']
   services: Services
+  apiKeys: ApiKeyService
   hub: PresenceHub
   metrics: Metrics
   /** What the metrics' event-loop lag gauge reads, in seconds. */
@@ -83,6 +87,10 @@ export interface HarnessOptions extends Partial<ServiceSettings> {
   metricsOnMainListener?: boolean
   /** health?deep=1's checks; the store's own by default. */
   deepChecks?: AppDeps['deepChecks']
+  /** `api_key_idle_minutes`; 60 by default, as in production. */
+  apiKeyIdleMinutes?: number
+  /** The API keys' table; a test may pass one that counts writes. */
+  apiKeyStore?: (db: Database) => ApiKeyStore
 }
 
 export async function createHarness({
@@ -97,6 +105,8 @@ export async function createHarness({
   metrics: metricsOn = true,
   metricsOnMainListener = true,
   deepChecks,
+  apiKeyIdleMinutes = 60,
+  apiKeyStore = (db) => new ApiKeyStore(db),
   ...settings
 }: HarnessOptions = {}): Promise<Harness> {
   const dir = mkdtempSync(join(tmpdir(), 'softphone-test-'))
@@ -119,7 +129,8 @@ export async function createHarness({
   const securityLog = new SecurityLog(join(dir, 'log', 'security.log'), clock)
   // In-process requests have no socket: by default they arrive as nginx's would, from loopback.
   const peers = new WeakMap<Request, string>()
-  const guard = new AccessGuard(new BearerAuthenticator(tokens, served))
+  const apiKeys = new ApiKeyService(apiKeyStore(db), served, clock, { idleMinutes: apiKeyIdleMinutes })
+  const guard = new AccessGuard(new BearerAuthenticator(tokens, served), [new ApiKeyAuthenticator(apiKeys)])
   const hub = new PresenceHub(
     { channels: channelSpecs(['extra-news:3']), maxPerUser: 10, sweepMs: 20 },
     guard,
@@ -141,6 +152,7 @@ export async function createHarness({
     directory: served,
     tokens,
     sessions,
+    apiKeys,
     logins,
     securityLog,
     cdr,
@@ -171,6 +183,7 @@ export async function createHarness({
     directory,
     tokens,
     services,
+    apiKeys,
     hub,
     metrics,
     eventLoopLag,

@@ -10,11 +10,22 @@ import type { StoreAccess } from './store-access'
 
 export type OperatorEventName = Extract<
   SecurityEventName,
-  'USER_ADDED' | 'USER_PASSWORD_CHANGED' | 'USER_DISABLED' | 'USER_ENABLED' | 'USER_REMOVED' | 'SESSION_REVOKED' | 'KEY_ROTATED'
+  | 'USER_ADDED'
+  | 'USER_PASSWORD_CHANGED'
+  | 'USER_DISABLED'
+  | 'USER_ENABLED'
+  | 'USER_REMOVED'
+  | 'SESSION_REVOKED'
+  | 'KEY_ROTATED'
+  | 'API_KEY_CREATED'
+  | 'API_KEY_REVOKED'
 >
 
-/** Records an operator action on `user` (none for `secret rotate`) in the security log, signed with who ran the command. */
-export type Audit = (event: OperatorEventName, user: string | undefined, reason?: string) => void
+/**
+ * Records an operator action on `user` (none for `secret rotate`) in the security log, signed with
+ * who ran the command; `keyId` names the API key acted on.
+ */
+export type Audit = (event: OperatorEventName, user: string | undefined, reason?: string, keyId?: number) => void
 
 export interface CommandContext {
   db: Database
@@ -30,16 +41,16 @@ export interface StoreCommand {
 }
 
 export function operatorAudit(log: SecurityLogSink, env: Record<string, string | undefined>): Audit {
-  const operator = unixUser()
+  const operator = operatorName()
   const sudoUser = env.SUDO_USER || undefined
-  return (event, user, reason) => log.record({ event, user, reason, operator, sudo_user: sudoUser })
+  return (event, user, reason, keyId) => log.record({ event, user, reason, operator, sudo_user: sudoUser, key_id: keyId })
 }
 
 /**
  * The name /etc/passwd gives our uid. Not os.userInfo(): Bun's answers $USER, which whoever runs
  * the command sets. A uid without an entry there (NSS, containers) is logged as its number.
  */
-function unixUser(): string {
+export function operatorName(): string {
   const uid = process.getuid?.() ?? -1
   try {
     for (const entry of readFileSync('/etc/passwd', 'utf8').split('\n')) {

@@ -152,6 +152,7 @@ function withDefaults(raw: Raw, env: ConfigSources['env']): Record<string, unkno
     longpoll_hold_seconds: 25,
     sse_heartbeat_seconds: 15,
     max_subscriptions_per_user: 10,
+    api_key_idle_minutes: 60,
     ami: 'off',
     ami_host: '127.0.0.1',
     ami_port: 5038,

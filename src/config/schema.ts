@@ -157,6 +157,11 @@ export const CONFIG_KEYS = {
   longpoll_hold_seconds: key('integer', Seconds(1, 120), 'How long a long-poll waits for a message before answering 304. Default 25.'),
   sse_heartbeat_seconds: key('integer', Seconds(1, 15), 'Interval of EventSource heartbeat comments. Default 15.'),
   max_subscriptions_per_user: key('integer', Seconds(1, 1000), 'Concurrent subscriptions per user, over all transports; more get 429. Default 10.'),
+  api_key_idle_minutes: key(
+    'integer',
+    Seconds(1, 525600),
+    'Minutes a self-made API key (accounts/me/api_key) may stay unused before it stops working; keys made by an admin or the CLI have no idle limit. Default 60.',
+  ),
   ami: key(
     'string',
     v.picklist(AMI_MODES, 'must be "on" or "off"'),

@@ -20,6 +20,7 @@ export const ERRORS = {
   tokenRequired: kind(401, 'Unauthorized. Token required', 'token_required'),
   tokenTypeInvalid: kind(403, 'Invalid token type', 'invalid_token_type'),
   adminRequired: kind(403, 'Administrator role required', 'insufficient_scope'),
+  roleAboveOwn: kind(403, 'Not allowed for a user whose role is above yours', 'role_above_own'),
   spaceExpired: kind(403, 'The account space has expired', 'space_expired'),
   unauthorized: kind(401, 'Unauthorized', 'invalid_token'),
   loginBusy: kind(503, 'Too many logins in progress, try again', 'login_busy'),

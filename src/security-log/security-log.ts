@@ -26,6 +26,8 @@ export type SecurityEventName =
   | 'USER_DISABLED'
   | 'USER_ENABLED'
   | 'USER_REMOVED'
+  | 'API_KEY_CREATED'
+  | 'API_KEY_REVOKED'
 
 export interface SecurityEvent {
   event: SecurityEventName
@@ -45,6 +47,10 @@ export interface SecurityEvent {
   /** Operator commands: the Unix user who ran the command, and who ran sudo to become them. */
   operator?: string
   sudo_user?: string
+  /** API key events made over HTTP: the user who made or revoked the key (README "API keys"). */
+  actor?: string
+  /** API key events: the key's id, never the key. */
+  key_id?: number
 }
 
 /**
@@ -211,6 +217,8 @@ export class SecurityLog implements SecurityLogSink {
       reason: event.reason,
       sid: event.sid,
       jti: event.jti,
+      key_id: event.key_id,
+      actor: event.actor?.slice(0, MAX_USER),
       ua: event.ua?.slice(0, MAX_UA) || undefined,
       version: event.version,
       directory: event.directory,

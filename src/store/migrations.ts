@@ -64,4 +64,25 @@ export const MIGRATIONS: readonly string[] = [
     PRIMARY KEY (user_id, realm, algorithm)
   ) WITHOUT ROWID;
   `,
+  `
+  -- API keys (README "API keys"): only a SHA-256 of each key is stored, with its first characters
+  -- for recognition. Self-made keys carry the address they are bound to and their idle limit;
+  -- admin-made ones have neither. Rows are not tied to the users table: MikoPBX's users live elsewhere.
+  CREATE TABLE api_keys (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    user_id      INTEGER NOT NULL,
+    username     TEXT    NOT NULL,
+    name         TEXT    NOT NULL DEFAULT '',
+    hash         TEXT    NOT NULL UNIQUE,
+    prefix       TEXT    NOT NULL,
+    created_at   INTEGER NOT NULL,
+    last_used_at INTEGER,
+    expires_at   INTEGER,
+    idle_minutes INTEGER,
+    bound_ip     TEXT,
+    created_by   TEXT    NOT NULL,
+    revoked_at   INTEGER
+  );
+  CREATE INDEX api_keys_by_user ON api_keys (username);
+  `,
 ]

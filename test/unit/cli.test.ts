@@ -2,6 +2,7 @@ import { describe, expect, test } from 'bun:test'
 import * as v from 'valibot'
 import { parseArgs, UsageError } from '../../src/cli/args'
 import { printableConfig, REDACTED } from '../../src/cli/config-command'
+import { KEYS_OPTIONS, parseKeysCommand } from '../../src/cli/keys-command'
 import { parseSessionsCommand } from '../../src/cli/sessions-command'
 import { parseUsersCommand } from '../../src/cli/users-command'
 import { CONFIG_KEYS, type KeySpec } from '../../src/config/schema'
@@ -31,6 +32,7 @@ describe('parseArgs', () => {
 describe('commands check their usage before touching the store', () => {
   const users = (...argv: string[]) => parseUsersCommand(parseArgs(argv, { options: ['role', 'mobile', 'name'], switches: ['password-stdin'] }))
   const sessions = (...argv: string[]) => parseSessionsCommand(parseArgs(argv, known))
+  const keys = (...argv: string[]) => parseKeysCommand(parseArgs(argv, { options: KEYS_OPTIONS, switches: [] }))
 
   test('each command says how it needs the store', () => {
     expect(users('users', 'add', '201').access).toBe('create')
@@ -38,6 +40,10 @@ describe('commands check their usage before touching the store', () => {
     for (const command of ['passwd', 'disable', 'enable', 'remove']) expect(users('users', command, '201').access).toBe('write')
     expect(sessions('sessions', 'list', '--user', '201').access).toBe('read')
     expect(sessions('sessions', 'revoke', '--user', '201').access).toBe('write')
+    expect(keys('keys', 'create', '--user', '201', '--expires', '2099-01-31').access).toBe('write')
+    expect(keys('keys', 'create', '--user', '201', '--expires', '30').access).toBe('write')
+    expect(keys('keys', 'list').access).toBe('read')
+    expect(keys('keys', 'revoke', '7').access).toBe('write')
   })
 
   test('bad usage throws before there is anything to run', () => {
@@ -46,6 +52,17 @@ describe('commands check their usage before touching the store', () => {
     }
     expect(() => sessions('sessions', 'list')).toThrow(UsageError)
     expect(() => sessions('sessions', 'bogus', '--user', '201')).toThrow(UsageError)
+    const badKeys = [
+      ['keys'],
+      ['keys', 'create'],
+      ['keys', 'create', '--user', '201', '--expires', 'soon'],
+      ['keys', 'create', '--user', '201', '--expires', '2020-01-01'],
+      ['keys', 'create', '--user', '201', '--expires', '0'],
+      ['keys', 'create', '--user', '201', '--name', 'a\nb'],
+      ['keys', 'revoke'],
+      ['keys', 'revoke', '0x1'],
+    ]
+    for (const argv of badKeys) expect(() => keys(...argv)).toThrow(UsageError)
   })
 })
 

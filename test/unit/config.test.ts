@@ -54,6 +54,7 @@ describe('defaults', () => {
       longpoll_hold_seconds: 25,
       sse_heartbeat_seconds: 15,
       max_subscriptions_per_user: 10,
+      api_key_idle_minutes: 60,
       ami: 'off',
       ami_host: '127.0.0.1',
       ami_port: 5038,

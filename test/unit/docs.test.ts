@@ -166,3 +166,9 @@ test('the README states the state engine limits the code uses', () => {
   expect(section).toContain(`at most once per ${sourceConstant('src/pbx/state-engine.ts', 'DEBOUNCE_MS')} ms`)
   expect(section).toContain(`at most ${sourceConstant('src/pbx/state-engine.ts', 'MAX_CHANNELS')} channels are tracked`)
 })
+
+test('the README states the API key limits the code uses', () => {
+  const section = readmeSection('Who may call what')
+  expect(section).toContain(`at most ${sourceConstant('src/api-keys/api-key-service.ts', 'MAX_SELF_MADE_KEYS')} working self-made keys`)
+  expect(section).toContain(`every ${sourceConstant('src/serve.ts', 'API_KEY_FLUSH_INTERVAL_MS') / 1000} s and at shutdown`)
+})
