@@ -71,7 +71,7 @@ export class AccessGuard {
     const rule = ACCESS_RULES[access]
     if (!rule.credentials.includes(principal.via)) {
       // A refresh token where an access token belongs, or the other way round, keeps the legacy texts.
-      const tokenMixup = principal.via === 'refresh_token' || rule.credentials.includes('refresh_token')
+      const tokenMixup = principal.via === 'refresh_token' || (principal.via === 'access_token' && rule.credentials.includes('refresh_token'))
       return { ok: false, failure: tokenMixup ? 'wrong_type' : 'invalid', reason: `${principal.via} not accepted here` }
     }
     for (const check of this.checks) {

@@ -45,12 +45,16 @@ const CALLS: Record<string, Call> = {
   'GET /peers': { access: 'user', ok: 200 },
   'GET /peers/:ext': { access: 'user', path: '/peers/nobody', ok: 404 },
   'GET /registry': { access: 'admin', ok: 200 },
+  'POST /accounts/me/api_key': { access: 'user', ok: 200 },
+  'GET /admin/api_keys': { access: 'admin', ok: 200 },
+  'POST /admin/api_keys': { access: 'admin', body: { user: 'matrix-user' }, ok: 200 },
+  'DELETE /admin/api_keys/:id': { access: 'admin', path: '/admin/api_keys/999999', ok: 404 },
 }
 
 const ROLES: readonly Role[] = ['user', 'admin', 'superadmin']
 const RANK: Record<Role, number> = { user: 0, admin: 1, superadmin: 2 }
 /** The credential kinds this build can mint for a test user; every kind the app accepts must be here. */
-const COLUMNS: readonly Column[] = ['none', 'access_token', 'refresh_token']
+const COLUMNS: readonly Column[] = ['none', 'access_token', 'refresh_token', 'api_key']
 
 /** The rules of README "Who may call what", restated. */
 function expectedStatus(access: Access, column: Column, role: Role, ok: number): number {
@@ -77,6 +81,7 @@ afterAll(() => h.close())
 /** A fresh session per cell: logout and logout-all end the session they are called with. */
 async function credentialHeaders(column: Column, user: DirectoryUser): Promise<Record<string, string>> {
   if (column === 'none') return {}
+  if (column === 'api_key') return { 'x-api-key': h.apiKeys.createStable(user, 'matrix').text }
   const session = await h.services.sessions.start(user, { ip: '127.0.0.1', ua: 'matrix' })
   return bearer(column === 'access_token' ? session.accessToken : session.refreshToken)
 }
