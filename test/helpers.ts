@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import type { Database } from 'bun:sqlite'
 import { buildApp, type App } from '../src/app'
 import { AccessGuard } from '../src/auth/access-guard'
-import { BearerAuthenticator } from '../src/auth/bearer-authenticator'
+import { BearerAuthenticator, type ExternalIssuer } from '../src/auth/bearer-authenticator'
 import { channelSpecs, PresenceHub } from '../src/presence/hub'
 import type { Clock } from '../src/clock'
 import type { Directory } from '../src/directory/directory'
@@ -83,6 +83,11 @@ export interface HarnessOptions extends Partial<ServiceSettings> {
   metricsOnMainListener?: boolean
   /** health?deep=1's checks; the store's own by default. */
   deepChecks?: AppDeps['deepChecks']
+  /**
+   * The external JWT issuer (README "External tokens"), built once the harness's directory and
+   * clock exist, e.g. `(directory, clock) => new ExternalJwtIssuer(settings, keys, directory, clock)`.
+   */
+  externalIssuer?: (directory: Directory, clock: ManualClock) => ExternalIssuer
 }
 
 export async function createHarness({
@@ -97,6 +102,7 @@ export async function createHarness({
   metrics: metricsOn = true,
   metricsOnMainListener = true,
   deepChecks,
+  externalIssuer,
   ...settings
 }: HarnessOptions = {}): Promise<Harness> {
   const dir = mkdtempSync(join(tmpdir(), 'softphone-test-'))
@@ -119,7 +125,7 @@ export async function createHarness({
   const securityLog = new SecurityLog(join(dir, 'log', 'security.log'), clock)
   // In-process requests have no socket: by default they arrive as nginx's would, from loopback.
   const peers = new WeakMap<Request, string>()
-  const guard = new AccessGuard(new BearerAuthenticator(tokens, served))
+  const guard = new AccessGuard(new BearerAuthenticator(tokens, served, externalIssuer?.(served, clock) ?? null))
   const hub = new PresenceHub(
     { channels: channelSpecs(['extra-news:3']), maxPerUser: 10, sweepMs: 20 },
     guard,

@@ -62,6 +62,12 @@ describe('defaults', () => {
       ami_secret_file: '',
       metrics: 'on',
       metrics_port: 0,
+      external_jwt_issuer: '',
+      external_jwt_audience: '',
+      external_jwt_key_file: '',
+      external_jwt_algorithms: ['RS256', 'ES256', 'EdDSA'],
+      external_jwt_user_claim: 'sub',
+      external_jwt_clock_tolerance: 30,
     })
     expect(Object.keys(config).sort()).toEqual(Object.keys(CONFIG_KEYS).sort())
   })
