@@ -88,12 +88,15 @@ describe('refused with 401 invalid_token', () => {
     expect((await ground.h.request(`${BASE}/sub/users-state`, { headers: bearer(token) })).status).toBe(401)
   })
 
-  test('the security log names the reason, never the token', async () => {
-    const token = await ground.token('ES256', { iss: 'https://evil.example.test' })
-    await profile(token)
-    const text = JSON.stringify(ground.h.logLines())
-    expect(text).toContain('external token')
-    expect(text).not.toContain(token.split('.')[2]!)
+  test('check-media-access logs the reason, never the token', async () => {
+    const token = await ground.token('ES256', { exp: ground.h.clock.seconds + 60 })
+    expect((await media(token)).status).toBe(200)
+    ground.h.clock.advance(90)
+    expect((await media(token)).status).toBe(401)
+    ground.h.clock.advance(-90)
+    const lines = ground.h.logLines()
+    expect(lines.at(-1)).toMatchObject({ event: 'MEDIA_ACCESS_DENIED', reason: 'external token: expired' })
+    expect(JSON.stringify(lines)).not.toContain(token.split('.')[2]!)
   })
 })
 
