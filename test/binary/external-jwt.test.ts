@@ -94,6 +94,16 @@ test('a missing key file stops the start: one line, exit 78', async () => {
   expect(result.stdout).not.toContain('listening')
 })
 
+test('config check reads the key file as serve does', async () => {
+  const ok = await runCli(['config', 'check', '--config', configFile(keyFile), '--data-dir', join(scratch, 'data')])
+  expect(ok.exitCode).toBe(0)
+  expect(ok.stdout).toContain(`\nexternal JWTs: ${keyFile} ok, 1 key(s) (ES256)\n`)
+  const missing = join(scratch, 'nowhere.pem')
+  const refused = await runCli(['config', 'check', '--config', configFile(missing), '--data-dir', join(scratch, 'data')])
+  expect(refused.exitCode).toBe(78)
+  expect(refused.stderr).toBe(`softphone-backend: config error: external_jwt_key_file ${missing} does not exist\n`)
+})
+
 test('an HMAC algorithm in the config stops the start: exit 78', async () => {
   const path = join(scratch, 'hmac.toml')
   writeFileSync(path, `external_jwt_issuer = "${ISSUER}"\nexternal_jwt_audience = "${AUDIENCE}"\nexternal_jwt_key_file = "${keyFile}"\nexternal_jwt_algorithms = ["HS256"]\n`)
