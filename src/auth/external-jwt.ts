@@ -79,7 +79,7 @@ export class ExternalJwtIssuer implements ExternalIssuer {
   /** Cheap and lenient, for every bearer token: the full checks come in authenticate(). */
   issued(token: string): boolean {
     const end = token.indexOf('.')
-    if (end < 1 || end > 1024) return false
+    if (end < 1 || end > MAX_TOKEN_LENGTH) return false
     try {
       const alg = JSON.parse(Buffer.from(token.slice(0, end), 'base64url').toString()).alg
       return (this.settings.algorithms as readonly unknown[]).includes(alg)
