@@ -7,8 +7,10 @@ import { BearerAuthenticator } from './auth/bearer-authenticator'
 import { ApiKeyAuthenticator } from './api-keys/api-key-authenticator'
 import { ApiKeyService } from './api-keys/api-key-service'
 import { ApiKeyStore } from './api-keys/api-key-store'
+import { ExternalJwtIssuer, readKeysAtStart, reloadExternalKeys } from './auth/external-jwt'
 import { channelSpecs, PresenceHub } from './presence/hub'
 import { systemClock, unixSeconds, type Clock } from './clock'
+import { externalJwtSettings } from './config/load'
 import type { Config } from './config/schema'
 import { DirectoryAdminCredentials, MikoPbxAdminCredentials } from './core-api/admin-credentials'
 import { CachedDirectory } from './directory/cached'
@@ -134,6 +136,8 @@ function writeApiKeys(what: string, write: () => void): void {
 export async function serve(config: Config, clock: Clock = systemClock): Promise<number> {
   // First: a missing PBX database stops the start before the log, the key or the store is created.
   const users = openUserDirectory(config, clock)
+  const externalJwt = externalJwtSettings(config)
+  const externalKeys = externalJwt ? readKeysAtStart(externalJwt) : null
   const securityLog = new SecurityLog(join(config.log_dir, 'security.log'), clock, {
     ...DEFAULT_LOG_LIMITS,
     maxBytes: config.security_log_max_bytes,
@@ -177,7 +181,8 @@ export async function serve(config: Config, clock: Clock = systemClock): Promise
   // `secret rotate` runs in another process too (README "Key rotation").
   const keyChanges = watchKeyRing(ringPathFor(config.secret_key_path), keys, (line) => console.log(line))
 
-  const guard = new AccessGuard(new BearerAuthenticator(tokens, directory), [new ApiKeyAuthenticator(apiKeys)])
+  const external = externalJwt && externalKeys ? new ExternalJwtIssuer(externalJwt, externalKeys, directory, clock) : null
+  const guard = new AccessGuard(new BearerAuthenticator(tokens, directory, external), [new ApiKeyAuthenticator(apiKeys)])
   const hub = new PresenceHub(
     { channels: channelSpecs(config.extra_channels), maxPerUser: config.max_subscriptions_per_user, sweepMs: SWEEP_INTERVAL_MS },
     guard,
@@ -263,7 +268,11 @@ export async function serve(config: Config, clock: Clock = systemClock): Promise
     }
     process.on('SIGTERM', () => void shutdown('SIGTERM'))
     process.on('SIGINT', () => void shutdown('SIGINT'))
-    process.on('SIGHUP', () => securityLog.reopen())
+    process.on('SIGHUP', () => {
+      securityLog.reopen()
+      // README "External tokens": an issuer's key rollover without a restart.
+      if (external && externalJwt) console.log(reloadExternalKeys(external, externalJwt))
+    })
     // READY only now: listening, the store open and the signals handled (README "systemd readiness and watchdog").
     const notifier = startNotifier({
       env: process.env,
@@ -281,6 +290,7 @@ export async function serve(config: Config, clock: Clock = systemClock): Promise
     console.log(recordingsAccessLine(config.recordings_access, cdr.path))
     console.log(pbxState ? `AMI: connecting to ${config.ami_host}:${config.ami_port}; users-state and active-calls come from it` : 'AMI: off (ami = "off"); presence comes from pub/ only')
     if (metricsListener) console.log(`metrics: http://${METRICS_HOST}:${metricsListener.server!.port}/metrics (metrics_port)`)
+    console.log(externalKeys ? `external JWTs: issuer ${config.external_jwt_issuer}, ${externalKeys.length} key(s) from ${config.external_jwt_key_file}` : 'external JWTs: off')
     if (config.core_api === 'on') console.log('core API: /pbxcore/api/sip/* served (core_api = "on")')
     void revocations.idsLoaded.then(({ ids, ms }) => console.log(`${ids} revoked token ids in memory after ${Math.round(ms)} ms`))
     securityLog.record({ event: 'STARTUP', version: VERSION, directory: directoryDescription(config) })

@@ -5,10 +5,10 @@ import { join } from 'node:path'
 import type { Database } from 'bun:sqlite'
 import { buildApp, type App } from '../src/app'
 import { AccessGuard } from '../src/auth/access-guard'
-import { BearerAuthenticator } from '../src/auth/bearer-authenticator'
 import { ApiKeyAuthenticator } from '../src/api-keys/api-key-authenticator'
 import { ApiKeyService } from '../src/api-keys/api-key-service'
 import { ApiKeyStore } from '../src/api-keys/api-key-store'
+import { BearerAuthenticator, type ExternalIssuer } from '../src/auth/bearer-authenticator'
 import { channelSpecs, PresenceHub } from '../src/presence/hub'
 import type { Clock } from '../src/clock'
 import type { Directory } from '../src/directory/directory'
@@ -91,6 +91,11 @@ export interface HarnessOptions extends Partial<ServiceSettings> {
   apiKeyIdleMinutes?: number
   /** The API keys' table; a test may pass one that counts writes. */
   apiKeyStore?: (db: Database) => ApiKeyStore
+  /**
+   * The external JWT issuer (README "External tokens"), built once the harness's directory and
+   * clock exist, e.g. `(directory, clock) => new ExternalJwtIssuer(settings, keys, directory, clock)`.
+   */
+  externalIssuer?: (directory: Directory, clock: ManualClock) => ExternalIssuer
 }
 
 export async function createHarness({
@@ -107,6 +112,7 @@ export async function createHarness({
   deepChecks,
   apiKeyIdleMinutes = 60,
   apiKeyStore = (db) => new ApiKeyStore(db),
+  externalIssuer,
   ...settings
 }: HarnessOptions = {}): Promise<Harness> {
   const dir = mkdtempSync(join(tmpdir(), 'softphone-test-'))
@@ -130,7 +136,7 @@ export async function createHarness({
   // In-process requests have no socket: by default they arrive as nginx's would, from loopback.
   const peers = new WeakMap<Request, string>()
   const apiKeys = new ApiKeyService(apiKeyStore(db), served, clock, { idleMinutes: apiKeyIdleMinutes })
-  const guard = new AccessGuard(new BearerAuthenticator(tokens, served), [new ApiKeyAuthenticator(apiKeys)])
+  const guard = new AccessGuard(new BearerAuthenticator(tokens, served, externalIssuer?.(served, clock) ?? null), [new ApiKeyAuthenticator(apiKeys)])
   const hub = new PresenceHub(
     { channels: channelSpecs(['extra-news:3']), maxPerUser: 10, sweepMs: 20 },
     guard,

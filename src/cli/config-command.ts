@@ -1,5 +1,6 @@
 /** `softphone-backend config check`: what `serve` would run with, checked as `serve` checks it, creating nothing. */
-import type { LoadedConfig } from '../config/load'
+import { readKeysAtStart } from '../auth/external-jwt'
+import { externalJwtSettings, type LoadedConfig } from '../config/load'
 import { CONFIG_KEYS, type Config, type KeySpec } from '../config/schema'
 import { openAtStart } from '../directory/mikopbx-file'
 import { directoryDescription } from '../serve'
@@ -19,6 +20,7 @@ export function checkConfig({ config, file }: LoadedConfig): string {
     `secret key: ${config.secret_key_path} ${key}`,
     `key ring: ${keyRingDescription(config.secret_key_path)}`,
     `directory: ${directoryDescription(config)}${checkDirectory(config)}`,
+    `external JWTs: ${externalJwtDescription(config)}`,
     'config ok',
     JSON.stringify(printableConfig(config), null, 2),
   ].join('\n')
@@ -36,6 +38,14 @@ function checkDirectory(config: Config): string {
   if (config.directory !== 'mikopbx') return ''
   openAtStart(config.mikopbx_db, () => {}).close()
   return ' ok'
+}
+
+/** The issuer's key file is read as serve reads it (README "External tokens"); throws serve's ConfigError. */
+function externalJwtDescription(config: Config): string {
+  const settings = externalJwtSettings(config)
+  if (!settings) return 'off'
+  const keys = readKeysAtStart(settings)
+  return `${settings.keyFile} ok, ${keys.length} key(s) (${[...new Set(keys.map((key) => key.algorithm))].join(', ')})`
 }
 
 /** Every key whose spec is marked `secret` is replaced, so a new credential key is covered by its marker alone. */

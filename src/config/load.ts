@@ -8,6 +8,8 @@ import { join } from 'node:path'
 import * as v from 'valibot'
 import { DEFAULT_PASSWORD_MIN_LENGTH } from '../directory/embedded'
 import { DEFAULT_DIGEST_REALM } from '../auth/digest'
+import { EXTERNAL_ALGORITHMS, type ExternalAlgorithm } from '../auth/external-jwt-keys'
+import type { ExternalJwtSettings } from '../auth/external-jwt'
 import { CONFIG_KEYS, ConfigSchema, DEFAULT_BASE_PATH, DEFAULT_MIKOPBX_DB, type Config, type ConfigKey } from './schema'
 
 const DEFAULT_CONFIG_PATH = '/etc/softphone-backend/config.toml'
@@ -161,6 +163,12 @@ function withDefaults(raw: Raw, env: ConfigSources['env']): Record<string, unkno
     ami_secret_file: '',
     metrics: 'on',
     metrics_port: 0,
+    external_jwt_issuer: '',
+    external_jwt_audience: '',
+    external_jwt_key_file: '',
+    external_jwt_algorithms: [...EXTERNAL_ALGORITHMS],
+    external_jwt_user_claim: 'sub',
+    external_jwt_clock_tolerance: 30,
     ...Object.fromEntries(Object.entries(raw).map(([name, entry]) => [name, entry.value])),
     data_dir: dataDir,
   }
@@ -177,6 +185,8 @@ function validate(merged: Record<string, unknown>, raw: Raw): Config {
     const config = result.output as Config
     const missing = amiCredentialMissing(config)
     if (missing) throw new ConfigError(`config error: ${missing} (from ${raw.ami?.origin ?? 'default'})`)
+    const partial = externalJwtIncomplete(config)
+    if (partial) throw new ConfigError(`config error: ${partial}`)
     return config
   }
   const issue = result.issues[0]
@@ -192,4 +202,26 @@ function amiCredentialMissing(config: Config): string | null {
   if (config.ami_secret === '' && config.ami_secret_file === '') return 'ami is "on" but neither ami_secret nor ami_secret_file is set (README "AMI")'
   if (config.ami_secret !== '' && config.ami_secret_file !== '') return 'ami_secret and ami_secret_file are both set: keep one'
   return null
+}
+
+const EXTERNAL_JWT_REQUIRED = ['external_jwt_issuer', 'external_jwt_audience', 'external_jwt_key_file'] as const
+
+/** External JWTs are on with all three of issuer, audience and key file, off with none (README "External tokens"). */
+function externalJwtIncomplete(config: Config): string | null {
+  const unset = EXTERNAL_JWT_REQUIRED.filter((name) => config[name] === '')
+  if (unset.length === 0 || unset.length === EXTERNAL_JWT_REQUIRED.length) return null
+  return `${unset.join(' and ')} must be set too, or none of ${EXTERNAL_JWT_REQUIRED.join(', ')} (README "External tokens")`
+}
+
+/** The external issuer's settings, or null when external JWTs are off. */
+export function externalJwtSettings(config: Config): ExternalJwtSettings | null {
+  if (config.external_jwt_issuer === '') return null
+  return {
+    issuer: config.external_jwt_issuer,
+    audience: config.external_jwt_audience,
+    keyFile: config.external_jwt_key_file,
+    algorithms: config.external_jwt_algorithms as ExternalAlgorithm[],
+    userClaim: config.external_jwt_user_claim,
+    clockTolerance: config.external_jwt_clock_tolerance,
+  }
 }

@@ -9,6 +9,7 @@ import { extraChannelConflict } from '../presence/hub'
 import { parseRange } from '../http/client-ip'
 import { ROTATION_MODES } from '../sessions/sessions'
 import { RECORDINGS_ACCESS_MODES } from '../media/recording-owners'
+import { EXTERNAL_ALGORITHMS, hmacAlgorithmIn } from '../auth/external-jwt-keys'
 
 type Kind = 'string' | 'integer' | 'boolean' | 'list'
 
@@ -181,6 +182,32 @@ export const CONFIG_KEYS = {
     v.picklist(METRICS_MODES, 'must be "on" or "off"'),
     'Prometheus metrics at /metrics, for loopback peers only. Default "on".',
   ),
+  external_jwt_issuer: key(
+    'string',
+    OneLine,
+    'The `iss` an external issuer\'s JWTs must carry; setting it (with external_jwt_audience and external_jwt_key_file) turns them on. Default "": off.',
+  ),
+  external_jwt_audience: key('string', OneLine, 'The `aud` those JWTs must carry (one of theirs, if a list). Default "".'),
+  external_jwt_key_file: key(
+    'string',
+    AbsolutePathOrEmpty,
+    'The issuer\'s public key(s): a PEM file (public keys or certificates) or a JWKS JSON file, read at start and on SIGHUP. Default "".',
+  ),
+  external_jwt_algorithms: key(
+    'list',
+    v.pipe(
+      v.array(v.string('must be a list of algorithms'), 'must be a list of algorithms'),
+      v.check((names) => hmacAlgorithmIn(names) === null, (issue) => `has ${hmacAlgorithmIn(issue.input as string[])}: HMAC algorithms are refused, an issuer's public key must never serve as an HMAC secret`),
+      v.check((names) => names.length > 0 && names.every((name) => (EXTERNAL_ALGORITHMS as readonly string[]).includes(name)), 'must be a non-empty subset of RS256, ES256, EdDSA'),
+    ),
+    'Algorithms accepted from the issuer, a subset of RS256, ES256, EdDSA (HS* is refused). Default all three. Comma-separated in env and flags.',
+  ),
+  external_jwt_user_claim: key(
+    'string',
+    v.pipe(v.string('must be a string'), v.regex(/^[\x21-\x7e]{1,64}$/, 'must be a claim name (1 to 64 printable ASCII characters)')),
+    'The claim that names the user (an extension of the directory). Default "sub".',
+  ),
+  external_jwt_clock_tolerance: key('integer', Seconds(0, 300), 'Allowed clock skew for the issuer\'s exp, nbf and iat, seconds. Default 30.'),
   metrics_port: key(
     'integer',
     Seconds(0, 65535),

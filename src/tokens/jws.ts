@@ -146,7 +146,8 @@ function requireNumericDate(claims: Claims, name: string): number {
   return value
 }
 
-function decodeSegment(segment: string): Claims {
+/** A base64url segment holding a JSON object, canonical, strict UTF-8, without duplicate members. */
+export function decodeSegment(segment: string): Claims {
   const bytes = Buffer.from(segment, 'base64url')
   // Non-canonical spellings (sibling last characters) decode to the same bytes; refuse them.
   if (bytes.toString('base64url') !== segment) throw new TokenMalformedError('non-canonical base64url')

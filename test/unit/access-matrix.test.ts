@@ -8,7 +8,8 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import type { CredentialKind } from '../../src/auth/authenticator'
 import type { DirectoryUser, Role } from '../../src/directory/directory'
-import { BASE, bearer, createHarness, type Harness } from '../helpers'
+import { externalGround, type ExternalGround } from '../external-jwt-fixture'
+import { BASE, bearer, type Harness } from '../helpers'
 
 type Access = 'public' | 'refresh' | 'token' | Role
 type Column = 'none' | CredentialKind
@@ -54,7 +55,7 @@ const CALLS: Record<string, Call> = {
 const ROLES: readonly Role[] = ['user', 'admin', 'superadmin']
 const RANK: Record<Role, number> = { user: 0, admin: 1, superadmin: 2 }
 /** The credential kinds this build can mint for a test user; every kind the app accepts must be here. */
-const COLUMNS: readonly Column[] = ['none', 'access_token', 'refresh_token', 'api_key']
+const COLUMNS: readonly Column[] = ['none', 'access_token', 'refresh_token', 'api_key', 'external_jwt']
 
 /** The rules of README "Who may call what", restated. */
 function expectedStatus(access: Access, column: Column, role: Role, ok: number): number {
@@ -68,10 +69,12 @@ function expectedStatus(access: Access, column: Column, role: Role, ok: number):
 }
 
 let h: Harness
+let external: ExternalGround
 const users = new Map<Role, DirectoryUser>()
 
 beforeAll(async () => {
-  h = await createHarness()
+  external = await externalGround()
+  h = external.h
   for (const role of ROLES) users.set(role, await h.directory.add({ username: `matrix-${role}`, password: 'Matrix-password-1', displayName: role, role, mobile: '' }))
   const published = await h.json(`${BASE}/pub/contacts`, { event: 'first' })
   expect(published.status).toBe(200)
@@ -82,6 +85,7 @@ afterAll(() => h.close())
 async function credentialHeaders(column: Column, user: DirectoryUser): Promise<Record<string, string>> {
   if (column === 'none') return {}
   if (column === 'api_key') return { 'x-api-key': h.apiKeys.createStable(user, 'matrix').text }
+  if (column === 'external_jwt') return bearer(await external.token('ES256', { sub: user.username }))
   const session = await h.services.sessions.start(user, { ip: '127.0.0.1', ua: 'matrix' })
   return bearer(column === 'access_token' ? session.accessToken : session.refreshToken)
 }

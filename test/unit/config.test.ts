@@ -2,7 +2,7 @@ import { afterEach, beforeEach, describe, expect, test } from 'bun:test'
 import { mkdtempSync, rmSync, writeFileSync, chmodSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { ConfigError, loadConfig, unknownEnvironmentVariables } from '../../src/config/load'
+import { ConfigError, externalJwtSettings, loadConfig, unknownEnvironmentVariables } from '../../src/config/load'
 import { CONFIG_KEYS } from '../../src/config/schema'
 import { channelSpecs } from '../../src/presence/hub'
 import { amiSettings } from '../../src/pbx/ami/ami-config'
@@ -63,6 +63,12 @@ describe('defaults', () => {
       ami_secret_file: '',
       metrics: 'on',
       metrics_port: 0,
+      external_jwt_issuer: '',
+      external_jwt_audience: '',
+      external_jwt_key_file: '',
+      external_jwt_algorithms: ['RS256', 'ES256', 'EdDSA'],
+      external_jwt_user_claim: 'sub',
+      external_jwt_clock_tolerance: 30,
     })
     expect(Object.keys(config).sort()).toEqual(Object.keys(CONFIG_KEYS).sort())
   })
@@ -218,5 +224,44 @@ describe('AMI settings', () => {
     const twoLines = join(dir, 'two-lines.secret')
     writeFileSync(twoLines, 'first-line\nAction: Logoff\n')
     expect(() => amiSettings(load({ flags: { ...on, ami_secret_file: twoLines } }))).toThrow(new ConfigError(`ami_secret_file ${twoLines} holds more than one line`))
+  })
+})
+
+describe('external JWTs (README "External tokens")', () => {
+  const on = { SOFTPHONE_EXTERNAL_JWT_ISSUER: 'https://idp.example.test', SOFTPHONE_EXTERNAL_JWT_AUDIENCE: 'pbx', SOFTPHONE_EXTERNAL_JWT_KEY_FILE: '/etc/softphone-backend/issuer.pem' }
+
+  test('off by default; on with issuer, audience and key file, from flat keys in any source', () => {
+    expect(externalJwtSettings(load())).toBeNull()
+    expect(externalJwtSettings(load({ env: { ...on, SOFTPHONE_EXTERNAL_JWT_ALGORITHMS: 'ES256, EdDSA' }, flags: { external_jwt_user_claim: 'preferred_username' } }))).toEqual({
+      issuer: 'https://idp.example.test',
+      audience: 'pbx',
+      keyFile: '/etc/softphone-backend/issuer.pem',
+      algorithms: ['ES256', 'EdDSA'],
+      userClaim: 'preferred_username',
+      clockTolerance: 30,
+    })
+    file('external_jwt_issuer = "https://idp.example.test"\nexternal_jwt_audience = "pbx"\nexternal_jwt_key_file = "/k.json"\nexternal_jwt_clock_tolerance = 5\n')
+    expect(externalJwtSettings(load())).toMatchObject({ keyFile: '/k.json', clockTolerance: 5, algorithms: ['RS256', 'ES256', 'EdDSA'] })
+  })
+
+  test('HMAC algorithms are refused at load, and so is anything outside RS256, ES256, EdDSA', () => {
+    for (const [algorithms, message] of [
+      ['RS256,HS256', 'external_jwt_algorithms has HS256: HMAC algorithms are refused'],
+      ['hs512', 'external_jwt_algorithms has hs512: HMAC algorithms are refused'],
+      ['PS256', 'external_jwt_algorithms must be a non-empty subset of RS256, ES256, EdDSA'],
+      ['none', 'external_jwt_algorithms must be a non-empty subset of RS256, ES256, EdDSA'],
+      ['', 'external_jwt_algorithms must be a non-empty subset of RS256, ES256, EdDSA'],
+    ]) {
+      const run = () => load({ env: { ...on, SOFTPHONE_EXTERNAL_JWT_ALGORITHMS: algorithms! } })
+      expect(run).toThrow(ConfigError)
+      expect(run).toThrow(message!)
+    }
+  })
+
+  test('issuer, audience and key file go together', () => {
+    const run = () => load({ env: { SOFTPHONE_EXTERNAL_JWT_ISSUER: 'https://idp.example.test' } })
+    expect(run).toThrow('external_jwt_audience and external_jwt_key_file must be set too, or none of external_jwt_issuer, external_jwt_audience, external_jwt_key_file')
+    expect(() => load({ env: { ...on, SOFTPHONE_EXTERNAL_JWT_KEY_FILE: 'relative.pem' } })).toThrow('external_jwt_key_file must be an absolute path')
+    expect(() => load({ env: { ...on, SOFTPHONE_EXTERNAL_JWT_CLOCK_TOLERANCE: '3600' } })).toThrow('external_jwt_clock_tolerance must be at most 300')
   })
 })
