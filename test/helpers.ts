@@ -19,6 +19,7 @@ import type { RecordingsAccess } from '../src/media/recording-owners'
 import type { AppDeps } from '../src/app'
 import { readSchema } from '../src/health/store-status'
 import { serverMetrics, type Metrics } from '../src/metrics/metrics'
+import { SpaceService } from '../src/spaces/spaces'
 
 export const BASE = '/pbxcore/api/module-softphone-backend/v1'
 /** A fixed, obviously fake key: 64 hex chars. */
@@ -45,6 +46,7 @@ export interface Harness {
   directory: EmbeddedDirectory
   tokens: Services['tokens']
   services: Services
+  spaces: SpaceService
   hub: PresenceHub
   metrics: Metrics
   /** What the metrics' event-loop lag gauge reads, in seconds. */
@@ -119,7 +121,8 @@ export async function createHarness({
   const securityLog = new SecurityLog(join(dir, 'log', 'security.log'), clock)
   // In-process requests have no socket: by default they arrive as nginx's would, from loopback.
   const peers = new WeakMap<Request, string>()
-  const guard = new AccessGuard(new BearerAuthenticator(tokens, served))
+  const spaces = new SpaceService(db, clock)
+  const guard = new AccessGuard(new BearerAuthenticator(tokens, served), [], [spaces.check])
   const hub = new PresenceHub(
     { channels: channelSpecs(['extra-news:3']), maxPerUser: 10, sweepMs: 20 },
     guard,
@@ -141,6 +144,7 @@ export async function createHarness({
     directory: served,
     tokens,
     sessions,
+    spaces,
     logins,
     securityLog,
     cdr,
@@ -171,6 +175,7 @@ export async function createHarness({
     directory,
     tokens,
     services,
+    spaces,
     hub,
     metrics,
     eventLoopLag,

@@ -10,7 +10,17 @@ import type { StoreAccess } from './store-access'
 
 export type OperatorEventName = Extract<
   SecurityEventName,
-  'USER_ADDED' | 'USER_PASSWORD_CHANGED' | 'USER_DISABLED' | 'USER_ENABLED' | 'USER_REMOVED' | 'SESSION_REVOKED' | 'KEY_ROTATED'
+  | 'USER_ADDED'
+  | 'USER_PASSWORD_CHANGED'
+  | 'USER_DISABLED'
+  | 'USER_ENABLED'
+  | 'USER_REMOVED'
+  | 'USER_SPACE_CHANGED'
+  | 'SESSION_REVOKED'
+  | 'KEY_ROTATED'
+  | 'SPACE_ADDED'
+  | 'SPACE_EXPIRY_CHANGED'
+  | 'SPACE_REMOVED'
 >
 
 /** Records an operator action on `user` (none for `secret rotate`) in the security log, signed with who ran the command. */

@@ -26,6 +26,10 @@ export type SecurityEventName =
   | 'USER_DISABLED'
   | 'USER_ENABLED'
   | 'USER_REMOVED'
+  | 'USER_SPACE_CHANGED'
+  | 'SPACE_ADDED'
+  | 'SPACE_EXPIRY_CHANGED'
+  | 'SPACE_REMOVED'
 
 export interface SecurityEvent {
   event: SecurityEventName
