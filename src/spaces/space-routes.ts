@@ -21,8 +21,14 @@ const BODY_LIMITS = { maxBytes: 4096, maxDepth: 1, maxItems: 8 }
 /** valibot's own texts for a strict object quote the unknown key; the envelope names it as the field already. */
 const objectMessage = (issue: v.BaseIssue<unknown>) =>
   issue.expected === 'never' ? 'unknown field' : issue.expected === 'Object' ? 'must be a JSON object' : 'is required'
-const NewSpace = v.strictObject({ domain: DomainSchema, expire_at: v.optional(ExpirySchema) }, objectMessage)
-const SpaceChange = v.strictObject({ expire_at: ExpirySchema }, objectMessage)
+/** valibot's object() lets arrays through. */
+const strictBody = <T extends v.ObjectEntries>(entries: T) =>
+  v.pipe(
+    v.custom<Record<string, unknown>>((input) => typeof input === 'object' && input !== null && !Array.isArray(input), 'must be a JSON object'),
+    v.strictObject(entries, objectMessage),
+  )
+const NewSpace = strictBody({ domain: DomainSchema, expire_at: v.optional(ExpirySchema) })
+const SpaceChange = strictBody({ expire_at: ExpirySchema })
 
 const PROBLEMS: Record<SpaceProblem, ErrorKind> = {
   unknown: ERRORS.spaceNotFound,
@@ -65,9 +71,9 @@ export function spaceRoutes({ clock, auth, spaces, securityLog, clientIpOf }: Sp
       return status(kind.status as 404 | 409, errorBody(kind, unixSeconds(clock)))
     }
   }
-  /** A path segment that is no domain names no space. */
-  const domainOf = (param: string): string => {
-    const domain = normalizeDomain(param)
+  /** A path segment that is no domain names no space; Elysia gives null for one that isn't valid percent-encoding. */
+  const domainOf = (param: string | null): string => {
+    const domain = param === null ? null : normalizeDomain(param)
     if (domain === null) throw new SpaceError('unknown', 'no such space')
     return domain
   }
