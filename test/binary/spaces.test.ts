@@ -4,7 +4,8 @@
  * refuses an expired space's users once the command committed.
  */
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from 'bun:test'
-import { readFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { runCli, ServerProcess } from './server-process'
 
@@ -113,5 +114,21 @@ describe('spaces on the command line', () => {
     expect(result.exitCode).toBe(exitCode)
     expect(result.stderr).toContain(message)
     expect((await cli('spaces', 'list')).stdout).toBe(before)
+  })
+})
+
+describe('spaces and the data dir', () => {
+  test('spaces list needs a database (66); spaces add creates one', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'softphone-spaces-'))
+    try {
+      const fresh = join(dataDir, 'fresh')
+      const listed = await runCli(['spaces', 'list', '--data-dir', fresh])
+      expect(listed.exitCode).toBe(66)
+      expect(existsSync(fresh)).toBe(false)
+      expect((await runCli(['spaces', 'add', 'first.example', '--data-dir', fresh, '--log-dir', join(dataDir, 'log')])).exitCode).toBe(0)
+      expect((await runCli(['spaces', 'list', '--data-dir', fresh])).stdout).toBe('default\tnever\tactive\t0 users\nfirst.example\tnever\tactive\t0 users\n')
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true })
+    }
   })
 })
