@@ -34,6 +34,8 @@ import type { StoreOutage } from './store/database'
 import type { TokenService } from './tokens/tokens'
 import type { SessionService } from './sessions/sessions'
 import { sessionRoutes } from './sessions/session-routes'
+import { spaceRoutes } from './spaces/space-routes'
+import type { SpaceService } from './spaces/spaces'
 
 export interface AppDeps {
   basePath: string
@@ -46,6 +48,8 @@ export interface AppDeps {
   sessions: SessionService
   /** API keys (README "API keys"); its authenticator is one of the guard's. */
   apiKeys: ApiKeyService
+  /** README "Spaces": refuses logins in an expired space, and serves `admin/spaces`. Its check is among the guard's. */
+  spaces: SpaceService
   logins: PasswordLogin
   securityLog: SecurityLogSink
   hub: PresenceHub
@@ -80,7 +84,7 @@ export interface ServerControls {
 }
 
 export function buildApp(deps: AppDeps) {
-  const { basePath, trustedProxies, clock, directory, tokens, sessions, logins, securityLog, hub, guard } = deps
+  const { basePath, trustedProxies, clock, directory, tokens, sessions, spaces, logins, securityLog, hub, guard } = deps
   const routes = new RouteIndex()
   const server: () => ServerControls | null | undefined = deps.server ?? (() => app.server)
   const peerOf = (request: Request): string | undefined => server()?.requestIP(request)?.address
@@ -97,7 +101,7 @@ export function buildApp(deps: AppDeps) {
   const storeStatus = deps.storeStatus ?? new StoreStatus(clock)
   if (metrics) logins.onOutcome((outcome) => metrics.loginDone(outcome))
   const moduleRoutes = new Elysia({ prefix: basePath })
-    .use(authRoutes({ clock, logins, sessions, accessTtl: tokens.settings.accessTtl, auth, securityLog, clientIpOf }))
+    .use(authRoutes({ clock, logins, sessions, accessTtl: tokens.settings.accessTtl, auth, securityLog, clientIpOf, spaces }))
     .use(sessionRoutes({ clock, auth, sessions, securityLog, clientIpOf }))
     .use(accountRoutes({ clock, auth, lastUsersState: () => hub.lastSnapshot('users-state'), history }))
     .use(apiKeyRoutes({ clock, auth, apiKeys: deps.apiKeys, directory, securityLog, clientIpOf }))
@@ -106,6 +110,7 @@ export function buildApp(deps: AppDeps) {
     .use(healthRoutes({ clock, pbx, storeStatus, deepChecks: deps.deepChecks ?? [], peerOf }))
     .use(presenceRoutes({ clock, guard, clientIpOf, hub, settings: deps.presence, peerOf, keepOpen, upgrade, producedHere: deps.producedHere }))
     .use(pbxRoutes({ clock, auth, directory, pbx, providers }))
+    .use(spaceRoutes({ clock, auth, spaces, securityLog, clientIpOf }))
   // The core-compatible routes live outside the base path, where MikoPBX's core serves them.
   const errorObserver = {
     answered: (route: string | undefined, status: number) => metrics?.requestDone(route, status),

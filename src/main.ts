@@ -11,6 +11,7 @@ import { parseSecretCommand, SECRET_HELP, SECRET_SWITCHES, type OperatorCommand 
 import { EX_NOPERM, INSTALL_HELP, INSTALL_OPTIONS, INSTALL_SWITCHES, PermissionError, UNINSTALL_HELP, parseInstallCommand } from './cli/install-command'
 import { KEYS_HELP, KEYS_OPTIONS, parseKeysCommand } from './cli/keys-command'
 import { SESSIONS_HELP, SESSIONS_OPTIONS, parseSessionsCommand } from './cli/sessions-command'
+import { SPACES_HELP, SPACES_OPTIONS, parseSpacesCommand } from './cli/spaces-command'
 import { DataDirError, EX_CANTCREAT, EX_NOINPUT, NoDatabaseError, ensureDataDir, openCommandStore } from './cli/store-access'
 import { operatorAudit, type Audit, type StoreCommand } from './cli/store-command'
 import { USERS_HELP, USERS_OPTIONS, USERS_SWITCHES, parseUsersCommand } from './cli/users-command'
@@ -20,6 +21,7 @@ import { CONFIG_KEYS, type Config, type ConfigKey } from './config/schema'
 import { DirectoryError } from './directory/embedded'
 import { DEFAULT_LOG_LIMITS, SecurityLog } from './security-log/security-log'
 import { EX_UNAVAILABLE, ListenError, serve } from './serve'
+import { SpaceError } from './spaces/space-store'
 import { StoreError } from './store/database'
 import { SecretKeyError } from './tokens/secret-key'
 import { VERSION } from './version'
@@ -36,6 +38,7 @@ Commands:
   users ...             manage the embedded user directory (users --help)
   sessions ...          list or end a user's sessions (sessions --help)
   keys ...              create, list or revoke API keys (keys --help)
+  spaces ...            list, add, expire or remove spaces (spaces --help)
   secret rotate         a new signing key; --revoke-all also ends every session (secret --help)
   backup <file>         copy the database and the keys, also while serving
   restore <file>        put a backup in place (the server must be stopped)
@@ -63,7 +66,7 @@ type Plan =
 
 async function main(argv: readonly string[]): Promise<number> {
   const args = parseArgs(argv, {
-    options: ['config', ...CONFIG_FLAGS, ...USERS_OPTIONS, ...SESSIONS_OPTIONS, ...KEYS_OPTIONS, ...INSTALL_OPTIONS],
+    options: ['config', ...CONFIG_FLAGS, ...USERS_OPTIONS, ...SESSIONS_OPTIONS, ...KEYS_OPTIONS, ...SPACES_OPTIONS, ...INSTALL_OPTIONS],
     switches: ['help', 'version', ...USERS_SWITCHES, ...SECRET_SWITCHES, ...INSTALL_SWITCHES],
     aliases: { h: 'help', v: 'version' },
   })
@@ -99,6 +102,8 @@ function planFor(command: string, args: ParsedArgs): Plan {
       return { kind: 'store', command: parseSessionsCommand(args) }
     case 'keys':
       return { kind: 'store', command: parseKeysCommand(args) }
+    case 'spaces':
+      return { kind: 'store', command: parseSpacesCommand(args) }
     case 'secret':
       return { kind: 'operator', command: parseSecretCommand(args) }
     case 'backup':
@@ -120,6 +125,7 @@ const COMMAND_HELP: Record<string, () => string> = {
   users: () => USERS_HELP,
   sessions: () => SESSIONS_HELP,
   keys: () => KEYS_HELP,
+  spaces: () => SPACES_HELP,
   secret: () => SECRET_HELP,
   backup: () => BACKUP_HELP,
   restore: () => RESTORE_HELP,
@@ -219,6 +225,7 @@ function exitCodeFor(error: unknown): number {
     [NewerBackupError, EX_NEWER],
     [PermissionError, EX_NOPERM],
     [DirectoryError, 1],
+    [SpaceError, 1],
     [CommandError, 1],
   ]
   for (const [type, code] of known) {

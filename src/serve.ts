@@ -30,6 +30,7 @@ import { checkStore } from './systemd/store-check'
 import { watchDatabaseChanges } from './store/change-watch'
 import { openStore } from './store/database'
 import { createServices } from './services'
+import { SpaceService } from './spaces/spaces'
 import { readSchema } from './health/store-status'
 import { EventLoopLag } from './metrics/event-loop-lag'
 import { serverMetrics } from './metrics/metrics'
@@ -173,16 +174,18 @@ export async function serve(config: Config, clock: Clock = systemClock): Promise
   apiKeyFlushTimer.unref()
 
   // The `users` and `sessions` CLI commands run in other processes; their commits must reach memory.
+  const spaces = new SpaceService(db, clock)
   const storeChanges = watchDatabaseChanges(db, databasePath(config), () => {
     directory.invalidate()
     revocations.reload()
     apiKeys.reload()
+    spaces.reload()
   })
   // `secret rotate` runs in another process too (README "Key rotation").
   const keyChanges = watchKeyRing(ringPathFor(config.secret_key_path), keys, (line) => console.log(line))
 
   const external = externalJwt && externalKeys ? new ExternalJwtIssuer(externalJwt, externalKeys, directory, clock) : null
-  const guard = new AccessGuard(new BearerAuthenticator(tokens, directory, external), [new ApiKeyAuthenticator(apiKeys)])
+  const guard = new AccessGuard(new BearerAuthenticator(tokens, directory, external), [new ApiKeyAuthenticator(apiKeys)], [spaces.check])
   const hub = new PresenceHub(
     { channels: channelSpecs(config.extra_channels), maxPerUser: config.max_subscriptions_per_user, sweepMs: SWEEP_INTERVAL_MS },
     guard,
@@ -217,6 +220,7 @@ export async function serve(config: Config, clock: Clock = systemClock): Promise
     tokens,
     sessions,
     apiKeys,
+    spaces,
     logins,
     securityLog,
     hub,

@@ -22,6 +22,7 @@ import type { RecordingsAccess } from '../src/media/recording-owners'
 import type { AppDeps } from '../src/app'
 import { readSchema } from '../src/health/store-status'
 import { serverMetrics, type Metrics } from '../src/metrics/metrics'
+import { SpaceService } from '../src/spaces/spaces'
 
 export const BASE = '/pbxcore/api/module-softphone-backend/v1'
 /** A fixed, obviously fake key: 64 hex chars. */
@@ -49,6 +50,7 @@ export interface Harness {
   tokens: Services['tokens']
   services: Services
   apiKeys: ApiKeyService
+  spaces: SpaceService
   hub: PresenceHub
   metrics: Metrics
   /** What the metrics' event-loop lag gauge reads, in seconds. */
@@ -136,7 +138,8 @@ export async function createHarness({
   // In-process requests have no socket: by default they arrive as nginx's would, from loopback.
   const peers = new WeakMap<Request, string>()
   const apiKeys = new ApiKeyService(apiKeyStore(db), served, clock, { idleMinutes: apiKeyIdleMinutes })
-  const guard = new AccessGuard(new BearerAuthenticator(tokens, served, externalIssuer?.(served, clock) ?? null), [new ApiKeyAuthenticator(apiKeys)])
+  const spaces = new SpaceService(db, clock)
+  const guard = new AccessGuard(new BearerAuthenticator(tokens, served, externalIssuer?.(served, clock) ?? null), [new ApiKeyAuthenticator(apiKeys)], [spaces.check])
   const hub = new PresenceHub(
     { channels: channelSpecs(['extra-news:3']), maxPerUser: 10, sweepMs: 20 },
     guard,
@@ -159,6 +162,7 @@ export async function createHarness({
     tokens,
     sessions,
     apiKeys,
+    spaces,
     logins,
     securityLog,
     cdr,
@@ -190,6 +194,7 @@ export async function createHarness({
     tokens,
     services,
     apiKeys,
+    spaces,
     hub,
     metrics,
     eventLoopLag,

@@ -74,16 +74,23 @@ export class AccessGuard {
       const tokenMixup = principal.via === 'refresh_token' || (principal.via === 'access_token' && rule.credentials.includes('refresh_token'))
       return { ok: false, failure: tokenMixup ? 'wrong_type' : 'invalid', reason: `${principal.via} not accepted here` }
     }
-    for (const check of this.checks) {
-      const refusal = check(principal)
-      if (refusal) return { ok: false, ...refusal }
-    }
+    const refused = this.refusedByChecks(principal)
+    if (refused) return refused
     if (rule.role && !roleAtLeast(principal.user.role, rule.role)) return { ok: false, failure: 'forbidden', reason: `${rule.role} role required` }
     return { ok: true, principal }
   }
 
+  private refusedByChecks(principal: Principal): AccessOutcome | null {
+    for (const check of this.checks) {
+      const refusal = check(principal)
+      if (refusal) return { ok: false, ...refusal }
+    }
+    return null
+  }
+
+  /** Streams and the core-compatible routes are refused by the checks too: an expired space closes its users' streams. */
   private judgeToken(attempt: AuthAttempt): AccessOutcome {
-    if (attempt.kind === 'ok') return { ok: true, principal: attempt.principal }
+    if (attempt.kind === 'ok') return this.refusedByChecks(attempt.principal) ?? { ok: true, principal: attempt.principal }
     if (attempt.kind === 'failed') return { ok: false, failure: attempt.failure, reason: attempt.reason }
     return MISSING
   }

@@ -10,6 +10,7 @@ import { ERRORS, errorBody } from '../http/errors'
 import { parseJsonBody } from '../http/json-body'
 import type { SecurityLogSink } from '../security-log/security-log'
 import type { SessionService } from '../sessions/sessions'
+import type { SpaceService } from '../spaces/spaces'
 import type { AuthPlugin } from './auth-plugin'
 import { bearerChallenge } from './challenge'
 import type { PasswordLogin } from './password-login'
@@ -42,9 +43,11 @@ export interface AuthRoutesDeps {
   auth: AuthPlugin
   securityLog: SecurityLogSink
   clientIpOf: ClientIpOf
+  /** Asked after the password matched: a user of an expired space gets no tokens (README "Spaces"). */
+  spaces: SpaceService
 }
 
-export function authRoutes({ clock, logins, sessions, accessTtl, auth, securityLog, clientIpOf }: AuthRoutesDeps) {
+export function authRoutes({ clock, logins, sessions, accessTtl, auth, securityLog, clientIpOf, spaces }: AuthRoutesDeps) {
   const client = (request: Request) => ({ ...clientIpOf(request), ua: (request.headers.get('user-agent') ?? '').slice(0, 200) })
   return new Elysia({ name: 'auth-routes' })
     .use(auth)
@@ -72,6 +75,10 @@ export function authRoutes({ clock, logins, sessions, accessTtl, auth, securityL
           }
         }
         const { user } = outcome
+        if (spaces.refusalFor(user)) {
+          securityLog.record({ event: 'AUTH_FAILED', ...context, reason: 'space expired' })
+          return status(403, errorBody(ERRORS.spaceExpired, unixSeconds(clock)))
+        }
         const session = await sessions.start(user, from)
         securityLog.record({ event: 'AUTH_SUCCESS', ...context, sid: session.sid })
         return {

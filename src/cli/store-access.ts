@@ -1,7 +1,7 @@
 /**
  * How each command may touch the data dir (README "Command line"): read-only commands open an
  * existing database read-only, changes to existing users need an existing database, and only
- * `users add` (and `serve`) may create the data dir and the database.
+ * `users add`, `spaces add` (and `serve`) may create the data dir and the database.
  */
 import type { Database } from 'bun:sqlite'
 import { existsSync, mkdirSync } from 'node:fs'

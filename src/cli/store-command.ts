@@ -19,6 +19,10 @@ export type OperatorEventName = Extract<
   | 'KEY_ROTATED'
   | 'API_KEY_CREATED'
   | 'API_KEY_REVOKED'
+  | 'USER_SPACE_CHANGED'
+  | 'SPACE_ADDED'
+  | 'SPACE_EXPIRY_CHANGED'
+  | 'SPACE_REMOVED'
 >
 
 /**

@@ -1,18 +1,22 @@
 /** `softphone-backend users add|list|passwd|disable|enable|remove` for the embedded directory. */
 import * as v from 'valibot'
 import { ROLES, type Role } from '../directory/directory'
+import { DOMAIN_RULE, normalizeDomain } from '../spaces/space-input'
+import { SpaceStore } from '../spaces/space-store'
 import { CommandError, UsageError, type ParsedArgs } from './args'
 import { readPassword } from './password-input'
 import { directoryOf, existingUser, type CommandContext, type OperatorEventName, type StoreCommand } from './store-command'
 
-export const USERS_OPTIONS = ['name', 'role', 'mobile'] as const
+export const USERS_OPTIONS = ['name', 'role', 'mobile', 'space'] as const
 export const USERS_SWITCHES = ['password-stdin'] as const
 
 export const USERS_HELP = `softphone-backend users <command>
-  add <ext> [--name NAME] [--role user|admin|superadmin] [--mobile DIGITS] [--password-stdin]
+  add <ext> [--name NAME] [--role user|admin|superadmin] [--mobile DIGITS] [--space DOMAIN] [--password-stdin]
   list
   passwd <ext> [--password-stdin]
+  move <ext> --space DOMAIN
   disable <ext> | enable <ext> | remove <ext>
+Without --space a new user joins the default space (spaces --help).
 Without --password-stdin the password is asked for twice on the terminal.
 Passwords need at least password_min_length (8) characters.`
 
@@ -44,6 +48,12 @@ export function parseUsersCommand(args: ParsedArgs): StoreCommand {
       const name = needUser()
       return { access: 'write', run: (context) => changePassword(context, name, passwordFromStdin) }
     }
+    case 'move': {
+      const name = needUser()
+      const domain = spaceOption(args)
+      if (domain === undefined) throw new UsageError('move needs --space DOMAIN')
+      return { access: 'write', run: async (context) => moveUser(context, name, domain) }
+    }
     case 'disable':
     case 'enable':
     case 'remove': {
@@ -61,16 +71,18 @@ function addCommand(username: string, args: ParsedArgs, passwordFromStdin: boole
   const mobile = args.options.get('mobile') ?? ''
   if (!v.is(Mobile, mobile)) throw new UsageError('--mobile must be at most 10 digits')
   const displayName = args.options.get('name') ?? ''
+  const domain = spaceOption(args)
   return {
     access: 'create',
     run: async (context) => {
       const directory = directoryOf(context)
-      // Before the prompt: nobody should type a password twice to learn the user exists.
+      // Before the prompt: nobody should type a password twice to learn the user exists, or that the space doesn't.
       if (directory.findByUsername(username)) throw new CommandError(`user ${username} already exists`)
+      const space = domain === undefined ? undefined : existingSpace(context, domain)
       const password = await readPassword(passwordFromStdin)
-      const user = await directory.add({ username, password, displayName, role, mobile })
-      context.audit('USER_ADDED', username, `role ${role}`)
-      console.log(`added ${user.username} (id ${user.id}, role ${user.role})`)
+      const user = await directory.add({ username, password, displayName, role, mobile, spaceId: space?.id })
+      context.audit('USER_ADDED', username, `role ${role}${space ? `, space ${space.domain}` : ''}`)
+      console.log(`added ${user.username} (id ${user.id}, role ${user.role}${space ? `, space ${space.domain}` : ''})`)
     },
   }
 }
@@ -86,6 +98,29 @@ async function changePassword(context: CommandContext, username: string, passwor
   await directoryOf(context).setPassword(username, await readPassword(passwordFromStdin))
   context.audit('USER_PASSWORD_CHANGED', username)
   console.log(`password changed for ${username}`)
+}
+
+/** The normalized `--space` domain, undefined without the option. */
+function spaceOption(args: ParsedArgs): string | undefined {
+  const text = args.options.get('space')
+  if (text === undefined) return undefined
+  const domain = normalizeDomain(text)
+  if (domain === null) throw new UsageError(`--space must be ${DOMAIN_RULE}`)
+  return domain
+}
+
+function existingSpace(context: CommandContext, domain: string) {
+  const space = new SpaceStore(context.db).find(domain)
+  if (!space) throw new CommandError(`no such space: ${domain} (spaces list shows them)`)
+  return space
+}
+
+function moveUser(context: CommandContext, username: string, domain: string): void {
+  existingUser(context, username)
+  const space = existingSpace(context, domain)
+  directoryOf(context).setSpace(username, space.id)
+  context.audit('USER_SPACE_CHANGED', username, `space ${space.domain}`)
+  console.log(`moved ${username} to space ${space.domain}`)
 }
 
 function changeAccount(context: CommandContext, change: AccountChange, username: string): void {

@@ -38,6 +38,7 @@ const AMI_FRAMING = new Set(['Event', 'ActionID'])
 export const CORE_MESSAGES = {
   unauthorized: 'Unauthorized',
   adminRequired: 'Administrator role required',
+  spaceExpired: 'The account space has expired',
   emptyPeer: 'Empty peer value in POST/GET data',
   invalidPeer: 'Invalid peer value in POST/GET data',
   unavailable: 'Service busy, try again',
@@ -123,6 +124,7 @@ function admission({ guard, sessions, clientIpOf, peerOf }: CoreApiDeps): (reque
     const bearer = guard.checkOwnToken(credentialRequest(request, clientIpOf, null), 'access')
     if (bearer.ok) return isAdmin(bearer.principal.user) ? null : { status: 403, message: CORE_MESSAGES.adminRequired }
     if (bearer.failure === 'wrong_type') return { status: 403, message: CORE_MESSAGES.adminRequired }
+    if (bearer.failure === 'space_expired') return { status: 403, message: CORE_MESSAGES.spaceExpired }
     if (bearer.failure !== 'missing') return { status: 401, message: CORE_MESSAGES.unauthorized }
     const sessionId = cookieValue(request.headers.get('cookie'), SESSION_COOKIE)
     if (sessionId && sessions.check(sessionId, clientIpOf(request).ip)) return null

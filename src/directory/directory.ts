@@ -17,6 +17,8 @@ export interface DirectoryUser {
   /** Up to 10 digits, or empty. */
   mobile: string
   disabled: boolean
+  /** The user's space (README "Spaces"); absent means the default space, as for every MikoPBX user. */
+  spaceId?: number
 }
 
 export interface Directory {

@@ -4,6 +4,7 @@ import { randomBytes } from 'node:crypto'
 import { DEFAULT_DIGEST_REALM, digestHa1, type DigestAlgorithm } from '../auth/digest'
 import { DIGEST_ALGORITHMS } from '../auth/digest-header'
 import { unixSeconds, type Clock } from '../clock'
+import { DEFAULT_SPACE_ID } from '../spaces/space-store'
 import type { Directory, DirectoryUser, Role } from './directory'
 
 /** NIST SP 800-63B's minimum for a password the user chose; `password_min_length` changes it. */
@@ -22,6 +23,7 @@ interface UserRow {
   password_hash: string
   disabled: number
   mobile: string
+  space_id: number
 }
 
 export class DirectoryError extends Error {
@@ -67,14 +69,15 @@ export class EmbeddedDirectory implements Directory {
     return this.db.query<UserRow, []>('SELECT * FROM users ORDER BY username').all().map(toUser)
   }
 
-  async add(input: { username: string; password: string; displayName: string; role: Role; mobile: string }): Promise<DirectoryUser> {
+  /** `spaceId`: the default space when absent (README "Spaces"); the caller checks that it exists. */
+  async add(input: { username: string; password: string; displayName: string; role: Role; mobile: string; spaceId?: number }): Promise<DirectoryUser> {
     if (this.byUsername.get(input.username)) throw new DirectoryError(`user ${input.username} already exists`)
     this.checkNewPassword(input.password)
     const hash = await this.hash(input.password)
     this.db.transaction(() => {
       const { lastInsertRowid } = this.db
-        .query('INSERT INTO users (username, display_name, role, password_hash, mobile, created_at) VALUES (?, ?, ?, ?, ?, ?)')
-        .run(input.username, input.displayName, input.role, hash, input.mobile, unixSeconds(this.clock))
+        .query('INSERT INTO users (username, display_name, role, password_hash, mobile, created_at, space_id) VALUES (?, ?, ?, ?, ?, ?, ?)')
+        .run(input.username, input.displayName, input.role, hash, input.mobile, unixSeconds(this.clock), input.spaceId ?? DEFAULT_SPACE_ID)
       this.storeHa1(Number(lastInsertRowid), input.username, input.password)
     })()
     return this.findByUsername(input.username)!
@@ -108,6 +111,11 @@ export class EmbeddedDirectory implements Directory {
 
   setDisabled(username: string, disabled: boolean): void {
     this.update('UPDATE users SET disabled = ? WHERE username = ?', disabled ? 1 : 0, username)
+  }
+
+  /** Moves the user to another space; the caller checks that it exists. */
+  setSpace(username: string, spaceId: number): void {
+    this.update('UPDATE users SET space_id = ? WHERE username = ?', spaceId, username)
   }
 
   remove(username: string): void {
@@ -145,5 +153,6 @@ function toUser(row: UserRow): DirectoryUser {
     role: row.role,
     mobile: row.mobile,
     disabled: row.disabled === 1,
+    spaceId: row.space_id,
   }
 }

@@ -3,7 +3,7 @@
  * with their extension and SIP secret, as with the legacy PHP module, read from the PBX's
  * database. Only user extensions (`m_Sip.type = 'peer'`) that are not disabled may log in, which
  * the legacy module did not check; a `-WS` peer is the WebRTC twin of an extension, not a user
- * of its own.
+ * of its own. Every MikoPBX user is in the default space (README "Spaces"): the PBX has no spaces.
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
 import { digestHa1, type DigestAlgorithm } from '../auth/digest'

@@ -28,6 +28,10 @@ export type SecurityEventName =
   | 'USER_REMOVED'
   | 'API_KEY_CREATED'
   | 'API_KEY_REVOKED'
+  | 'USER_SPACE_CHANGED'
+  | 'SPACE_ADDED'
+  | 'SPACE_EXPIRY_CHANGED'
+  | 'SPACE_REMOVED'
 
 export interface SecurityEvent {
   event: SecurityEventName

@@ -85,4 +85,19 @@ export const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX api_keys_by_user ON api_keys (username);
   `,
+  `
+  -- Spaces (README "Spaces"): a SIP domain whose users are refused once expire_at (unix seconds)
+  -- has passed. Row 1 is the default space; existing and MikoPBX users belong to it. No REFERENCES
+  -- on users.space_id: SQLite adds a referencing column only with a NULL default, so
+  -- spaces/space-store.ts refuses to remove a space that still has users.
+  CREATE TABLE spaces (
+    id         INTEGER PRIMARY KEY,
+    domain     TEXT    NOT NULL UNIQUE,
+    expire_at  INTEGER,
+    created_at INTEGER NOT NULL
+  );
+  INSERT INTO spaces (id, domain, expire_at, created_at) VALUES (1, 'default', NULL, unixepoch());
+  ALTER TABLE users ADD COLUMN space_id INTEGER NOT NULL DEFAULT 1;
+  CREATE INDEX users_by_space ON users (space_id);
+  `,
 ]

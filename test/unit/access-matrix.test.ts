@@ -8,49 +8,11 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import type { CredentialKind } from '../../src/auth/authenticator'
 import type { DirectoryUser, Role } from '../../src/directory/directory'
+import { CALLS, requestFor, type Access } from '../route-calls'
 import { externalGround, type ExternalGround } from '../external-jwt-fixture'
 import { BASE, bearer, type Harness } from '../helpers'
 
-type Access = 'public' | 'refresh' | 'token' | Role
 type Column = 'none' | CredentialKind
-
-interface Call {
-  /** Who may call it: the matrix's own record, which the route's declaration must match. */
-  access: Access
-  /** The path with its parameters filled in, relative to the base path. */
-  path?: string
-  body?: unknown
-  headers?: Record<string, string>
-  /** What the route answers once access is granted. */
-  ok: number
-}
-
-/** How to call each route once it lets the caller in; keyed by method and path relative to the base path. */
-const CALLS: Record<string, Call> = {
-  'POST /auth/login': { access: 'public', body: { username: 'matrix-user', password: 'Matrix-password-1' }, ok: 200 },
-  'POST /auth/refresh': { access: 'refresh', ok: 200 },
-  'POST /auth/logout': { access: 'token', ok: 200 },
-  'GET /sessions': { access: 'user', ok: 200 },
-  'DELETE /sessions/:sid': { access: 'user', path: '/sessions/AAAAAAAAAAAAAAAAAAAAAA', ok: 404 },
-  'POST /auth/logout-all': { access: 'user', ok: 200 },
-  'GET /profile': { access: 'user', ok: 200 },
-  'GET /users': { access: 'user', ok: 200 },
-  'GET /history': { access: 'user', ok: 200 },
-  'GET /calls': { access: 'user', ok: 200 },
-  // Without X-Original-URI only the credential is checked.
-  'GET /check-media-access': { access: 'user', ok: 200 },
-  'GET /health': { access: 'public', ok: 200 },
-  'POST /pub/:channel': { access: 'public', path: '/pub/contacts', body: { event: 'matrix' }, ok: 200 },
-  // A message is buffered first (beforeAll), so the long-poll answers at once.
-  'GET /sub/:channel': { access: 'token', path: '/sub/contacts', ok: 200 },
-  'GET /peers': { access: 'user', ok: 200 },
-  'GET /peers/:ext': { access: 'user', path: '/peers/nobody', ok: 404 },
-  'GET /registry': { access: 'admin', ok: 200 },
-  'POST /accounts/me/api_key': { access: 'user', ok: 200 },
-  'GET /admin/api_keys': { access: 'admin', ok: 200 },
-  'POST /admin/api_keys': { access: 'admin', body: { user: 'matrix-user' }, ok: 200 },
-  'DELETE /admin/api_keys/:id': { access: 'admin', path: '/admin/api_keys/999999', ok: 404 },
-}
 
 const ROLES: readonly Role[] = ['user', 'admin', 'superadmin']
 const RANK: Record<Role, number> = { user: 0, admin: 1, superadmin: 2 }
@@ -127,13 +89,7 @@ describe('each cell: route × credential × role', () => {
       const call = CALLS[key]!
       for (const column of COLUMNS) {
         for (const role of ROLES) {
-          const headers = { ...(await credentialHeaders(column, users.get(role)!)), ...call.headers }
-          const init: RequestInit = { method: route.method, headers }
-          if (call.body !== undefined) {
-            init.body = JSON.stringify(call.body)
-            headers['content-type'] = 'application/json'
-          }
-          const response = await h.request(`${BASE}${call.path ?? route.path.slice(BASE.length)}`, init)
+          const response = await h.request(...requestFor(key, route.method, await credentialHeaders(column, users.get(role)!)))
           const want = expectedStatus(call.access, column, role, call.ok)
           cells++
           if (response.status !== want) failures.push(`${key} with ${column} as ${role}: ${response.status}, expected ${want}`)

@@ -265,6 +265,18 @@ describe('who may call the core routes', () => {
     }
   })
 
+  test("an admin of an expired space → 403 (README \"Spaces\")", async () => {
+    const admin = await h.login('admin', ADMIN_PASSWORD)
+    h.spaces.setExpiry('default', h.clock.seconds)
+    try {
+      const response = await request(path, { peer: REMOTE, headers: bearer(admin.access_token) })
+      expect(response.status).toBe(403)
+      expect((await envelope(response)).body.messages).toEqual({ error: ['The account space has expired'] })
+    } finally {
+      h.spaces.setExpiry('default', null)
+    }
+  })
+
   test('not served with core_api off: 404 module envelope', async () => {
     const off = await createHarness({ pbx })
     try {

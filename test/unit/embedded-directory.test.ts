@@ -37,6 +37,7 @@ describe('EmbeddedDirectory', () => {
       role: 'admin',
       mobile: '0123456789',
       disabled: false,
+      spaceId: 1,
     })
     expect(await directory.authenticate('201', 'PW-201-ALICE')).toBeNull()
     expect(await directory.authenticate('999', 'pw-201-alice')).toBeNull()
