@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import { buildApp } from './app'
 import { AccessGuard } from './auth/access-guard'
 import { BearerAuthenticator } from './auth/bearer-authenticator'
+import { DigestAuthenticator } from './auth/digest-authenticator'
 import { channelSpecs, PresenceHub } from './presence/hub'
 import { systemClock, unixSeconds, type Clock } from './clock'
 import type { Config } from './config/schema'
@@ -65,7 +66,7 @@ function openUserDirectory(config: Config, clock: Clock) {
     /** MikoPBX's database, for its providers and web admin too; null with the embedded directory. */
     file: pbx,
     attach(db: Database): CachedDirectory {
-      cached = new CachedDirectory(pbx ? new MikoPbxDirectory(pbx) : new EmbeddedDirectory(db, clock))
+      cached = new CachedDirectory(pbx ? new MikoPbxDirectory(pbx) : new EmbeddedDirectory(db, clock, config.password_min_length, config.digest_realm))
       return cached
     },
     close(): void {
@@ -154,7 +155,8 @@ export async function serve(config: Config, clock: Clock = systemClock): Promise
   // `secret rotate` runs in another process too (README "Key rotation").
   const keyChanges = watchKeyRing(ringPathFor(config.secret_key_path), keys, (line) => console.log(line))
 
-  const guard = new AccessGuard(new BearerAuthenticator(tokens, directory))
+  const digest = new DigestAuthenticator({ realm: config.digest_realm, keys, clock, directory, throttle, securityLog })
+  const guard = new AccessGuard(new BearerAuthenticator(tokens, directory), [digest])
   const hub = new PresenceHub(
     { channels: channelSpecs(config.extra_channels), maxPerUser: config.max_subscriptions_per_user, sweepMs: SWEEP_INTERVAL_MS },
     guard,

@@ -6,6 +6,8 @@ import type { Database } from 'bun:sqlite'
 import { buildApp, type App } from '../src/app'
 import { AccessGuard } from '../src/auth/access-guard'
 import { BearerAuthenticator } from '../src/auth/bearer-authenticator'
+import { DEFAULT_DIGEST_REALM } from '../src/auth/digest'
+import { DigestAuthenticator } from '../src/auth/digest-authenticator'
 import { channelSpecs, PresenceHub } from '../src/presence/hub'
 import type { Clock } from '../src/clock'
 import type { Directory } from '../src/directory/directory'
@@ -119,7 +121,8 @@ export async function createHarness({
   const securityLog = new SecurityLog(join(dir, 'log', 'security.log'), clock)
   // In-process requests have no socket: by default they arrive as nginx's would, from loopback.
   const peers = new WeakMap<Request, string>()
-  const guard = new AccessGuard(new BearerAuthenticator(tokens, served))
+  const digest = new DigestAuthenticator({ realm: DEFAULT_DIGEST_REALM, keys, clock, directory: served, throttle: services.throttle, securityLog })
+  const guard = new AccessGuard(new BearerAuthenticator(tokens, served), [digest])
   const hub = new PresenceHub(
     { channels: channelSpecs(['extra-news:3']), maxPerUser: 10, sweepMs: 20 },
     guard,
