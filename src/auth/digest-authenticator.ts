@@ -25,12 +25,10 @@ import {
   DigestUriMismatchError,
   DigestUserMismatchError,
 } from './digest-errors'
-import { parseDigestAuthorization, parseSipFrom, type DigestCredentials } from './digest-header'
+import { isDigestAuthorization, parseDigestAuthorization, parseSipFrom, type DigestCredentials } from './digest-header'
 
 /** The nonce key's label: HMAC(signing key, label), so Digest needs no secret of its own. */
 export const NONCE_KEY_LABEL = 'digest-nonce-v1'
-
-const DIGEST_SCHEME = /^digest /i
 
 /**
  * How each failure is answered (README "HTTP Digest"):
@@ -90,7 +88,7 @@ export class DigestAuthenticator implements Authenticator {
 
   authenticate(request: CredentialRequest): AuthAttempt {
     const authorization = request.headers.get('authorization')
-    if (authorization === null || !DIGEST_SCHEME.test(authorization)) return ABSENT
+    if (authorization === null || !isDigestAuthorization(authorization)) return ABSENT
     this.followKeyRotation()
     let credentials: DigestCredentials
     try {
