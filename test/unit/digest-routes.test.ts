@@ -311,6 +311,22 @@ describe('Digest on the embedded directory (HA1 stored per realm)', () => {
     }
   })
 
+  describe('check-media-access (nginx\'s subrequest)', () => {
+    const MEDIA = `${BASE}/check-media-access`
+    const RECORDING = '/pbxcore/softphone/recordings/2026/11/23/call.mp3'
+
+    test('the uri is checked against X-Original-URI, the client\'s request target', async () => {
+      const from = 'sip:202@pbx.example.org'
+      const [sha256] = await challenge(from)
+      const headers = { from, 'x-original-uri': RECORDING, 'x-real-ip': ip }
+      const ok = await h.request(MEDIA, { headers: { ...headers, authorization: answer(sha256, { username: '202', password: 'secret-202', uri: RECORDING }) } })
+      expect(ok.status).toBe(200)
+      const own = await h.request(MEDIA, { headers: { ...headers, authorization: answer(sha256, { username: '202', password: 'secret-202', uri: MEDIA, nc: '00000002' }) } })
+      expect(own.status).toBe(401)
+      expect(own.headers.get('www-authenticate')).toBe('Bearer realm="softphone", error="invalid_request"')
+    })
+  })
+
   describe('the login throttle', () => {
     test('Digest and password failures count together; then 429 with Retry-After before any HA1 lookup', async () => {
       const lookups = spyOn(h.directory, 'digestHa1')
