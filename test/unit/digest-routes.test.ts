@@ -353,6 +353,21 @@ describe('Digest on the embedded directory (HA1 stored per realm)', () => {
       }
     })
 
+    test('a wrong response whose failure cannot be recorded answers 503, not 401, and logs nothing', async () => {
+      const [sha256] = await challenge()
+      const lines = h.logLines().length
+      h.db.run('PRAGMA query_only = ON')
+      let response: Response
+      try {
+        response = await withDigest(answer(sha256, { password: 'wrong-password' }))
+      } finally {
+        h.db.run('PRAGMA query_only = OFF')
+      }
+      expect(response.status).toBe(503)
+      expect(await response.json()).toMatchObject({ success: false, code: 'store_unavailable' })
+      expect(h.logLines().length).toBe(lines)
+    })
+
     test('replayed, malformed, contradicting and foreign-nonce answers spend nothing', async () => {
       const [sha256] = await challenge()
       expect((await withDigest(answer(sha256))).status).toBe(200)
