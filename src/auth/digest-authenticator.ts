@@ -140,7 +140,8 @@ export class DigestAuthenticator implements Authenticator {
 
   private log(request: CredentialRequest, event: 'AUTH_FAILED' | 'LOGIN_THROTTLED', username: string | null, reason: string): void {
     const ua = (request.headers.get('user-agent') ?? '').slice(0, 200)
-    this.deps.securityLog.record({ event, ...(username !== null && { user: username }), ip: request.clientIp(), method: 'digest', reason, ua })
+    const client = request.client?.() ?? { ip: request.clientIp() }
+    this.deps.securityLog.record({ event, ...(username !== null && { user: username }), ...client, method: 'digest', reason, ua })
   }
 
   /** A rotation read by the key-ring watch takes effect at the next Digest request or challenge. */

@@ -209,6 +209,16 @@ describe('Digest on the embedded directory (HA1 stored per realm)', () => {
       expect(logged).not.toContain(digestHa1('SHA-256', '201', 'softphone', 'wrong-password'))
     })
 
+    test('a proxy\'s invalid X-Real-IP: the line carries ip_note, so fail2ban leaves the proxy alone', async () => {
+      ip = 'not-an-address'
+      const [sha256] = await challenge()
+      const response = await withDigest(answer(sha256, { password: 'wrong-password' }))
+      expect(response.status).toBe(401)
+      const line = h.logLines().at(-1)!
+      expect(line).toMatchObject({ event: 'AUTH_FAILED', ip: '127.0.0.1', method: 'digest' })
+      expect(typeof line.ip_note).toBe('string')
+    })
+
     test('an unknown user: the same answer', async () => {
       const from = 'sip:299@pbx.example.org'
       const [sha256] = await challenge(from)
