@@ -8,6 +8,7 @@ import { ApiKeyAuthenticator } from './api-keys/api-key-authenticator'
 import { ApiKeyService } from './api-keys/api-key-service'
 import { ApiKeyStore } from './api-keys/api-key-store'
 import { ExternalJwtIssuer, readKeysAtStart, reloadExternalKeys } from './auth/external-jwt'
+import { DigestAuthenticator } from './auth/digest-authenticator'
 import { channelSpecs, PresenceHub } from './presence/hub'
 import { systemClock, unixSeconds, type Clock } from './clock'
 import { externalJwtSettings } from './config/load'
@@ -73,7 +74,7 @@ function openUserDirectory(config: Config, clock: Clock) {
     /** MikoPBX's database, for its providers and web admin too; null with the embedded directory. */
     file: pbx,
     attach(db: Database): CachedDirectory {
-      cached = new CachedDirectory(pbx ? new MikoPbxDirectory(pbx) : new EmbeddedDirectory(db, clock))
+      cached = new CachedDirectory(pbx ? new MikoPbxDirectory(pbx) : new EmbeddedDirectory(db, clock, config.password_min_length, config.digest_realm))
       return cached
     },
     close(): void {
@@ -185,7 +186,8 @@ export async function serve(config: Config, clock: Clock = systemClock): Promise
   const keyChanges = watchKeyRing(ringPathFor(config.secret_key_path), keys, (line) => console.log(line))
 
   const external = externalJwt && externalKeys ? new ExternalJwtIssuer(externalJwt, externalKeys, directory, clock) : null
-  const guard = new AccessGuard(new BearerAuthenticator(tokens, directory, external), [new ApiKeyAuthenticator(apiKeys)], [spaces.check])
+  const digest = new DigestAuthenticator({ realm: config.digest_realm, keys, clock, directory, throttle, securityLog })
+  const guard = new AccessGuard(new BearerAuthenticator(tokens, directory, external), [new ApiKeyAuthenticator(apiKeys), digest], [spaces.check])
   const hub = new PresenceHub(
     { channels: channelSpecs(config.extra_channels), maxPerUser: config.max_subscriptions_per_user, sweepMs: SWEEP_INTERVAL_MS },
     guard,

@@ -9,6 +9,8 @@ import { ApiKeyAuthenticator } from '../src/api-keys/api-key-authenticator'
 import { ApiKeyService } from '../src/api-keys/api-key-service'
 import { ApiKeyStore } from '../src/api-keys/api-key-store'
 import { BearerAuthenticator, type ExternalIssuer } from '../src/auth/bearer-authenticator'
+import { DEFAULT_DIGEST_REALM } from '../src/auth/digest'
+import { DigestAuthenticator } from '../src/auth/digest-authenticator'
 import { channelSpecs, PresenceHub } from '../src/presence/hub'
 import type { Clock } from '../src/clock'
 import type { Directory } from '../src/directory/directory'
@@ -139,7 +141,8 @@ export async function createHarness({
   const peers = new WeakMap<Request, string>()
   const apiKeys = new ApiKeyService(apiKeyStore(db), served, clock, { idleMinutes: apiKeyIdleMinutes })
   const spaces = new SpaceService(db, clock)
-  const guard = new AccessGuard(new BearerAuthenticator(tokens, served, externalIssuer?.(served, clock) ?? null), [new ApiKeyAuthenticator(apiKeys)], [spaces.check])
+  const digest = new DigestAuthenticator({ realm: DEFAULT_DIGEST_REALM, keys, clock, directory: served, throttle: services.throttle, securityLog })
+  const guard = new AccessGuard(new BearerAuthenticator(tokens, served, externalIssuer?.(served, clock) ?? null), [new ApiKeyAuthenticator(apiKeys), digest], [spaces.check])
   const hub = new PresenceHub(
     { channels: channelSpecs(['extra-news:3']), maxPerUser: 10, sweepMs: 20 },
     guard,

@@ -38,7 +38,7 @@ export class AccessGuard {
       if (found !== null) return TWO_CREDENTIALS
       found = attempt
     }
-    if (found === null) return this.missing(request)
+    if (found === null) return this.missing(request, access)
     return found instanceof Promise ? found.then((attempt) => this.judge(attempt, access)) : this.judge(found, access)
   }
 
@@ -48,7 +48,7 @@ export class AccessGuard {
    */
   checkOwnToken(request: CredentialRequest, type: TokenType): AccessOutcome {
     const attempt = this.bearer.ownToken(request, type)
-    return attempt.kind === 'absent' ? this.missing(request) : this.judgeToken(attempt)
+    return attempt.kind === 'absent' ? this.missing(request, 'token') : this.judgeToken(attempt)
   }
 
   /** For a token already in hand: streams re-check their own every second. */
@@ -56,8 +56,11 @@ export class AccessGuard {
     return this.judgeToken(this.bearer.checkToken(text, type))
   }
 
-  private missing(request: CredentialRequest): AccessOutcome {
+  /** Only a credential kind the route takes may offer its challenge: no Digest challenge on `auth/refresh`. */
+  private missing(request: CredentialRequest, access: RouteAccess): AccessOutcome {
+    const accepted = ACCESS_RULES[access].credentials
     for (const authenticator of this.authenticators) {
+      if (!authenticator.kinds.some((kind) => accepted.includes(kind))) continue
       const refusal = authenticator.challengeWhenMissing?.(request)
       if (refusal) return { ok: false, ...refusal }
     }

@@ -8,7 +8,7 @@
  */
 import { Elysia } from 'elysia'
 import { unixSeconds, type Clock } from '../clock'
-import type { ClientIpOf } from '../http/client-ip'
+import type { ClientIp, ClientIpOf } from '../http/client-ip'
 import { ERRORS, errorBody, type ErrorBody, type ErrorKind } from '../http/errors'
 import type { AccessGuard, AccessOutcome } from './access-guard'
 import type { AuthFailure, CredentialRequest } from './authenticator'
@@ -88,13 +88,14 @@ export function applyRefusalHeaders(headers: Record<string, string | number>, re
 
 /** What authenticators see of a request; `tokenQuery` only where a route reads tokens from a URL. */
 export function credentialRequest(request: Request, clientIpOf: ClientIpOf, tokenQuery: string | null): CredentialRequest {
-  let ip: string | undefined
+  let client: ClientIp | undefined
   return {
     method: request.method,
     target: requestTarget(request.url),
     headers: request.headers,
     tokenQuery,
-    clientIp: () => (ip ??= clientIpOf(request).ip),
+    clientIp: () => (client ??= clientIpOf(request)).ip,
+    client: () => (client ??= clientIpOf(request)),
   }
 }
 

@@ -5,6 +5,7 @@
  * whether the principal found is enough.
  */
 import type { DirectoryUser } from '../directory/directory'
+import type { ClientIp } from '../http/client-ip'
 import type { VerifiedToken } from '../tokens/tokens'
 
 export const CREDENTIAL_KINDS = ['access_token', 'refresh_token', 'api_key', 'digest', 'external_jwt'] as const
@@ -23,6 +24,8 @@ export interface CredentialRequest {
   tokenQuery: string | null
   /** The client's address after trusted proxies (http/client-ip.ts); computed on first use. */
   clientIp(): string
+  /** The same with its note, for the security log: fail2ban skips lines whose address is a proxy's. */
+  client?(): ClientIp
 }
 
 export interface Principal {

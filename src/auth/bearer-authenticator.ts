@@ -8,6 +8,7 @@ import { TokenError } from '../tokens/jws'
 import { TokenTypeError, type TokenService, type TokenType, type VerifiedToken } from '../tokens/tokens'
 import { ABSENT, type AuthAttempt, type Authenticator, type CredentialKind, type CredentialRequest } from './authenticator'
 import { findBearerToken } from './credentials'
+import { isDigestAuthorization } from './digest-header'
 
 /** The external issuer's side of the bearer path (README "Who may call what"). */
 export interface ExternalIssuer {
@@ -72,7 +73,7 @@ function findBearer(request: CredentialRequest): AuthAttempt | { kind: 'token'; 
   return found.kind === 'malformed' ? MALFORMED : found
 }
 
-/** `Authorization: Digest …` is the Digest authenticator's (digest.ts); any other header is judged here. */
+/** `Authorization: Digest …` is the Digest authenticator's (digest-authenticator.ts); any other header is judged here. */
 function bearerHeader(header: string | null): string | null {
-  return header !== null && /^digest /i.test(header) ? null : header
+  return header !== null && isDigestAuthorization(header) ? null : header
 }

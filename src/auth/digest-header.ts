@@ -39,6 +39,11 @@ interface Param {
   quoted: boolean
 }
 
+/** Whether an `Authorization` value is Digest's: the scheme, alone (a header field has no trailing space) or followed by a space. */
+export function isDigestAuthorization(header: string): boolean {
+  return /^digest(?: |$)/i.test(header)
+}
+
 export function parseDigestAuthorization(header: string): DigestCredentials {
   if (header.length > MAX_DIGEST_HEADER_LENGTH) throw new DigestMalformedError('header too long')
   const scheme = header.match(/^digest +/i)

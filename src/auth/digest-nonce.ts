@@ -27,8 +27,11 @@ export interface NonceCheck {
 }
 
 export class DigestNonces {
+  /** The key before the last rotation: what it issued is recognised, as expired (rotate()). */
+  private previousKey: Uint8Array | null = null
+
   constructor(
-    private readonly key: Uint8Array,
+    private key: Uint8Array,
     private readonly clock: Clock,
     readonly lifetimeSeconds = DEFAULT_NONCE_LIFETIME_SECONDS,
   ) {}
@@ -44,21 +47,37 @@ export class DigestNonces {
     return this.mac('opaque', Buffer.alloc(0), address).subarray(0, OPAQUE_BYTES).toString('base64url')
   }
 
+  /**
+   * Issues under `key` from now on. What the previous key issued counts as expired, so a client
+   * that answers one correctly is told `stale=true` and retries at once; the key before that is
+   * forgotten.
+   */
+  rotate(key: Uint8Array): void {
+    this.previousKey = this.key
+    this.key = key
+  }
+
   /** Throws DigestInvalidNonceError unless both were issued here to `address`; expiry is the caller's to act on. */
   check(nonce: string, opaque: string, address: string): NonceCheck {
     const bytes = decode(nonce, STAMP_BYTES + MAC_BYTES)
-    const stamp = bytes?.subarray(0, STAMP_BYTES)
-    const nonceOk = bytes !== null && timingSafeEqual(bytes.subarray(STAMP_BYTES), this.mac('nonce', stamp!, address))
     const opaqueBytes = decode(opaque, OPAQUE_BYTES)
-    const opaqueOk = opaqueBytes !== null && timingSafeEqual(opaqueBytes, this.mac('opaque', Buffer.alloc(0), address).subarray(0, OPAQUE_BYTES))
-    if (!nonceOk || !opaqueOk) throw new DigestInvalidNonceError('nonce or opaque not issued to this address')
-    const issuedAt = Number(stamp!.readBigUInt64BE())
-    return { issuedAt, expired: unixSeconds(this.clock) - issuedAt >= this.lifetimeSeconds }
+    if (bytes !== null && opaqueBytes !== null) {
+      const issuedAt = Number(bytes.readBigUInt64BE())
+      if (this.issued(this.key, bytes, opaqueBytes, address)) return { issuedAt, expired: unixSeconds(this.clock) - issuedAt >= this.lifetimeSeconds }
+      if (this.previousKey && this.issued(this.previousKey, bytes, opaqueBytes, address)) return { issuedAt, expired: true }
+    }
+    throw new DigestInvalidNonceError('nonce or opaque not issued to this address')
+  }
+
+  private issued(key: Uint8Array, nonce: Buffer, opaque: Buffer, address: string): boolean {
+    const nonceOk = timingSafeEqual(nonce.subarray(STAMP_BYTES), this.mac('nonce', nonce.subarray(0, STAMP_BYTES), address, key))
+    const opaqueOk = timingSafeEqual(opaque, this.mac('opaque', Buffer.alloc(0), address, key).subarray(0, OPAQUE_BYTES))
+    return nonceOk && opaqueOk
   }
 
   /** A NUL ends the label and the address, so no two (label, stamp, address) triples share an input. */
-  private mac(label: string, stamp: Buffer, address: string): Buffer {
-    return createHmac('sha256', this.key).update(`${label}\0`).update(stamp).update(`${address}\0`).digest()
+  private mac(label: string, stamp: Buffer, address: string, key = this.key): Buffer {
+    return createHmac('sha256', key).update(`${label}\0`).update(stamp).update(`${address}\0`).digest()
   }
 }
 

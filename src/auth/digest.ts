@@ -1,7 +1,8 @@
 /**
  * HTTP Digest access authentication (RFC 7616) with MD5 and SHA-256, `qop=auth` only
  * (README "HTTP Digest"). Independent of HTTP: the caller passes what the request carried and maps
- * each DigestError (digest-errors.ts) to its answer, with `challenges()` on every 401.
+ * each DigestError (digest-errors.ts) to its answer, with `challenges()` on every 401; the access
+ * model's side is digest-authenticator.ts.
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
 import { unixSeconds, type Clock } from '../clock'
@@ -72,7 +73,7 @@ export interface DigestOptions {
   maxTrackedNonces?: number
 }
 
-export class DigestAuthenticator {
+export class DigestVerifier {
   readonly realm: string
   private readonly nonces: DigestNonces
   private readonly counts: NonceCounts
@@ -103,11 +104,23 @@ export class DigestAuthenticator {
   }
 
   /**
-   * The checks run cheapest and least revealing first; the nonce count is recorded only for a
-   * correct response, so wrong guesses can't use up a client's counts.
+   * A new nonce key, after the signing key rotated: nonces of the one before are still recognised
+   * for a correct response, and answered as stale (README "HTTP Digest").
    */
+  rotateKey(key: Uint8Array): void {
+    this.nonces.rotate(key)
+  }
+
   verify(request: DigestRequest): DigestIdentity {
-    const credentials = parseDigestAuthorization(request.authorization)
+    return this.verifyCredentials(parseDigestAuthorization(request.authorization), request)
+  }
+
+  /**
+   * For credentials already parsed (the caller throttles by their username first). The checks run
+   * cheapest and least revealing first; the nonce count is recorded only for a correct response,
+   * so wrong guesses can't use up a client's counts.
+   */
+  verifyCredentials(credentials: DigestCredentials, request: Omit<DigestRequest, 'authorization'>): DigestIdentity {
     const from = parseSipFrom(request.from)
     if (credentials.username !== from.user) throw new DigestUserMismatchError('username is not the From user')
     if (credentials.realm !== this.realm) throw new DigestRealmMismatchError('another realm')

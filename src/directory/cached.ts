@@ -19,12 +19,15 @@ export class CachedDirectory implements Directory {
   private generation = 0
 
   readonly authenticateNow?: (username: string, password: string) => DirectoryUser | null
+  /** Not cached: an HA1 answers for a password, and must follow a change at once (README "HTTP Digest"). */
+  readonly digestHa1?: Directory['digestHa1']
 
   constructor(private readonly inner: Directory) {
     if (inner.authenticateNow) {
       const check = inner.authenticateNow.bind(inner)
       this.authenticateNow = (username, password) => this.remember(username, this.generation, check(username, password))
     }
+    if (inner.digestHa1) this.digestHa1 = inner.digestHa1.bind(inner)
   }
 
   async authenticate(username: string, password: string): Promise<DirectoryUser | null> {

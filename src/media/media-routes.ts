@@ -73,7 +73,9 @@ export function mediaRoutes({ clock, guard, securityLog, clientIpOf, owners }: M
     }
     let checked: AccessOutcome | Promise<AccessOutcome>
     try {
-      checked = guard.check(credentialRequest(request, clientIpOf, queryOf(originalUri)), 'user')
+      // Digest's `uri` is the client's request target, which nginx passes as X-Original-URI (README "HTTP Digest").
+      const credentials = credentialRequest(request, clientIpOf, queryOf(originalUri))
+      checked = guard.check(originalUri === null ? credentials : { ...credentials, target: originalUri }, 'user')
     } catch (error) {
       return unavailable(error)
     }
@@ -98,7 +100,7 @@ export function mediaRoutes({ clock, guard, securityLog, clientIpOf, owners }: M
       return status(403, errorBody(ownerDenial(refusal), unixSeconds(clock)))
     }
     deny(request, outcome.reason)
-    set.headers['www-authenticate'] = outcome.challenges?.join(', ') ?? CHALLENGES[outcome.failure]
+    set.headers['www-authenticate'] = outcome.challenges?.length ? outcome.challenges.join(', ') : CHALLENGES[outcome.failure]
     if (FORBIDDEN_FAILURES.has(outcome.failure)) {
       return status(403, errorBody(outcome.failure === 'space_expired' ? ERRORS.spaceExpired : ERRORS.tokenTypeInvalid, unixSeconds(clock)))
     }

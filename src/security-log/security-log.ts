@@ -39,8 +39,8 @@ export interface SecurityEvent {
   ip?: string
   /** Why `ip` is the peer although a trusted proxy sent X-Real-IP (README "Security notes and decisions"). */
   ipNote?: string
-  /** `admin_password`: the core API's admin login (README "MikoPBX core-compatible API"). */
-  method?: 'password' | 'refresh' | 'access_token' | 'admin_password'
+  /** `admin_password`: the core API's admin login (README "MikoPBX core-compatible API"); `digest`: README "HTTP Digest". */
+  method?: 'password' | 'refresh' | 'access_token' | 'admin_password' | 'digest'
   reason?: string
   sid?: string
   jti?: string

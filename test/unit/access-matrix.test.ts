@@ -6,9 +6,10 @@
  * in CALLS, or without a declared access, fails here.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
-import type { CredentialKind } from '../../src/auth/authenticator'
+import { CREDENTIAL_KINDS, type CredentialKind } from '../../src/auth/authenticator'
 import type { DirectoryUser, Role } from '../../src/directory/directory'
 import { CALLS, requestFor, type Access } from '../route-calls'
+import { challengesOf, digestAuthorization } from '../digest-client'
 import { externalGround, type ExternalGround } from '../external-jwt-fixture'
 import { BASE, bearer, type Harness } from '../helpers'
 
@@ -17,7 +18,7 @@ type Column = 'none' | CredentialKind
 const ROLES: readonly Role[] = ['user', 'admin', 'superadmin']
 const RANK: Record<Role, number> = { user: 0, admin: 1, superadmin: 2 }
 /** The credential kinds this build can mint for a test user; every kind the app accepts must be here. */
-const COLUMNS: readonly Column[] = ['none', 'access_token', 'refresh_token', 'api_key', 'external_jwt']
+const COLUMNS: readonly Column[] = ['none', 'access_token', 'refresh_token', 'api_key', 'digest', 'external_jwt']
 
 /** The rules of README "Who may call what", restated. */
 function expectedStatus(access: Access, column: Column, role: Role, ok: number): number {
@@ -30,6 +31,7 @@ function expectedStatus(access: Access, column: Column, role: Role, ok: number):
   return RANK[role] >= RANK[access] ? ok : 403
 }
 
+const PASSWORD = 'Matrix-password-1'
 let h: Harness
 let external: ExternalGround
 const users = new Map<Role, DirectoryUser>()
@@ -37,19 +39,32 @@ const users = new Map<Role, DirectoryUser>()
 beforeAll(async () => {
   external = await externalGround()
   h = external.h
-  for (const role of ROLES) users.set(role, await h.directory.add({ username: `matrix-${role}`, password: 'Matrix-password-1', displayName: role, role, mobile: '' }))
+  for (const role of ROLES) users.set(role, await h.directory.add({ username: `matrix-${role}`, password: PASSWORD, displayName: role, role, mobile: '' }))
   const published = await h.json(`${BASE}/pub/contacts`, { event: 'first' })
   expect(published.status).toBe(200)
 })
 afterAll(() => h.close())
 
-/** A fresh session per cell: logout and logout-all end the session they are called with. */
-async function credentialHeaders(column: Column, user: DirectoryUser): Promise<Record<string, string>> {
+/**
+ * The credential of `column` for `user`, for a request of `method` to `target`. A fresh session per
+ * cell: logout and logout-all end the session they are called with.
+ */
+async function credentialHeaders(column: Column, user: DirectoryUser, method: string, target: string): Promise<Record<string, string>> {
   if (column === 'none') return {}
+  if (column === 'digest') return digestHeaders(user, method, target)
   if (column === 'api_key') return { 'x-api-key': h.apiKeys.createStable(user, 'matrix').text }
   if (column === 'external_jwt') return bearer(await external.token('ES256', { sub: user.username }))
   const session = await h.services.sessions.start(user, { ip: '127.0.0.1', ua: 'matrix' })
   return bearer(column === 'access_token' ? session.accessToken : session.refreshToken)
+}
+
+/** Asks for a challenge, as a phone naming itself in `From` does, and answers it. */
+async function digestHeaders(user: DirectoryUser, method: string, target: string): Promise<Record<string, string>> {
+  const from = `sip:${user.username}@matrix.example`
+  const asked = await h.request(`${BASE}/profile`, { headers: { from } })
+  const [challenge] = challengesOf(asked)
+  await asked.arrayBuffer()
+  return { from, authorization: digestAuthorization(challenge!, { username: user.username, password: PASSWORD, uri: target, method }) }
 }
 
 const routesUnderBase = () =>
@@ -64,6 +79,10 @@ function createHarnessRoutes() {
 }
 
 describe('the route table', () => {
+  test('every kind of credential the app knows has a column', () => {
+    expect([...COLUMNS].sort()).toEqual((['none', ...CREDENTIAL_KINDS] as Column[]).sort())
+  })
+
   test('every route under the base path declares its access and has an entry in the matrix', () => {
     const routes = routesUnderBase()
     expect(routes.length).toBeGreaterThan(10)
@@ -89,7 +108,9 @@ describe('each cell: route × credential × role', () => {
       const call = CALLS[key]!
       for (const column of COLUMNS) {
         for (const role of ROLES) {
-          const response = await h.request(...requestFor(key, route.method, await credentialHeaders(column, users.get(role)!)))
+          const [target, init] = requestFor(key, route.method, {})
+          Object.assign(init.headers as Record<string, string>, await credentialHeaders(column, users.get(role)!, route.method, target))
+          const response = await h.request(target, init)
           const want = expectedStatus(call.access, column, role, call.ok)
           cells++
           if (response.status !== want) failures.push(`${key} with ${column} as ${role}: ${response.status}, expected ${want}`)

@@ -14,7 +14,7 @@ import {
 } from '../../src/auth/digest-errors'
 import { parseDigestAuthorization, parseSipFrom, type DigestAlgorithm } from '../../src/auth/digest-header'
 import { NonceCounts } from '../../src/auth/digest-nonce'
-import { DigestAuthenticator, digestHa1, digestResponse, type DigestRequest } from '../../src/auth/digest'
+import { DigestVerifier, digestHa1, digestResponse, type DigestRequest } from '../../src/auth/digest'
 import { ManualClock } from '../helpers'
 
 /** RFC 7616 §3.9.1. */
@@ -73,7 +73,7 @@ const ADDRESS = '192.0.2.10'
 function setup(options: { maxTrackedNonces?: number } = {}) {
   const clock = new ManualClock()
   const lookups: string[] = []
-  const digest = new DigestAuthenticator({
+  const digest = new DigestVerifier({
     realm: REALM,
     key: randomBytes(32),
     clock,
