@@ -1,6 +1,7 @@
 /** Builds the HTTP app from its dependencies, so tests can pass a temp store and a movable clock. */
 import { Elysia } from 'elysia'
 import { accountRoutes } from './account/account-routes'
+import { adminRoutes } from './admin/admin-routes'
 import type { AccessGuard } from './auth/access-guard'
 import { authPlugin } from './auth/auth-plugin'
 import { authRoutes } from './auth/auth-routes'
@@ -10,6 +11,7 @@ import type { AdminCredentials } from './core-api/admin-credentials'
 import { AdminSessions } from './core-api/admin-sessions'
 import { coreApiRoutes } from './core-api/core-api-routes'
 import type { Directory } from './directory/directory'
+import type { EmbeddedDirectory } from './directory/embedded'
 import { healthRoutes } from './health/health-routes'
 import { StoreStatus, type DeepCheck } from './health/store-status'
 import { clientIpResolver } from './http/client-ip'
@@ -64,6 +66,12 @@ export interface AppDeps {
   storeStatus?: StoreStatus
   /** What `health?deep=1` reads: the store, and the MikoPBX file when that directory is active. */
   deepChecks?: readonly DeepCheck[]
+  /**
+   * The admin API (README "Admin API"): the embedded directory it changes (null with MikoPBX's,
+   * whose user routes answer 409), what to tell after a change, and security.log's path.
+   * Not served when absent.
+   */
+  admin?: { users: EmbeddedDirectory | null; usersChanged?: () => void; securityLogPath: string }
   /** Socket peers and per-request timeouts: the app's own Bun server unless a test supplies one. */
   server?: () => ServerControls | null | undefined
 }
@@ -101,6 +109,11 @@ export function buildApp(deps: AppDeps) {
     .use(healthRoutes({ clock, pbx, storeStatus, deepChecks: deps.deepChecks ?? [], peerOf }))
     .use(presenceRoutes({ clock, guard, clientIpOf, hub, settings: deps.presence, peerOf, keepOpen, upgrade, producedHere: deps.producedHere }))
     .use(pbxRoutes({ clock, auth, directory, pbx, providers }))
+    .use(
+      deps.admin
+        ? adminRoutes({ clock, auth, directory, sessions, securityLog, clientIpOf, usersChanged: () => {}, ...deps.admin })
+        : new Elysia({ name: 'admin-off' }),
+    )
   // The core-compatible routes live outside the base path, where MikoPBX's core serves them.
   const errorObserver = {
     answered: (route: string | undefined, status: number) => metrics?.requestDone(route, status),

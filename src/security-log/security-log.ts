@@ -8,24 +8,28 @@ import { closeSync, fstatSync, mkdirSync, openSync, renameSync, writeSync } from
 import { dirname } from 'node:path'
 import type { Clock } from '../clock'
 
-export type SecurityEventName =
-  | 'AUTH_SUCCESS'
-  | 'AUTH_FAILED'
-  | 'LOGOUT'
-  | 'TOKEN_REFRESH'
-  | 'TOKEN_REUSE'
-  | 'LOGIN_THROTTLED'
-  | 'SESSION_REVOKED'
-  | 'MEDIA_ACCESS_DENIED'
-  | 'KEY_GENERATED'
-  | 'KEY_ROTATED'
-  | 'STARTUP'
-  | 'SHUTDOWN'
-  | 'USER_ADDED'
-  | 'USER_PASSWORD_CHANGED'
-  | 'USER_DISABLED'
-  | 'USER_ENABLED'
-  | 'USER_REMOVED'
+export const SECURITY_EVENTS = [
+  'AUTH_SUCCESS',
+  'AUTH_FAILED',
+  'LOGOUT',
+  'TOKEN_REFRESH',
+  'TOKEN_REUSE',
+  'LOGIN_THROTTLED',
+  'SESSION_REVOKED',
+  'MEDIA_ACCESS_DENIED',
+  'KEY_GENERATED',
+  'KEY_ROTATED',
+  'STARTUP',
+  'SHUTDOWN',
+  'USER_ADDED',
+  'USER_UPDATED',
+  'USER_PASSWORD_CHANGED',
+  'USER_DISABLED',
+  'USER_ENABLED',
+  'USER_REMOVED',
+] as const
+
+export type SecurityEventName = (typeof SECURITY_EVENTS)[number]
 
 export interface SecurityEvent {
   event: SecurityEventName
@@ -42,6 +46,8 @@ export interface SecurityEvent {
   version?: string
   /** STARTUP: the user directory in use and the file it reads (README "Running on MikoPBX"). */
   directory?: string
+  /** Admin API actions: the admin who acted (README "Admin API"); `user` is the one acted on. */
+  actor?: string
   /** Operator commands: the Unix user who ran the command, and who ran sudo to become them. */
   operator?: string
   sudo_user?: string
@@ -214,6 +220,7 @@ export class SecurityLog implements SecurityLogSink {
       ua: event.ua?.slice(0, MAX_UA) || undefined,
       version: event.version,
       directory: event.directory,
+      actor: event.actor?.slice(0, MAX_USER),
       operator: event.operator,
       sudo_user: event.sudo_user,
     }
