@@ -31,7 +31,7 @@ export function adminSessionRoutes({ clock, auth, directory, sessions, audit }: 
   const refusal = (actor: DirectoryUser, username: string) => {
     const target = directory.findByUsername(username)
     const kind = target ? refusalFor(actor.role, target.role) : ERRORS.notFound
-    return kind && errorBody(kind, unixSeconds(clock))
+    return kind && { status: kind.status, body: errorBody(kind, unixSeconds(clock)) }
   }
   return new Elysia({ name: 'admin-session-routes' })
     .use(auth)
@@ -39,7 +39,7 @@ export function adminSessionRoutes({ clock, auth, directory, sessions, audit }: 
       '/admin/users/:username/sessions',
       ({ principal: { user: actor }, params: { username }, status }) => {
         const refused = refusal(actor, username)
-        if (refused) return status(refused.status as 403, refused)
+        if (refused) return status(refused.status as 403, refused.body)
         return { success: true, sessions: sessions.list(username).map(sessionView) }
       },
       { auth: 'admin', params: UserParams },
@@ -48,7 +48,7 @@ export function adminSessionRoutes({ clock, auth, directory, sessions, audit }: 
       '/admin/users/:username/sessions/:sid',
       ({ principal: { user: actor }, params: { username, sid }, request, status }) => {
         const refused = refusal(actor, username)
-        if (refused) return status(refused.status as 403, refused)
+        if (refused) return status(refused.status as 403, refused.body)
         const reason = `revoked by admin ${actor.username}`
         if (!sessions.end(username, sid, reason)) return status(404, errorBody(ERRORS.notFound, unixSeconds(clock)))
         audit(request, actor, { event: 'SESSION_REVOKED', user: username, sid, reason })
@@ -60,7 +60,7 @@ export function adminSessionRoutes({ clock, auth, directory, sessions, audit }: 
       '/admin/users/:username/sessions',
       ({ principal: { user: actor }, params: { username }, request, status }) => {
         const refused = refusal(actor, username)
-        if (refused) return status(refused.status as 403, refused)
+        if (refused) return status(refused.status as 403, refused.body)
         const ended = sessions.endAll(username, `revoked by admin ${actor.username}`)
         audit(request, actor, { event: 'SESSION_REVOKED', user: username, reason: `revoked by admin: ${ended} sessions` })
         return { success: true, message: 'Sessions ended', sessions_ended: ended }
