@@ -1,9 +1,10 @@
 /** The admin API (README "Admin API"): users, their sessions, the security log's tail, and the role rules. */
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from 'bun:test'
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { tailSecurityLog } from '../../src/admin/security-log-tail'
+import { ADMIN_BODY_LIMITS, DEFAULT_LOG_LIMIT, DEFAULT_PER_PAGE, MAX_LOG_LIMIT, MAX_PER_PAGE } from '../../src/admin/admin-schemas'
+import { TAIL_READ_BYTES, tailSecurityLog } from '../../src/admin/security-log-tail'
 import type { Directory, DirectoryUser, Role } from '../../src/directory/directory'
 import { ARGON2_PARAMS } from '../../src/directory/embedded'
 import { BASE, bearer, createHarness, type Harness } from '../helpers'
@@ -445,4 +446,13 @@ describe('with MikoPBX\'s directory', () => {
       pbx.close()
     }
   })
+})
+
+test('the README states the limits the admin API enforces', () => {
+  const readme = readFileSync('README.md', 'utf8')
+  const section = readme.slice(readme.indexOf('## Admin API'), readme.indexOf('\n## ', readme.indexOf('## Admin API') + 1))
+  expect(section).toContain(`\`per_page\` 1 to ${MAX_PER_PAGE} (default ${DEFAULT_PER_PAGE})`)
+  expect(section).toContain(`(1 to ${MAX_LOG_LIMIT}, default ${DEFAULT_LOG_LIMIT})`)
+  expect(section).toContain(`at most ${TAIL_READ_BYTES / 1024 / 1024} MiB in all`)
+  expect(section).toContain(`at most ${ADMIN_BODY_LIMITS.maxBytes / 1024} KiB`)
 })
