@@ -136,21 +136,19 @@ export function adminUserRoutes({ clock, auth, users, usersChanged, sessions, au
           if (isRefusal(again)) return answer(status, again)
         }
         const before = checked.directory.findByUsername(username)!
+        let sessionsEnded = 0
+        // A password an admin sets replaces one that may be known to someone else: its logins end with it.
+        const endSessions = password && (() => (sessionsEnded = sessions.endAll(username, `password set by admin ${actor.username}`)))
         let updated: DirectoryUser
         try {
-          updated = checked.directory.change(username, { displayName: body.display_name, role: body.role, mobile: body.mobile, password })
+          updated = checked.directory.change(username, { displayName: body.display_name, role: body.role, mobile: body.mobile, password }, endSessions)
         } catch (error) {
           return answer(status, lastSuperadmin(error))
         }
         usersChanged()
         const changed = profileChanges(before, body)
         if (changed) audit(request, actor, { event: 'USER_UPDATED', user: username, reason: changed })
-        let sessionsEnded = 0
-        if (password) {
-          // A password an admin sets replaces one that may be known to someone else: its logins end.
-          sessionsEnded = sessions.endAll(username, `password set by admin ${actor.username}`)
-          audit(request, actor, { event: 'USER_PASSWORD_CHANGED', user: username, reason: `${sessionsEnded} sessions ended` })
-        }
+        if (password) audit(request, actor, { event: 'USER_PASSWORD_CHANGED', user: username, reason: `${sessionsEnded} sessions ended` })
         return { success: true, user: userView(updated), sessions_ended: sessionsEnded }
       },
       { auth: 'admin', params: UserParams, parse: parseJsonBody(ADMIN_BODY_LIMITS, UserChangeBody), body: UserChangeBody },
@@ -160,14 +158,14 @@ export function adminUserRoutes({ clock, auth, users, usersChanged, sessions, au
       ({ principal: { user: actor }, params: { username }, request, status }) => {
         const checked = manageable(actor, username)
         if (isRefusal(checked)) return answer(status, checked)
+        let ended = 0
         let updated: DirectoryUser
         try {
-          updated = checked.directory.change(username, { disabled: true })
+          updated = checked.directory.change(username, { disabled: true }, () => (ended = sessions.endAll(username, `disabled by admin ${actor.username}`)))
         } catch (error) {
           return answer(status, lastSuperadmin(error))
         }
         usersChanged()
-        const ended = sessions.endAll(username, `disabled by admin ${actor.username}`)
         audit(request, actor, { event: 'USER_DISABLED', user: username, reason: `${ended} sessions ended` })
         return { success: true, user: userView(updated), sessions_ended: ended }
       },
@@ -190,14 +188,14 @@ export function adminUserRoutes({ clock, auth, users, usersChanged, sessions, au
       ({ principal: { user: actor }, params: { username }, request, status }) => {
         const checked = manageable(actor, username)
         if (isRefusal(checked)) return answer(status, checked)
+        let ended = 0
         try {
-          checked.directory.removeKeepingASuperadmin(username)
+          // In the same transaction: a user added later under the same name must not inherit these logins.
+          checked.directory.removeKeepingASuperadmin(username, () => (ended = sessions.endAll(username, `removed by admin ${actor.username}`)))
         } catch (error) {
           return answer(status, lastSuperadmin(error))
         }
         usersChanged()
-        // A user added later under the same name must not inherit these logins.
-        const ended = sessions.endAll(username, `removed by admin ${actor.username}`)
         audit(request, actor, { event: 'USER_REMOVED', user: username, reason: `${ended} sessions ended` })
         return { success: true, message: 'User removed', sessions_ended: ended }
       },

@@ -124,9 +124,13 @@ export class EmbeddedDirectory implements Directory {
     return { hash: await this.hash(password), ha1 }
   }
 
-  /** Applies every change at once, or none: refused with LastSuperadminError when it would disable or demote the last enabled superadmin. */
-  change(username: string, changes: UserChanges): DirectoryUser {
-    this.keepingASuperadmin(() => {
+  /**
+   * Applies every change at once, or none: refused with LastSuperadminError when it would disable
+   * or demote the last enabled superadmin. `alongside` runs in the same transaction (ending the
+   * user's sessions, say), so either both are stored or neither.
+   */
+  change(username: string, changes: UserChanges, alongside?: () => void): DirectoryUser {
+    this.keepingASuperadmin(alongside, () => {
       const row = this.byUsername.get(username)
       if (!row) throw new DirectoryError(`no such user: ${username}`)
       this.db
@@ -144,21 +148,22 @@ export class EmbeddedDirectory implements Directory {
     return this.findByUsername(username)!
   }
 
-  /** `remove`, refused with LastSuperadminError for the last enabled superadmin. */
-  removeKeepingASuperadmin(username: string): void {
-    this.keepingASuperadmin(() => this.remove(username))
+  /** `remove`, refused with LastSuperadminError for the last enabled superadmin; `alongside` as in `change`. */
+  removeKeepingASuperadmin(username: string, alongside?: () => void): void {
+    this.keepingASuperadmin(alongside, () => this.remove(username))
   }
 
   /**
    * Runs `change` in one IMMEDIATE transaction (no other process writes between the count and the
    * change) and rolls it back if it took away the last enabled superadmin.
    */
-  private keepingASuperadmin(change: () => void): void {
+  private keepingASuperadmin(alongside: (() => void) | undefined, change: () => void): void {
     this.db
       .transaction(() => {
         const before = this.enabledSuperadmins()
         change()
         if (before > 0 && this.enabledSuperadmins() === 0) throw new LastSuperadminError('the last enabled superadmin must stay')
+        alongside?.()
       })
       .immediate()
   }

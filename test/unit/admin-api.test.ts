@@ -280,6 +280,14 @@ describe('disable, enable, delete', () => {
     expect((await call(h, tokens.boss!, 'DELETE', '/users/201')).status).toBe(404)
   })
 
+  test('a user added again under a removed name inherits none of its sessions', async () => {
+    const refresh = (await h.services.sessions.start(h.directory.findByUsername('201')!, { ip: '10.0.0.9', ua: 'test' })).refreshToken
+    expect((await call(h, tokens.boss!, 'DELETE', '/users/201')).status).toBe(200)
+    expect((await call(h, tokens.boss!, 'POST', '/users', { username: '201', password: 'New-pass-201' })).status).toBe(201)
+    expect(await profileStatus(h, tokens['201']!)).toBe(401)
+    expect((await h.request(`${BASE}/auth/refresh`, { method: 'POST', headers: bearer(refresh) })).status).toBe(401)
+  })
+
   test('an admin neither disables nor deletes a superadmin (403)', async () => {
     for (const [method, path] of [
       ['POST', '/users/root/disable'],
