@@ -3,6 +3,7 @@ import { Elysia } from 'elysia'
 import { accountRoutes } from './account/account-routes'
 import type { ApiKeyService } from './api-keys/api-key-service'
 import { apiKeyRoutes } from './api-keys/api-key-routes'
+import { adminRoutes } from './admin/admin-routes'
 import type { AccessGuard } from './auth/access-guard'
 import { authPlugin } from './auth/auth-plugin'
 import { authRoutes } from './auth/auth-routes'
@@ -12,6 +13,7 @@ import type { AdminCredentials } from './core-api/admin-credentials'
 import { AdminSessions } from './core-api/admin-sessions'
 import { coreApiRoutes } from './core-api/core-api-routes'
 import type { Directory } from './directory/directory'
+import type { EmbeddedDirectory } from './directory/embedded'
 import { healthRoutes } from './health/health-routes'
 import { StoreStatus, type DeepCheck } from './health/store-status'
 import { clientIpResolver } from './http/client-ip'
@@ -72,6 +74,12 @@ export interface AppDeps {
   storeStatus?: StoreStatus
   /** What `health?deep=1` reads: the store, and the MikoPBX file when that directory is active. */
   deepChecks?: readonly DeepCheck[]
+  /**
+   * The admin API (README "Admin API"): the embedded directory it changes (null with MikoPBX's,
+   * whose user routes answer 409), what to tell after a change, and security.log's path.
+   * Not served when absent.
+   */
+  admin?: { users: EmbeddedDirectory | null; usersChanged?: () => void; securityLogPath: string }
   /** Socket peers and per-request timeouts: the app's own Bun server unless a test supplies one. */
   server?: () => ServerControls | null | undefined
 }
@@ -111,6 +119,11 @@ export function buildApp(deps: AppDeps) {
     .use(presenceRoutes({ clock, guard, clientIpOf, hub, settings: deps.presence, peerOf, keepOpen, upgrade, producedHere: deps.producedHere }))
     .use(pbxRoutes({ clock, auth, directory, pbx, providers }))
     .use(spaceRoutes({ clock, auth, spaces, securityLog, clientIpOf }))
+    .use(
+      deps.admin
+        ? adminRoutes({ clock, auth, directory, sessions, securityLog, clientIpOf, usersChanged: () => {}, ...deps.admin })
+        : new Elysia({ name: 'admin-off' }),
+    )
   // The core-compatible routes live outside the base path, where MikoPBX's core serves them.
   const errorObserver = {
     answered: (route: string | undefined, status: number) => metrics?.requestDone(route, status),

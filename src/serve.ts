@@ -73,8 +73,12 @@ function openUserDirectory(config: Config, clock: Clock) {
   return {
     /** MikoPBX's database, for its providers and web admin too; null with the embedded directory. */
     file: pbx,
+    /** The embedded directory behind the cache, for the admin API; null with MikoPBX's. */
+    embedded: null as EmbeddedDirectory | null,
     attach(db: Database): CachedDirectory {
-      cached = new CachedDirectory(pbx ? new MikoPbxDirectory(pbx) : new EmbeddedDirectory(db, clock, config.password_min_length, config.digest_realm))
+      // The admin API sets passwords: the same rules and realm as the `users` command.
+      this.embedded = pbx ? null : new EmbeddedDirectory(db, clock, config.password_min_length, config.digest_realm)
+      cached = new CachedDirectory(this.embedded ?? new MikoPbxDirectory(pbx!))
       return cached
     },
     close(): void {
@@ -213,6 +217,8 @@ export async function serve(config: Config, clock: Clock = systemClock): Promise
       config.core_api === 'on'
         ? { admins: users.file ? new MikoPbxAdminCredentials(users.file) : new DirectoryAdminCredentials(directory) }
         : undefined,
+    // The admin API writes on this process's own connection, which the change watch doesn't report.
+    admin: { users: users.embedded, usersChanged: () => directory.invalidate(), securityLogPath: securityLog.path },
     cdr,
     recordingsAccess: config.recordings_access,
     basePath: config.base_path,

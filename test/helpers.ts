@@ -170,6 +170,7 @@ export async function createHarness({
     securityLog,
     cdr,
     recordingsAccess,
+    admin: { users: userDirectory ? null : directory, securityLogPath: securityLog.path },
     pbx,
     producedHere,
     providers,

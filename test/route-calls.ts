@@ -48,6 +48,18 @@ export const CALLS: Record<string, Call> = {
   'POST /admin/spaces': { access: 'superadmin', body: { domain: 'default' }, ok: 409 },
   'PATCH /admin/spaces/:domain': { access: 'superadmin', path: '/admin/spaces/nowhere.example', body: { expire_at: null }, ok: 404 },
   'DELETE /admin/spaces/:domain': { access: 'superadmin', path: '/admin/spaces/nowhere.example', ok: 404 },
+  'GET /admin/users': { access: 'admin', ok: 200 },
+  'GET /admin/users/:username': { access: 'admin', path: '/admin/users/nobody', ok: 404 },
+  // The user exists already: the matrix changes nothing it relies on.
+  'POST /admin/users': { access: 'admin', body: { username: 'matrix-user', password: 'Matrix-password-1' }, ok: 409 },
+  'PATCH /admin/users/:username': { access: 'admin', path: '/admin/users/nobody', body: { display_name: 'x' }, ok: 404 },
+  'POST /admin/users/:username/disable': { access: 'admin', path: '/admin/users/nobody/disable', ok: 404 },
+  'POST /admin/users/:username/enable': { access: 'admin', path: '/admin/users/nobody/enable', ok: 404 },
+  'DELETE /admin/users/:username': { access: 'admin', path: '/admin/users/nobody', ok: 404 },
+  'GET /admin/users/:username/sessions': { access: 'admin', path: '/admin/users/nobody/sessions', ok: 404 },
+  'DELETE /admin/users/:username/sessions/:sid': { access: 'admin', path: '/admin/users/nobody/sessions/AAAAAAAAAAAAAAAAAAAAAA', ok: 404 },
+  'DELETE /admin/users/:username/sessions': { access: 'admin', path: '/admin/users/nobody/sessions', ok: 404 },
+  'GET /admin/security-log': { access: 'admin', ok: 200 },
 }
 
 /** The request for route `key` (method and path relative to the base path) with `credentials` added. */

@@ -30,6 +30,35 @@ export class DirectoryError extends Error {
   override name = 'DirectoryError'
 }
 
+export class UserExistsError extends DirectoryError {
+  override name = 'UserExistsError'
+}
+
+/** A change that would leave no enabled superadmin, where there was one (README "Admin API"). */
+export class LastSuperadminError extends DirectoryError {
+  override name = 'LastSuperadminError'
+}
+
+/** What an admin may change of a user; a password comes hashed already (`preparePassword`). */
+export interface UserChanges {
+  displayName?: string
+  role?: Role
+  mobile?: string
+  disabled?: boolean
+  password?: PreparedPassword
+}
+
+/** A new password's argon2id hash and its Digest HA1s, computed before any transaction. */
+export interface PreparedPassword {
+  hash: string
+  ha1: ReadonlyArray<{ algorithm: DigestAlgorithm; ha1: string }>
+}
+
+export interface UserPage {
+  users: DirectoryUser[]
+  total: number
+}
+
 export class EmbeddedDirectory implements Directory {
   private dummyHash: Promise<string> | undefined
   private readonly byUsername
@@ -69,12 +98,93 @@ export class EmbeddedDirectory implements Directory {
     return this.db.query<UserRow, []>('SELECT * FROM users ORDER BY username').all().map(toUser)
   }
 
+  /** One page in username order; `search` is a case-insensitive substring of the username or display name. */
+  page({ offset, limit, search }: { offset: number; limit: number; search: string }): UserPage {
+    const pattern = `%${search.replace(/[\\%_]/g, '\\$&')}%`
+    const where = "WHERE username LIKE $pattern ESCAPE '\\' OR display_name LIKE $pattern ESCAPE '\\'"
+    const total = this.db.query<{ n: number }, Record<string, string>>(`SELECT COUNT(*) AS n FROM users ${where}`).get({ pattern })!.n
+    const users = this.db
+      .query<UserRow, Record<string, string | number>>(`SELECT * FROM users ${where} ORDER BY username LIMIT $limit OFFSET $offset`)
+      .all({ pattern, limit, offset })
+      .map(toUser)
+    return { users, total }
+  }
+
+  /** Why `password` can't be a new password, or null; the same rule `add` and `setPassword` apply. */
+  passwordProblem(password: string): string | null {
+    try {
+      this.checkNewPassword(password)
+      return null
+    } catch (error) {
+      return (error as DirectoryError).message
+    }
+  }
+
+  async preparePassword(username: string, password: string): Promise<PreparedPassword> {
+    this.checkNewPassword(password)
+    const ha1 = DIGEST_ALGORITHMS.map((algorithm) => ({ algorithm, ha1: digestHa1(algorithm, username, this.digestRealm, password) }))
+    return { hash: await this.hash(password), ha1 }
+  }
+
+  /**
+   * Applies every change at once, or none: refused with LastSuperadminError when it would disable
+   * or demote the last enabled superadmin. `alongside` runs in the same transaction (ending the
+   * user's sessions, say), so either both are stored or neither.
+   */
+  change(username: string, changes: UserChanges, alongside?: () => void): DirectoryUser {
+    this.keepingASuperadmin(alongside, () => {
+      const row = this.byUsername.get(username)
+      if (!row) throw new DirectoryError(`no such user: ${username}`)
+      this.db
+        .query('UPDATE users SET display_name = ?, role = ?, mobile = ?, disabled = ?, password_hash = ? WHERE id = ?')
+        .run(
+          changes.displayName ?? row.display_name,
+          changes.role ?? row.role,
+          changes.mobile ?? row.mobile,
+          changes.disabled === undefined ? row.disabled : Number(changes.disabled),
+          changes.password?.hash ?? row.password_hash,
+          row.id,
+        )
+      if (changes.password) this.replaceHa1(row.id, changes.password.ha1)
+    })
+    return this.findByUsername(username)!
+  }
+
+  /** `remove`, refused with LastSuperadminError for the last enabled superadmin; `alongside` as in `change`. */
+  removeKeepingASuperadmin(username: string, alongside?: () => void): void {
+    this.keepingASuperadmin(alongside, () => this.remove(username))
+  }
+
+  /**
+   * Runs `change` in one IMMEDIATE transaction (no other process writes between the count and the
+   * change) and rolls it back if it took away the last enabled superadmin.
+   */
+  private keepingASuperadmin(alongside: (() => void) | undefined, change: () => void): void {
+    this.db
+      .transaction(() => {
+        const before = this.enabledSuperadmins()
+        change()
+        if (before > 0 && this.enabledSuperadmins() === 0) throw new LastSuperadminError('the last enabled superadmin must stay')
+        alongside?.()
+      })
+      .immediate()
+  }
+
+  private enabledSuperadmins(): number {
+    return this.db.query<{ n: number }, []>("SELECT COUNT(*) AS n FROM users WHERE role = 'superadmin' AND disabled = 0").get()!.n
+  }
+
   /** `spaceId`: the default space when absent (README "Spaces"); the caller checks that it exists. */
   async add(input: { username: string; password: string; displayName: string; role: Role; mobile: string; spaceId?: number }): Promise<DirectoryUser> {
-    if (this.byUsername.get(input.username)) throw new DirectoryError(`user ${input.username} already exists`)
+    const exists = () => {
+      if (this.byUsername.get(input.username)) throw new UserExistsError(`user ${input.username} already exists`)
+    }
+    exists()
     this.checkNewPassword(input.password)
     const hash = await this.hash(input.password)
     this.db.transaction(() => {
+      // Again: another request may have added the same user while the hash was computed.
+      exists()
       const { lastInsertRowid } = this.db
         .query('INSERT INTO users (username, display_name, role, password_hash, mobile, created_at, space_id) VALUES (?, ?, ?, ?, ?, ?, ?)')
         .run(input.username, input.displayName, input.role, hash, input.mobile, unixSeconds(this.clock), input.spaceId ?? DEFAULT_SPACE_ID)
@@ -104,9 +214,16 @@ export class EmbeddedDirectory implements Directory {
 
   /** HA1s of an older password or realm go: only the current password, in the configured realm, answers Digest. */
   private storeHa1(userId: number, username: string, password: string): void {
+    this.replaceHa1(
+      userId,
+      DIGEST_ALGORITHMS.map((algorithm) => ({ algorithm, ha1: digestHa1(algorithm, username, this.digestRealm, password) })),
+    )
+  }
+
+  private replaceHa1(userId: number, entries: PreparedPassword['ha1']): void {
     this.db.query('DELETE FROM digest_ha1 WHERE user_id = ?').run(userId)
     const insert = this.db.query('INSERT INTO digest_ha1 (user_id, realm, algorithm, ha1) VALUES (?, ?, ?, ?)')
-    for (const algorithm of DIGEST_ALGORITHMS) insert.run(userId, this.digestRealm, algorithm, digestHa1(algorithm, username, this.digestRealm, password))
+    for (const { algorithm, ha1 } of entries) insert.run(userId, this.digestRealm, algorithm, ha1)
   }
 
   setDisabled(username: string, disabled: boolean): void {

@@ -8,30 +8,34 @@ import { closeSync, fstatSync, mkdirSync, openSync, renameSync, writeSync } from
 import { dirname } from 'node:path'
 import type { Clock } from '../clock'
 
-export type SecurityEventName =
-  | 'AUTH_SUCCESS'
-  | 'AUTH_FAILED'
-  | 'LOGOUT'
-  | 'TOKEN_REFRESH'
-  | 'TOKEN_REUSE'
-  | 'LOGIN_THROTTLED'
-  | 'SESSION_REVOKED'
-  | 'MEDIA_ACCESS_DENIED'
-  | 'KEY_GENERATED'
-  | 'KEY_ROTATED'
-  | 'STARTUP'
-  | 'SHUTDOWN'
-  | 'USER_ADDED'
-  | 'USER_PASSWORD_CHANGED'
-  | 'USER_DISABLED'
-  | 'USER_ENABLED'
-  | 'USER_REMOVED'
-  | 'API_KEY_CREATED'
-  | 'API_KEY_REVOKED'
-  | 'USER_SPACE_CHANGED'
-  | 'SPACE_ADDED'
-  | 'SPACE_EXPIRY_CHANGED'
-  | 'SPACE_REMOVED'
+export const SECURITY_EVENTS = [
+  'AUTH_SUCCESS',
+  'AUTH_FAILED',
+  'LOGOUT',
+  'TOKEN_REFRESH',
+  'TOKEN_REUSE',
+  'LOGIN_THROTTLED',
+  'SESSION_REVOKED',
+  'MEDIA_ACCESS_DENIED',
+  'KEY_GENERATED',
+  'KEY_ROTATED',
+  'STARTUP',
+  'SHUTDOWN',
+  'USER_ADDED',
+  'USER_UPDATED',
+  'USER_PASSWORD_CHANGED',
+  'USER_DISABLED',
+  'USER_ENABLED',
+  'USER_REMOVED',
+  'API_KEY_CREATED',
+  'API_KEY_REVOKED',
+  'USER_SPACE_CHANGED',
+  'SPACE_ADDED',
+  'SPACE_EXPIRY_CHANGED',
+  'SPACE_REMOVED',
+] as const
+
+export type SecurityEventName = (typeof SECURITY_EVENTS)[number]
 
 export interface SecurityEvent {
   event: SecurityEventName
@@ -48,11 +52,11 @@ export interface SecurityEvent {
   version?: string
   /** STARTUP: the user directory in use and the file it reads (README "Running on MikoPBX"). */
   directory?: string
+  /** Admin API and API-key actions over HTTP: who acted (README "Admin API", "API keys"); `user` is the one acted on. */
+  actor?: string
   /** Operator commands: the Unix user who ran the command, and who ran sudo to become them. */
   operator?: string
   sudo_user?: string
-  /** API key events made over HTTP: the user who made or revoked the key (README "API keys"). */
-  actor?: string
   /** API key events: the key's id, never the key. */
   key_id?: number
 }
@@ -222,10 +226,10 @@ export class SecurityLog implements SecurityLogSink {
       sid: event.sid,
       jti: event.jti,
       key_id: event.key_id,
-      actor: event.actor?.slice(0, MAX_USER),
       ua: event.ua?.slice(0, MAX_UA) || undefined,
       version: event.version,
       directory: event.directory,
+      actor: event.actor?.slice(0, MAX_USER),
       operator: event.operator,
       sudo_user: event.sudo_user,
     }

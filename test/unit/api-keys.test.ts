@@ -250,7 +250,7 @@ describe('admin-made keys', () => {
   test("an admin can't make one for a superadmin (403); a superadmin can make one for an admin", async () => {
     const refused = await adminMade('401')
     expect(refused.status).toBe(403)
-    expect(refused.answer).toMatchObject({ success: false, code: 'role_above_own' })
+    expect(refused.answer).toMatchObject({ success: false, code: 'role_forbidden' })
     expect((await adminMade('301', {}, superToken)).status).toBe(200)
   })
 

@@ -37,6 +37,16 @@ describe('security log', () => {
     ])
   })
 
+  test('admin API events name the actor after the fields fail2ban reads', () => {
+    const path = join(dir, 'security.log')
+    const log = new SecurityLog(path, clock)
+    log.record({ event: 'USER_UPDATED', user: '201', ip: '10.0.0.5', reason: 'role user->admin', ua: 'curl/8', actor: 'boss' })
+    log.close()
+    expect(lines(path)).toEqual([
+      '{"ts":"2026-11-23T12:00:00.000Z","event":"USER_UPDATED","ip":"10.0.0.5","user":"201","reason":"role user->admin","ua":"curl/8","actor":"boss"}',
+    ])
+  })
+
   test('a note on the address comes right after it, before any client-controlled text', () => {
     const path = join(dir, 'security.log')
     const log = new SecurityLog(path, clock)
