@@ -3,6 +3,7 @@
  * placeholders, en is the stable English of ERRORS, and each kind of valibot issue finds its text.
  */
 import { describe, expect, test } from 'bun:test'
+import { readFileSync } from 'node:fs'
 import { Elysia } from 'elysia'
 import * as v from 'valibot'
 import { ERRORS, errorBody, fieldErrors, type ErrorKind } from '../../src/http/errors'
@@ -10,7 +11,7 @@ import { httpPlugin, RouteIndex } from '../../src/http/http-plugin'
 import { CATALOGUES } from '../../src/i18n/catalogues'
 import { en } from '../../src/i18n/en'
 import { localizedFieldErrors, localizeEnvelope, validationMessageOf } from '../../src/i18n/localize'
-import { LANGUAGES } from '../../src/i18n/negotiate'
+import { LANGUAGES, NEGOTIATION_LIMITS } from '../../src/i18n/negotiate'
 import { ManualClock } from '../helpers'
 
 const OTHERS = LANGUAGES.filter((language) => language !== 'en')
@@ -178,4 +179,14 @@ describe('validation issues map to catalogue entries by kind, with the field nam
     const issues = issuesOf(v.strictObject({}), { '{limit}': 1 })
     expect(localizedFieldErrors(issues, CATALOGUES.de)).toEqual({ '{limit}': ['Das Feld {limit} ist nicht erlaubt.'] })
   })
+})
+
+test('the README section states the languages and the limits the negotiation enforces', () => {
+  const readme = readFileSync('README.md', 'utf8')
+  const start = readme.indexOf('\n## Localized errors\n')
+  const section = readme.slice(start, readme.indexOf('\n## ', start + 1))
+  expect(start).toBeGreaterThan(0)
+  for (const language of LANGUAGES) expect(section).toContain(`\`${language}\``)
+  expect(section).toContain(`over ${NEGOTIATION_LIMITS.headerChars} characters`)
+  expect(section).toContain(`more than\n  ${NEGOTIATION_LIMITS.ranges} ranges`)
 })
