@@ -9,7 +9,7 @@ import { unixSeconds, type Clock } from '../clock'
 import { CATALOGUES } from '../i18n/catalogues'
 import type { Catalogue } from '../i18n/en'
 import { localizeEnvelope } from '../i18n/localize'
-import { DEFAULT_LANGUAGE, negotiateLanguage } from '../i18n/negotiate'
+import { DEFAULT_LANGUAGE, NegotiationMemory } from '../i18n/negotiate'
 import { storeOutageOf, type StoreOutage } from '../store/database'
 import { ERRORS, errorBody, fieldErrors, HttpError, type StandardIssue } from './errors'
 
@@ -26,6 +26,7 @@ export interface ErrorObserver {
 export function httpPlugin({ clock, routes, observer }: { clock: Clock; routes: RouteIndex; observer?: ErrorObserver }) {
   /** A refused body's or query's issues, kept for the localized `errors` (README "Localized errors"). */
   const issuesOf = new WeakMap<Request, readonly StandardIssue[]>()
+  const languages = new NegotiationMemory()
   return new Elysia({ name: 'http' })
     // Default headers are copied into every context's `set`, errors included; cheaper than a hook.
     .headers({
@@ -43,7 +44,7 @@ export function httpPlugin({ clock, routes, observer }: { clock: Clock; routes: 
     // Around the whole app, so every answer passes, whether a route, a macro or a hook built it. A request
     // without Accept-Language, or that negotiates to English, gets the handler itself: nothing added.
     .wrap((handle, request) => {
-      const language = negotiateLanguage(request.headers.get('accept-language'))
+      const language = languages.languageOf(request.headers.get('accept-language'))
       if (language === DEFAULT_LANGUAGE) return handle
       const localize = (answer: unknown) => localizedAnswer(answer, CATALOGUES[language], issuesOf.get(request))
       return (...args: unknown[]) => {

@@ -1,7 +1,7 @@
 /** Accept-Language negotiation (README "Localized errors", RFC 9110 §12.5.4): every rule, and `en` for anything doubtful. */
 import { describe, expect, test } from 'bun:test'
 import fc from 'fast-check'
-import { LANGUAGES, NEGOTIATION_LIMITS, negotiateLanguage } from '../../src/i18n/negotiate'
+import { LANGUAGES, NEGOTIATION_LIMITS, negotiateLanguage, NegotiationMemory } from '../../src/i18n/negotiate'
 
 const cases = (rows: ReadonlyArray<readonly [string | null | undefined, string]>) => {
   for (const [header, language] of rows) expect([header, negotiateLanguage(header)]).toEqual([header, language])
@@ -169,5 +169,26 @@ describe('negotiateLanguage', () => {
         expect(negotiateLanguage(`${tag}${subtag}${q}`)).toBe(tag)
       }),
     )
+  })
+})
+
+describe('NegotiationMemory', () => {
+  test('answers as negotiateLanguage does, for new and remembered headers, past its capacity', () => {
+    const memory = new NegotiationMemory(4)
+    const headers = ['fr', 'de-AT', 'es', '*;q=0.5, en;q=0', 'fr;q=2', 'ru', 'fr', 'de-AT', ' ru ', 'x'.repeat(2000)]
+    for (const header of [...headers, ...headers.reverse()]) expect([header, memory.languageOf(header)]).toEqual([header, negotiateLanguage(header)])
+    expect(memory.languageOf(null)).toBe('en')
+  })
+
+  test('keeps at most its capacity of headers, however many distinct ones arrive', () => {
+    const memory = new NegotiationMemory(3)
+    const sizes: number[] = []
+    for (let i = 0; i < 20; i++) {
+      memory.languageOf(`es-${i}`)
+      sizes.push(memory.size)
+    }
+    expect(Math.max(...sizes)).toBe(3)
+    memory.languageOf('es-19')
+    expect(memory.size).toBe(sizes.at(-1)!)
   })
 })
