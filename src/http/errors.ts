@@ -1,7 +1,7 @@
 /**
  * The error envelope (README "Walkthrough with curl"). `error` texts are stable English (the legacy
- * module's where it had one); `code` is for machines. `message` will carry the negotiated language
- * once catalogues exist (localization is not implemented yet); until then it is the English text.
+ * module's where it had one); `code` is for machines. `message` is built here in English, and the
+ * HTTP plugin puts it and `errors` into the negotiated language (README "Localized errors").
  * No error body ever carries a submitted value.
  */
 export interface ErrorKind {
@@ -76,24 +76,37 @@ export class HttpError extends Error {
   constructor(
     readonly kind: ErrorKind,
     readonly extra?: Record<string, unknown>,
+    /** A validation failure's issues, from which `errors` is written in other languages. */
+    readonly issues?: readonly StandardIssue[],
   ) {
     super(kind.error)
   }
 }
 
-/** A Standard Schema issue (valibot's among them): only its message and where it is are used. */
+/**
+ * A Standard Schema issue (valibot's among them): its message and where it is; valibot's kind of
+ * issue, its limit and whether a value was there serve localized texts. `input` is never read.
+ */
 export interface StandardIssue {
   message: string
   path?: ReadonlyArray<PropertyKey | { key: unknown }>
+  type?: string
+  requirement?: unknown
+  received?: string
 }
 
 /** Field → messages, from the schema's own messages. Submitted values are never included. */
 export function fieldErrors(issues: readonly StandardIssue[]): Record<string, string[]> {
   const errors: Record<string, string[]> = {}
   for (const issue of issues) {
-    const field = issue.path?.map((segment) => String(typeof segment === 'object' ? segment.key : segment)).join('.') || 'body'
+    const field = fieldOf(issue)
     const messages = (errors[field] ??= [])
     if (!messages.includes(issue.message)) messages.push(issue.message)
   }
   return errors
+}
+
+/** The dotted path of an issue's field; `body` for the whole body or query. */
+export function fieldOf(issue: StandardIssue): string {
+  return issue.path?.map((segment) => String(typeof segment === 'object' ? segment.key : segment)).join('.') || 'body'
 }

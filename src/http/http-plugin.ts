@@ -1,10 +1,15 @@
 /**
  * Cross-cutting HTTP behaviour: JSON and nosniff headers on every response, the error envelope for
- * everything Elysia or a handler throws, and 404 versus 405 with `Allow` (RFC 9110 §15.5.6).
+ * everything Elysia or a handler throws, 404 versus 405 with `Allow` (RFC 9110 §15.5.6), and error
+ * envelopes in the client's language (README "Localized errors").
  */
 import { Elysia, ValidationError } from 'elysia'
 import { randomUUID } from 'node:crypto'
 import { unixSeconds, type Clock } from '../clock'
+import { CATALOGUES } from '../i18n/catalogues'
+import type { Catalogue } from '../i18n/en'
+import { localizeEnvelope } from '../i18n/localize'
+import { DEFAULT_LANGUAGE, NegotiationMemory } from '../i18n/negotiate'
 import { storeOutageOf, type StoreOutage } from '../store/database'
 import { ERRORS, errorBody, fieldErrors, HttpError, type StandardIssue } from './errors'
 
@@ -19,6 +24,9 @@ export interface ErrorObserver {
 }
 
 export function httpPlugin({ clock, routes, observer }: { clock: Clock; routes: RouteIndex; observer?: ErrorObserver }) {
+  /** A refused body's or query's issues, kept for the localized `errors` (README "Localized errors"). */
+  const issuesOf = new WeakMap<Request, readonly StandardIssue[]>()
+  const languages = new NegotiationMemory()
   return new Elysia({ name: 'http' })
     // Default headers are copied into every context's `set`, errors included; cheaper than a hook.
     .headers({
@@ -33,6 +41,17 @@ export function httpPlugin({ clock, routes, observer }: { clock: Clock; routes: 
       observer?.answered(route, set.status as number)
       return body
     })
+    // Around the whole app, so every answer passes, whether a route, a macro or a hook built it. A request
+    // without Accept-Language, or that negotiates to English, gets the handler itself: nothing added.
+    .wrap((handle, request) => {
+      const language = languages.languageOf(request.headers.get('accept-language'))
+      if (language === DEFAULT_LANGUAGE) return handle
+      const localize = (answer: unknown) => localizedAnswer(answer, CATALOGUES[language], issuesOf.get(request))
+      return (...args: unknown[]) => {
+        const answer: unknown = handle(...args)
+        return answer instanceof Promise ? answer.then(localize) : localize(answer)
+      }
+    })
 
   function errorAnswer(code: string | number, error: unknown, set: { status?: number | string; headers: Record<string, string | number> }, request: Request) {
     const now = unixSeconds(clock)
@@ -40,6 +59,7 @@ export function httpPlugin({ clock, routes, observer }: { clock: Clock; routes: 
     // Elysia wraps what a parse hook throws in a ParseError; the HttpError is its cause.
     const httpError = error instanceof HttpError ? error : (error as Error | undefined)?.cause
     if (httpError instanceof HttpError) {
+      if (httpError.issues) issuesOf.set(request, httpError.issues)
       set.status = httpError.kind.status
       return errorBody(httpError.kind, now, httpError.extra)
     }
@@ -57,9 +77,12 @@ export function httpPlugin({ clock, routes, observer }: { clock: Clock; routes: 
       case 'PARSE':
         set.status = 400
         return errorBody(ERRORS.invalidJson, now)
-      case 'VALIDATION':
+      case 'VALIDATION': {
+        const issues = standardIssues(error)
+        issuesOf.set(request, issues)
         set.status = 400
-        return errorBody(ERRORS.validationFailed, now, { errors: fieldErrors(standardIssues(error)) })
+        return errorBody(ERRORS.validationFailed, now, { errors: fieldErrors(issues) })
+      }
       default: {
         // The store could not commit (locked past the busy timeout, disk full or failing): nothing
         // changed, so a clean, retryable answer; the client repeats the same request later.
@@ -77,6 +100,27 @@ export function httpPlugin({ clock, routes, observer }: { clock: Clock; routes: 
         return errorBody(ERRORS.internal, now, { request_id: requestId })
       }
     }
+  }
+}
+
+/** An error answer with our envelope, rewritten into `catalogue`'s language; any other answer as it was. */
+function localizedAnswer(answer: unknown, catalogue: Catalogue, issues: readonly StandardIssue[] | undefined): unknown {
+  if (!(answer instanceof Response) || answer.status < 400 || answer.body === null) return answer
+  if (!answer.headers.get('content-type')?.startsWith('application/json')) return answer
+  return answer.text().then((text) => {
+    const localized = localizeEnvelope(parseJson(text), catalogue, issues)
+    if (localized === null) return new Response(text, { status: answer.status, statusText: answer.statusText, headers: answer.headers })
+    const headers = new Headers(answer.headers)
+    headers.delete('content-length')
+    return new Response(JSON.stringify(localized), { status: answer.status, statusText: answer.statusText, headers })
+  })
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text)
+  } catch {
+    return undefined
   }
 }
 

@@ -46,7 +46,7 @@ export function parseJsonBody(limits: JsonBodyLimits, schema: v.GenericSchema) {
       throw new HttpError(ERRORS.invalidJson)
     }
     const result = v.safeParse(schema, value)
-    if (!result.success) throw new HttpError(ERRORS.validationFailed, { errors: fieldErrors(result.issues) })
+    if (!result.success) throw new HttpError(ERRORS.validationFailed, { errors: fieldErrors(result.issues) }, result.issues)
     return result.output
   }
 }
