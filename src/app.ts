@@ -19,6 +19,8 @@ import { CdrSource } from './history/cdr-reader'
 import { historyRoutes } from './history/history-routes'
 import { mediaRoutes } from './media/media-routes'
 import type { Metrics } from './metrics/metrics'
+import type { DocumentedRoute } from './openapi/openapi-document'
+import { openApiRoutes } from './openapi/openapi-routes'
 import { metricsHooks, metricsRoutes } from './metrics/metrics-routes'
 import type { PbxStateView } from './pbx/pbx-state'
 import { pbxRoutes } from './pbx/pbx-routes'
@@ -101,6 +103,7 @@ export function buildApp(deps: AppDeps) {
     .use(healthRoutes({ clock, pbx, storeStatus, deepChecks: deps.deepChecks ?? [], peerOf }))
     .use(presenceRoutes({ clock, guard, clientIpOf, hub, settings: deps.presence, peerOf, keepOpen, upgrade, producedHere: deps.producedHere }))
     .use(pbxRoutes({ clock, auth, directory, pbx, providers }))
+    .use(openApiRoutes({ auth, basePath, routes: (): readonly DocumentedRoute[] => app.routes }))
   // The core-compatible routes live outside the base path, where MikoPBX's core serves them.
   const errorObserver = {
     answered: (route: string | undefined, status: number) => metrics?.requestDone(route, status),
