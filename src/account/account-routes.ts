@@ -5,7 +5,8 @@ import type { Clock } from '../clock'
 import type { AuthPlugin } from '../auth/auth-plugin'
 import { ROLES, type DirectoryUser } from '../directory/directory'
 import { localDate, type CallHistory } from '../history/call-history'
-import { HistoryQuery, MAX_CALLS_LIMIT } from '../history/history-schemas'
+import { ErrorEnvelope } from '../http/envelope-schema'
+import { HistoryQuery, HistoryResponse, MAX_CALLS_LIMIT } from '../history/history-schemas'
 import { jsonResponses } from '../openapi/responses'
 
 function profileView(user: DirectoryUser) {
@@ -54,6 +55,6 @@ export function accountRoutes({ clock, auth, lastUsersState, history }: AccountR
           history_source: page.source,
         }
       },
-      { auth: 'user', query: HistoryQuery },
+      { auth: 'user', query: HistoryQuery, detail: { responses: jsonResponses({ 200: HistoryResponse, 503: ErrorEnvelope }) } },
     )
 }

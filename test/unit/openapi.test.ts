@@ -1,6 +1,8 @@
 /** `BASE/openapi.json` (README "OpenAPI"): every route, its access level and schemes, its schemas. */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
+import { join } from 'node:path'
 import { accessDetail, SECURITY_SCHEMES, type RouteAccess } from '../../src/auth/route-access'
+import { createCdrFixture, FIXTURE_DAY } from '../cdr-fixture'
 import { BASE, bearer, createHarness, type Harness } from '../helpers'
 import { responseSchema, schemaErrors } from '../json-schema-check'
 
@@ -24,9 +26,10 @@ afterAll(() => h.close())
 const moduleRoutes = () => h.app.routes.filter((route) => route.path.startsWith(`${BASE}/`))
 const operation = (path: string, method: string) => document.paths[path]?.[method]!
 /** The document's answer schema for a route must accept what the route answered. */
-async function expectDocumented(path: string, method: string, response: Response) {
-  const errors = schemaErrors(await response.json(), responseSchema(document, path, method, response.status), document, { closed: true })
-  expect(errors).toEqual([])
+async function expectDocumented(path: string, method: string, response: Response): Promise<Record<string, any>> {
+  const body = await response.json()
+  expect(schemaErrors(body, responseSchema(document, path, method, response.status), document, { closed: true })).toEqual([])
+  return body
 }
 
 describe('the document', () => {
@@ -128,6 +131,26 @@ describe('answers', () => {
     await expectDocumented('/check-media-access', 'get', await h.request(`${BASE}/check-media-access`, { headers: bearer(tokens.access_token) }))
     await expectDocumented('/auth/login', 'post', await h.json(`${BASE}/auth/login`, { username: 7 }))
     await expectDocumented('/profile', 'get', await h.request(`${BASE}/profile`))
+  })
+
+  test('call history and live state answers match their documented schemas too', async () => {
+    const headers = bearer(tokens.access_token)
+    const cdrPath = join(h.dir, 'cdr.db')
+    createCdrFixture(cdrPath)
+    const withCdr = await createHarness({ cdrPath })
+    try {
+      await withCdr.directory.add({ username: '201', password: 'secret-201', displayName: 'Alice', role: 'user', mobile: '0123456789' })
+      const cdrHeaders = bearer((await withCdr.login()).access_token)
+      const history = await expectDocumented('/history', 'get', await withCdr.request(`${BASE}/history?date=${FIXTURE_DAY}`, { headers: cdrHeaders }))
+      expect(history.history.length).toBeGreaterThan(3)
+      await expectDocumented('/calls', 'get', await withCdr.request(`${BASE}/calls?from=${FIXTURE_DAY}&to=${FIXTURE_DAY}&limit=2`, { headers: cdrHeaders }))
+    } finally {
+      withCdr.close()
+    }
+    await expectDocumented('/peers', 'get', await h.request(`${BASE}/peers`, { headers }))
+    await expectDocumented('/peers/{ext}', 'get', await h.request(`${BASE}/peers/201`, { headers }))
+    await expectDocumented('/peers/{ext}', 'get', await h.request(`${BASE}/peers/999`, { headers }))
+    await expectDocumented('/registry', 'get', await h.request(`${BASE}/registry`, { headers }))
   })
 
   test('a schema that doesn\'t fit is caught', () => {
