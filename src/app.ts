@@ -23,6 +23,8 @@ import { CdrSource } from './history/cdr-reader'
 import { historyRoutes } from './history/history-routes'
 import { mediaRoutes } from './media/media-routes'
 import type { Metrics } from './metrics/metrics'
+import type { DocumentedRoute } from './openapi/openapi-document'
+import { openApiRoutes } from './openapi/openapi-routes'
 import { metricsHooks, metricsRoutes } from './metrics/metrics-routes'
 import type { PbxStateView } from './pbx/pbx-state'
 import { pbxRoutes } from './pbx/pbx-routes'
@@ -124,6 +126,7 @@ export function buildApp(deps: AppDeps) {
         ? adminRoutes({ clock, auth, directory, sessions, securityLog, clientIpOf, usersChanged: () => {}, ...deps.admin })
         : new Elysia({ name: 'admin-off' }),
     )
+    .use(openApiRoutes({ auth, basePath, routes: (): readonly DocumentedRoute[] => app.routes }))
   // The core-compatible routes live outside the base path, where MikoPBX's core serves them.
   const errorObserver = {
     answered: (route: string | undefined, status: number) => metrics?.requestDone(route, status),

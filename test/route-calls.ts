@@ -60,6 +60,7 @@ export const CALLS: Record<string, Call> = {
   'DELETE /admin/users/:username/sessions/:sid': { access: 'admin', path: '/admin/users/nobody/sessions/AAAAAAAAAAAAAAAAAAAAAA', ok: 404 },
   'DELETE /admin/users/:username/sessions': { access: 'admin', path: '/admin/users/nobody/sessions', ok: 404 },
   'GET /admin/security-log': { access: 'admin', ok: 200 },
+  'GET /openapi.json': { access: 'public', ok: 200 },
 }
 
 /** The request for route `key` (method and path relative to the base path) with `credentials` added. */

@@ -1,14 +1,23 @@
 /** `profile`, `users`, `history` (README "Walkthrough with curl"): what a logged-in softphone user sees of itself. */
 import { Elysia } from 'elysia'
+import * as v from 'valibot'
 import type { Clock } from '../clock'
 import type { AuthPlugin } from '../auth/auth-plugin'
-import type { DirectoryUser } from '../directory/directory'
+import { ROLES, type DirectoryUser } from '../directory/directory'
 import { localDate, type CallHistory } from '../history/call-history'
-import { HistoryQuery, MAX_CALLS_LIMIT } from '../history/history-schemas'
+import { ErrorEnvelope } from '../http/envelope-schema'
+import { HistoryQuery, HistoryResponse, MAX_CALLS_LIMIT } from '../history/history-schemas'
+import { jsonResponses } from '../openapi/responses'
 
 function profileView(user: DirectoryUser) {
   return { id: user.id, username: user.username, role: user.role, display_name: user.displayName }
 }
+
+/** `profile`'s answer, for the OpenAPI document (README "OpenAPI"). */
+const ProfileResponse = v.object({
+  success: v.literal(true),
+  user: v.object({ id: v.number(), username: v.string(), role: v.picklist(ROLES), display_name: v.string() }),
+})
 
 export interface AccountRoutesDeps {
   clock: Clock
@@ -22,7 +31,10 @@ export interface AccountRoutesDeps {
 export function accountRoutes({ clock, auth, lastUsersState, history }: AccountRoutesDeps) {
   return new Elysia({ name: 'account-routes' })
     .use(auth)
-    .get('/profile', ({ principal }) => ({ success: true, user: profileView(principal.user) }), { auth: 'user' })
+    .get('/profile', ({ principal }) => ({ success: true, user: profileView(principal.user) }), {
+      auth: 'user',
+      detail: { responses: jsonResponses({ 200: ProfileResponse }) },
+    })
     .get(
       '/users',
       // The one-element array is how the legacy module wrapped it; apps index [0].
@@ -43,6 +55,6 @@ export function accountRoutes({ clock, auth, lastUsersState, history }: AccountR
           history_source: page.source,
         }
       },
-      { auth: 'user', query: HistoryQuery },
+      { auth: 'user', query: HistoryQuery, detail: { responses: jsonResponses({ 200: HistoryResponse, 503: ErrorEnvelope }) } },
     )
 }

@@ -2,14 +2,17 @@
  * The `auth` macro: every route declares who may call it, `{ auth: 'public' | 'refresh' | 'token' |
  * 'user' | 'admin' | 'superadmin' }` (route-access.ts). A protected route resolves `principal`, or
  * answers with the error envelope, the right status and challenge. It never throws. The
- * declaration also lands in the route's OpenAPI `detail` as `x-access`.
+ * declaration also lands in the route's OpenAPI `detail` as `x-access`, with those refusals'
+ * statuses (README "OpenAPI").
  * Only streams (presence/presence-routes.ts) also take a token from the query string, as nchan
  * clients send it; other routes don't look there, since URLs end up in logs.
  */
 import { Elysia } from 'elysia'
 import { unixSeconds, type Clock } from '../clock'
 import type { ClientIp, ClientIpOf } from '../http/client-ip'
+import { ErrorEnvelope } from '../http/envelope-schema'
 import { ERRORS, errorBody, type ErrorBody, type ErrorKind } from '../http/errors'
+import { jsonResponses } from '../openapi/responses'
 import type { AccessGuard, AccessOutcome } from './access-guard'
 import type { AuthFailure, CredentialRequest } from './authenticator'
 import { bearerChallenge, type BearerErrorCode } from './challenge'
@@ -56,7 +59,10 @@ export interface Refusal {
 export function authPlugin({ guard, clock, clientIpOf }: { guard: AccessGuard; clock: Clock; clientIpOf: ClientIpOf }) {
   return new Elysia({ name: 'auth' }).macro({
     auth: (access: RouteAccess) => ({
-      detail: accessDetail(access) as Record<string, unknown>,
+      detail: {
+        ...accessDetail(access),
+        ...(access !== 'public' && { responses: jsonResponses({ 400: ErrorEnvelope, 401: ErrorEnvelope, 403: ErrorEnvelope, 429: ErrorEnvelope }) }),
+      } as Record<string, unknown>,
       ...(access !== 'public' && {
         async resolve({ request, set, status }) {
           const checked = guard.check(credentialRequest(request, clientIpOf, null), access)

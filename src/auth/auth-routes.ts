@@ -6,8 +6,10 @@ import { Elysia } from 'elysia'
 import * as v from 'valibot'
 import { unixSeconds, type Clock } from '../clock'
 import type { ClientIpOf } from '../http/client-ip'
+import { ErrorEnvelope } from '../http/envelope-schema'
 import { ERRORS, errorBody } from '../http/errors'
 import { parseJsonBody } from '../http/json-body'
+import { jsonResponses } from '../openapi/responses'
 import type { SecurityLogSink } from '../security-log/security-log'
 import type { SessionService } from '../sessions/sessions'
 import type { SpaceService } from '../spaces/spaces'
@@ -33,6 +35,26 @@ const LoginBody = v.pipe(
 )
 
 const isPlainObject = (input: unknown) => typeof input === 'object' && input !== null && !Array.isArray(input)
+
+/** The answers, for the OpenAPI document (README "OpenAPI"). */
+const LoginResponse = v.object({
+  success: v.literal(true),
+  access_token: v.string(),
+  refresh_token: v.string(),
+  token_type: v.literal('Bearer'),
+  expires_in: v.number(),
+})
+
+/** `refresh_token` only when the session rotates it (README "Sessions and refresh rotation"). */
+const RefreshResponse = v.object({
+  success: v.literal(true),
+  access_token: v.string(),
+  token_type: v.literal('Bearer'),
+  expires_in: v.number(),
+  refresh_token: v.optional(v.string()),
+})
+
+const LogoutResponse = v.object({ success: v.literal(true), message: v.string() })
 
 export interface AuthRoutesDeps {
   clock: Clock
@@ -89,7 +111,12 @@ export function authRoutes({ clock, logins, sessions, accessTtl, auth, securityL
           expires_in: accessTtl,
         }
       },
-      { auth: 'public', parse: parseJsonBody({ maxBytes: LOGIN_LIMITS.bodyBytes, maxDepth: LOGIN_LIMITS.bodyDepth, maxItems: LOGIN_LIMITS.bodyFields }, LoginBody), body: LoginBody },
+      {
+        auth: 'public',
+        detail: { responses: jsonResponses({ 200: LoginResponse, 400: ErrorEnvelope, 401: ErrorEnvelope, 413: ErrorEnvelope, 429: ErrorEnvelope, 503: ErrorEnvelope }) },
+        parse: parseJsonBody({ maxBytes: LOGIN_LIMITS.bodyBytes, maxDepth: LOGIN_LIMITS.bodyDepth, maxItems: LOGIN_LIMITS.bodyFields }, LoginBody),
+        body: LoginBody,
+      },
     )
     .post(
       '/auth/refresh',
@@ -117,7 +144,7 @@ export function authRoutes({ clock, logins, sessions, accessTtl, auth, securityL
           ...(outcome.refreshToken && { refresh_token: outcome.refreshToken }),
         }
       },
-      { auth: 'refresh' },
+      { auth: 'refresh', detail: { responses: jsonResponses({ 200: RefreshResponse, 503: ErrorEnvelope }) } },
     )
     .post(
       '/auth/logout',
@@ -129,6 +156,6 @@ export function authRoutes({ clock, logins, sessions, accessTtl, auth, securityL
         securityLog.record({ event: 'LOGOUT', user: user.username, ...from, sid: token.sid, jti: token.jti })
         return { success: true, message: 'Logged out successfully' }
       },
-      { auth: 'token' },
+      { auth: 'token', detail: { responses: jsonResponses({ 200: LogoutResponse, 503: ErrorEnvelope }) } },
     )
 }

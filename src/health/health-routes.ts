@@ -4,14 +4,30 @@
  * reads the store and the MikoPBX file for real, for local monitoring only (README "Metrics").
  */
 import { Elysia } from 'elysia'
+import * as v from 'valibot'
 import { accessDetail } from '../auth/route-access'
 import { queryOf } from '../auth/credentials'
 import { unixSeconds, type Clock } from '../clock'
+import { ErrorEnvelope } from '../http/envelope-schema'
 import { ERRORS, errorBody } from '../http/errors'
+import { jsonResponses } from '../openapi/responses'
 import type { PbxStateView } from '../pbx/pbx-state'
 import { isLocalPublisher } from '../presence/publisher'
 import { VERSION } from '../version'
 import type { CheckState, DeepCheck, StoreStatus } from './store-status'
+
+const CheckStateSchema = v.picklist(['ok', 'error'])
+
+/** For the OpenAPI document (README "OpenAPI"); `checks` only with `deep=1`. */
+const HealthResponse = v.object({
+  success: v.boolean(),
+  status: v.picklist(['ok', 'degraded']),
+  timestamp: v.number(),
+  ami: v.picklist(['up', 'down', 'off']),
+  version: v.string(),
+  db: CheckStateSchema,
+  checks: v.optional(v.object({ db: v.optional(CheckStateSchema), mikopbx: v.optional(CheckStateSchema) })),
+})
 
 export interface HealthDeps {
   clock: Clock
@@ -32,7 +48,7 @@ export function healthRoutes({ clock, pbx, storeStatus, deepChecks, peerOf }: He
     const healthy = Object.values(results).every((state) => state === 'ok')
     const body = { ...shallow, success: healthy, status: healthy ? 'ok' : 'degraded', db: results.db ?? shallow.db, checks: results }
     return healthy ? body : status(503, body)
-  }, { detail: accessDetail('public') })
+  }, { detail: { ...accessDetail('public'), responses: jsonResponses({ 200: HealthResponse, 403: ErrorEnvelope, 503: HealthResponse }) } })
 }
 
 /** `deep=1` (or any value) in the query; read without Elysia's query parsing, which /health would pay on every call. */

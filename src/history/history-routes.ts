@@ -3,9 +3,11 @@ import { Elysia } from 'elysia'
 import * as v from 'valibot'
 import type { AuthPlugin } from '../auth/auth-plugin'
 import type { Clock } from '../clock'
+import { ErrorEnvelope } from '../http/envelope-schema'
 import { ERRORS, HttpError } from '../http/errors'
+import { jsonResponses } from '../openapi/responses'
 import { addDays, localDate, type CallHistory, type CallRange } from './call-history'
-import { CallsQuery, DEFAULT_CALLS_LIMIT, encodeCursor, MAX_RANGE_DAYS } from './history-schemas'
+import { CallsQuery, CallsResponse, DEFAULT_CALLS_LIMIT, encodeCursor, MAX_RANGE_DAYS } from './history-schemas'
 
 export interface HistoryRoutesDeps {
   clock: Clock
@@ -26,7 +28,7 @@ export function historyRoutes({ clock, auth, history }: HistoryRoutesDeps) {
         const page = history.page(principal.user, range, query.limit ?? DEFAULT_CALLS_LIMIT, query.cursor ?? null)
         return { success: true, calls: page.calls, next_cursor: page.next && encodeCursor(page.next), history_source: page.source }
       },
-      { auth: 'user', query: CallsQuery },
+      { auth: 'user', query: CallsQuery, detail: { responses: jsonResponses({ 200: CallsResponse, 503: ErrorEnvelope }) } },
     )
 }
 

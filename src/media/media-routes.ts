@@ -7,6 +7,7 @@
  * With `recordings_access = "owner"` a valid token then opens only its user's calls' recordings.
  */
 import { Elysia, type Context } from 'elysia'
+import * as v from 'valibot'
 import { credentialRequest } from '../auth/auth-plugin'
 import type { AuthFailure } from '../auth/authenticator'
 import { accessDetail } from '../auth/route-access'
@@ -15,7 +16,9 @@ import type { AccessGuard, AccessOutcome } from '../auth/access-guard'
 import { queryOf } from '../auth/credentials'
 import { unixSeconds, type Clock } from '../clock'
 import type { ClientIpOf } from '../http/client-ip'
+import { ErrorEnvelope } from '../http/envelope-schema'
 import { ERRORS, errorBody } from '../http/errors'
+import { jsonResponses } from '../openapi/responses'
 import type { SecurityLogSink } from '../security-log/security-log'
 import { REFUSALS, type OwnerRefusal, type RecordingOwners } from './recording-owners'
 import { recordingPathOf, recordingPathRefusal, type RecordingPath } from './recording-path'
@@ -25,6 +28,8 @@ import { recordingPathOf, recordingPathRefusal, type RecordingPath } from './rec
  * ~10 % faster than serialising an object on every call of the hottest route (bench/).
  */
 const ALLOWED = JSON.stringify({ success: true })
+/** Documented, never checked at run time (README "OpenAPI"): only 200, 401 or 403. */
+const RESPONSES = { 200: v.object({ success: v.literal(true) }), 401: ErrorEnvelope, 403: ErrorEnvelope }
 
 /** In `any` mode only the path's verdict counts, and recordingPathRefusal alone is cheaper. */
 const ANY_GOOD_PATH: RecordingPath = { ok: true, relative: '' }
@@ -81,7 +86,7 @@ export function mediaRoutes({ clock, guard, securityLog, clientIpOf, owners }: M
     }
     if (!(checked instanceof Promise)) return decide(request, set, status, checked, path)
     return checked.then((outcome) => decide(request, set, status, outcome, path), unavailable)
-  }, { detail: accessDetail('user') })
+  }, { detail: { ...accessDetail('user'), responses: jsonResponses(RESPONSES) } })
 
   /** A store failure must still be a deny nginx understands, not a 500. */
   function unavailable(error: unknown) {

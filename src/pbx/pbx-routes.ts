@@ -8,8 +8,11 @@ import { unixSeconds, type Clock } from '../clock'
 import type { AuthPlugin } from '../auth/auth-plugin'
 import { bearerChallenge } from '../auth/challenge'
 import type { Directory, DirectoryUser } from '../directory/directory'
+import { ErrorEnvelope } from '../http/envelope-schema'
 import { ERRORS, errorBody } from '../http/errors'
+import { jsonResponses } from '../openapi/responses'
 import type { ContactDetail, EndpointState, PbxStateView } from './pbx-state'
+import { PeerContactsResponse, PeersResponse, RegistryResponse } from './pbx-schemas'
 import { endpointsOf, hasUri, mergedPeers, registryOf, type MergedPeer, type ProviderSource } from './peer-state'
 
 /** What a directory lookup may be asked for: an extension-like name, never a path or text from elsewhere. */
@@ -43,7 +46,7 @@ export function pbxRoutes({ clock, auth, directory, pbx, providers }: PbxRoutesD
         })
         return { ...freshness(), peers }
       },
-      { auth: 'user' },
+      { auth: 'user', detail: { responses: jsonResponses({ 200: PeersResponse }) } },
     )
     .get(
       '/peers/:ext',
@@ -52,12 +55,12 @@ export function pbxRoutes({ clock, auth, directory, pbx, providers }: PbxRoutesD
         const contacts = endpointsOf(pbx, ext).flatMap((endpoint) => endpoint.contacts.filter(hasUri).map((contact) => contactView(endpoint, contact)))
         return { ...freshness(), extension: ext, contacts }
       },
-      { auth: 'user' },
+      { auth: 'user', detail: { responses: jsonResponses({ 200: PeerContactsResponse, 404: ErrorEnvelope }) } },
     )
     .get(
       '/registry',
       () => ({ ...freshness(), providers: registryOf(pbx, providers?.list() ?? []) }),
-      { auth: 'admin' },
+      { auth: 'admin', detail: { responses: jsonResponses({ 200: RegistryResponse }) } },
     )
 }
 

@@ -69,7 +69,11 @@ export function presenceRoutes({ clock, guard, clientIpOf, hub, settings, peerOf
       {
         params: ChannelParams,
         // Loopback only, judged by address (README "Presence: publish and subscribe").
-        detail: accessDetail('public'),
+        detail: {
+          ...accessDetail('public'),
+          // What travels: any JSON, kept as text (README "OpenAPI"); PublishedBody is what the parse hook hands on.
+          requestBody: { required: true, content: { 'application/json': { schema: {} } } },
+        },
         body: PublishedBody,
         // The publisher check comes before reading up to 1 MiB of body.
         parse: async (context) => {

@@ -7,7 +7,9 @@ import * as v from 'valibot'
 import type { AuthPlugin } from '../auth/auth-plugin'
 import { unixSeconds, type Clock } from '../clock'
 import type { ClientIpOf } from '../http/client-ip'
+import { ErrorEnvelope } from '../http/envelope-schema'
 import { ERRORS, errorBody } from '../http/errors'
+import { jsonResponses } from '../openapi/responses'
 import type { SecurityLogSink } from '../security-log/security-log'
 import type { SessionRow } from './session-store'
 import type { SessionService } from './sessions'
@@ -15,6 +17,23 @@ import type { SessionService } from './sessions'
 const SessionParams = v.object({
   sid: v.pipe(v.string(), v.regex(/^[A-Za-z0-9_-]{22}$/, 'must be a session id')),
 })
+
+/** The answers, for the OpenAPI document (README "OpenAPI"). */
+const SessionsResponse = v.object({
+  success: v.literal(true),
+  sessions: v.array(
+    v.object({
+      id: v.string(),
+      created_at: v.number(),
+      last_used_at: v.number(),
+      ip: v.string(),
+      user_agent: v.string(),
+      current: v.boolean(),
+    }),
+  ),
+})
+const SessionEndedResponse = v.object({ success: v.literal(true), message: v.string() })
+const LogoutAllResponse = v.object({ success: v.literal(true), message: v.string(), sessions_ended: v.number() })
 
 function sessionView(session: SessionRow, currentSid: string | undefined) {
   return {
@@ -47,7 +66,7 @@ export function sessionRoutes({ clock, auth, sessions, securityLog, clientIpOf }
         success: true,
         sessions: sessions.list(user.username).map((session) => sessionView(session, token?.sid)),
       }),
-      { auth: 'user' },
+      { auth: 'user', detail: { responses: jsonResponses({ 200: SessionsResponse }) } },
     )
     .delete(
       '/sessions/:sid',
@@ -56,7 +75,7 @@ export function sessionRoutes({ clock, auth, sessions, securityLog, clientIpOf }
         revoked(request, user.username, sid, 'ended by its user')
         return { success: true, message: 'Session ended' }
       },
-      { auth: 'user', params: SessionParams },
+      { auth: 'user', params: SessionParams, detail: { responses: jsonResponses({ 200: SessionEndedResponse, 404: ErrorEnvelope, 503: ErrorEnvelope }) } },
     )
     .post(
       '/auth/logout-all',
@@ -65,6 +84,6 @@ export function sessionRoutes({ clock, auth, sessions, securityLog, clientIpOf }
         revoked(request, user.username, undefined, `logout-all: ${ended} sessions`)
         return { success: true, message: 'Logged out from all sessions', sessions_ended: ended }
       },
-      { auth: 'user' },
+      { auth: 'user', detail: { responses: jsonResponses({ 200: LogoutAllResponse, 503: ErrorEnvelope }) } },
     )
 }
