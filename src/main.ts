@@ -22,7 +22,7 @@ import { DirectoryError } from './directory/embedded'
 import { DEFAULT_LOG_LIMITS, SecurityLog } from './security-log/security-log'
 import { EX_UNAVAILABLE, ListenError, serve } from './serve'
 import { SpaceError } from './spaces/space-store'
-import { StoreError } from './store/database'
+import { StoreError, storeOutageOf } from './store/database'
 import { SecretKeyError } from './tokens/secret-key'
 import { VERSION } from './version'
 
@@ -233,6 +233,12 @@ function exitCodeFor(error: unknown): number {
       warn(error.message)
       return code
     }
+  }
+  // A lock held past the busy timeout, a full disk: one line, and the command can simply be run again.
+  const outage = storeOutageOf(error)
+  if (outage) {
+    warn(`the database is ${outage === 'busy' ? 'locked by another process' : 'unavailable'} (${(error as { code: string }).code}); nothing was changed, try again`)
+    return EX_TEMPFAIL
   }
   console.error(error)
   return 70 // EX_SOFTWARE

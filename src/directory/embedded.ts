@@ -182,14 +182,18 @@ export class EmbeddedDirectory implements Directory {
     exists()
     this.checkNewPassword(input.password)
     const hash = await this.hash(input.password)
-    this.db.transaction(() => {
-      // Again: another request may have added the same user while the hash was computed.
-      exists()
-      const { lastInsertRowid } = this.db
-        .query('INSERT INTO users (username, display_name, role, password_hash, mobile, created_at, space_id) VALUES (?, ?, ?, ?, ?, ?, ?)')
-        .run(input.username, input.displayName, input.role, hash, input.mobile, unixSeconds(this.clock), input.spaceId ?? DEFAULT_SPACE_ID)
-      this.storeHa1(Number(lastInsertRowid), input.username, input.password)
-    })()
+    // IMMEDIATE: a read that turns into a write under a deferred lock fails at once with SQLITE_BUSY
+    // when another process writes meanwhile, instead of waiting out the busy timeout.
+    this.db
+      .transaction(() => {
+        // Again: another request may have added the same user while the hash was computed.
+        exists()
+        const { lastInsertRowid } = this.db
+          .query('INSERT INTO users (username, display_name, role, password_hash, mobile, created_at, space_id) VALUES (?, ?, ?, ?, ?, ?, ?)')
+          .run(input.username, input.displayName, input.role, hash, input.mobile, unixSeconds(this.clock), input.spaceId ?? DEFAULT_SPACE_ID)
+        this.storeHa1(Number(lastInsertRowid), input.username, input.password)
+      })
+      .immediate()
     return this.findByUsername(input.username)!
   }
 

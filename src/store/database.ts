@@ -69,6 +69,8 @@ export function openStore(path: string): Database {
   } catch (error) {
     db.close()
     if (error instanceof NewerSchemaError) throw new StoreError(`database ${path} ${error.message}; it was left untouched`)
+    // Locked by another process past the busy timeout: nothing is wrong with the file (exit 75, src/main.ts).
+    if (storeOutageOf(error) === 'busy') throw error
     throw new StoreError(
       `database ${path} is unusable (${(error as Error).message}); it was left untouched: restore it from a backup or move it away`,
     )
@@ -95,6 +97,8 @@ export function openStoreReadOnly(path: string): Database {
   } catch (error) {
     db.close()
     if (error instanceof NewerSchemaError) throw new StoreError(`database ${path} ${error.message}; it was left untouched`)
+    // Locked by another process past the busy timeout: nothing is wrong with the file (exit 75, src/main.ts).
+    if (storeOutageOf(error) === 'busy') throw error
     throw new StoreError(`database ${path} is unusable (${(error as Error).message}); it was left untouched`)
   }
   return db
@@ -103,8 +107,10 @@ export function openStoreReadOnly(path: string): Database {
 export const schemaVersion = (db: Database): number => db.query<{ user_version: number }, []>('PRAGMA user_version').get()!.user_version
 
 function migrate(db: Database): void {
-  // The version is read under the write lock: two processes opening a new file at once (two
-  // `users add`, or one and the server) must not both apply the same migration.
+  // Current already: no write lock needed, so opening never waits for another process's write.
+  if (schemaVersion(db) === MIGRATIONS.length) return
+  // Otherwise the version is read again under the write lock: two processes opening a new file at
+  // once (two `users add`, or one and the server) must not both apply the same migration.
   db.transaction(() => {
     const current = schemaVersion(db)
     if (current > MIGRATIONS.length) throw new NewerSchemaError(newerSchemaMessage(current))

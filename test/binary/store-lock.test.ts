@@ -1,10 +1,11 @@
 /**
  * Another process holds the database's write lock: for 3 s requests wait and succeed
  * (busy timeout 5 s); for longer they get a clean 503 with Retry-After, and the server lives on.
+ * Commands meet the same lock: they wait, or stop with one line and exit 75.
  */
 import { afterAll, beforeAll, expect, test } from 'bun:test'
 import { join } from 'node:path'
-import { ServerProcess } from './server-process'
+import { runCli, ServerProcess } from './server-process'
 
 let server: ServerProcess
 beforeAll(async () => {
@@ -57,3 +58,23 @@ test('a lock held for 8 s: a clean 503 with Retry-After, then service as usual',
   expect((await login()).status).toBe(200)
   expect((await fetch(`${server.baseUrl}/health`)).status).toBe(200)
 }, 20_000)
+
+test('commands wait for a short lock; one held past the busy timeout stops them with one line and exit 75, changing nothing', async () => {
+  const short = await holdWriteLock(1500)
+  const added = await runCli(['users', 'add', '202', '--password-stdin', '--data-dir', server.dataDir], { stdin: 'Pw-202-secret' })
+  expect(added.exitCode).toBe(0)
+  expect(await short.exited).toBe(0)
+
+  // Parallel adds, as an operator's script might run them: each waits its turn.
+  const parallel = await Promise.all(['210', '211', '212', '213'].map((user) => runCli(['users', 'add', user, '--password-stdin', '--data-dir', server.dataDir], { stdin: `Pw-${user}-secret` })))
+  expect(parallel.map((result) => result.exitCode)).toEqual([0, 0, 0, 0])
+
+  const long = await holdWriteLock(8000)
+  const refused = await runCli(['users', 'add', '203', '--password-stdin', '--data-dir', server.dataDir], { stdin: 'Pw-203-secret' })
+  expect({ code: refused.exitCode, stderr: refused.stderr }).toMatchObject({ code: 75 })
+  expect(refused.stderr.trim().split('\n')).toHaveLength(1)
+  expect(refused.stderr).toContain('locked by another process')
+  expect(refused.stderr).not.toContain(' at ')
+  expect(await long.exited).toBe(0)
+  expect((await runCli(['users', 'list', '--data-dir', server.dataDir])).stdout).not.toContain('203')
+}, 30_000)

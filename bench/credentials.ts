@@ -1,11 +1,12 @@
 /**
- * What an external issuer's JWT costs (README "External tokens"): check-media-access on the compiled binary with
- * our own access token, and with an issuer's RS256, ES256 and EdDSA token, on one server configured with all three
- * keys. The server is pinned to CPU 0 and wrk to CPU 1 when possible; each round measures every token, rotating the
- * order, and each ratio is external/own req/s within its round. A repeated external token is answered from the
+ * What each kind of credential costs on check-media-access, the hottest route (README "API keys", "External
+ * tokens"): the compiled binary with our own access token, a self-made API key, and an issuer's RS256, ES256 and
+ * EdDSA token, on one server configured with all three keys. The server is pinned to CPU 0 and wrk to CPU 1 when possible; each round measures every token, rotating the
+ * order, and each ratio is other/own req/s within its round. An API key is checked from memory, its last use
+ * noted for the next batched write. A repeated external token is answered from the
  * verified cache, so this is the steady state of an app reusing its token; the first use of each token costs one
  * asymmetric verification, measured in process as well.
- *   node_modules/.bin/bun bench/external-jwt.ts [--duration 5] [--rounds 3] [--json]
+ *   node_modules/.bin/bun bench/credentials.ts [--duration 5] [--rounds 3] [--json]
  */
 import { existsSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -36,7 +37,8 @@ const rounds = positiveInt('--rounds', options.rounds)
 
 await runBench(main, { watchdogMs: WATCHDOG_MS })
 
-type Target = 'own' | ExternalAlgorithm
+type Target = 'own' | 'api_key' | ExternalAlgorithm
+type Other = Exclude<Target, 'own'>
 
 interface Measured {
   rps: number
@@ -54,14 +56,15 @@ async function main(): Promise<void> {
   if (unpinnedWhy) console.error(`warning: running unpinned, ${unpinnedWhy}; ratios will be noisier`)
   const { pid, url, tokens } = await startServer(pairs, unpinnedWhy === undefined)
   const wrkPrefix = unpinnedWhy ? [] : [TASKSET, '-c', String(WRK_CPU)]
-  const targets: Target[] = ['own', ...ALGORITHMS]
+  const targets: Target[] = ['own', 'api_key', ...ALGORITHMS]
+  const others: Other[] = ['api_key', ...ALGORITHMS]
 
   const perRound: Array<Record<Target, Measured>> = []
   for (let round = 0; round < rounds; round++) {
     const measured = {} as Record<Target, Measured>
     for (const target of [...targets.slice(round % targets.length), ...targets.slice(0, round % targets.length)]) {
       progress(`round ${round + 1}/${rounds}: ${target} token (${WARMUP_SECONDS}s warm-up + ${duration}s)`)
-      const args = ['-t1', `-c${CONNECTIONS}`, '-H', `Authorization: Bearer ${tokens[target]}`, url]
+      const args = ['-t1', `-c${CONNECTIONS}`, '-H', credentialHeader(target, tokens[target]), url]
       await runWrk(target, wrkPrefix, args, WARMUP_SECONDS)
       const cpuBefore = cpuMs(pid)
       const { rps, out } = await runWrk(target, wrkPrefix, args, duration)
@@ -71,8 +74,8 @@ async function main(): Promise<void> {
     perRound.push(measured)
   }
 
-  const ratio = (algorithm: ExternalAlgorithm) => perRound.map((round) => (round[algorithm].rps / round.own.rps) * 100)
-  const cpuRatio = (algorithm: ExternalAlgorithm) => perRound.map((round) => (round.own.cpuUs / round[algorithm].cpuUs) * 100)
+  const ratio = (other: Other) => perRound.map((round) => (round[other].rps / round.own.rps) * 100)
+  const cpuRatio = (other: Other) => perRound.map((round) => (round.own.cpuUs / round[other].cpuUs) * 100)
   const range = (values: number[]) => `${median(values).toFixed(1)} % (${Math.min(...values).toFixed(1)}–${Math.max(...values).toFixed(1)} %)`
   const cpu = (target: Target) => median(perRound.map((round) => round[target].cpuUs)).toFixed(1)
   const pinning = unpinnedWhy ? `unpinned (${unpinnedWhy})` : `server pinned to CPU ${SERVER_CPU}, wrk to CPU ${WRK_CPU}`
@@ -82,18 +85,18 @@ async function main(): Promise<void> {
   }
   console.log(`\ncheck-media-access, wrk -t1 -c${CONNECTIONS} -d${duration}s, ${rounds} rounds; ${pinning}`)
   printTable([
-    ['token', 'req/s', 'req/s of own\'s: median (range)', 'server CPU µs/req', 'own/external CPU: median (range)', 'first use µs (in process)'],
-    ['own HS256', median(perRound.map((round) => round.own.rps)).toFixed(0), '100 %', cpu('own'), '100 %', '-'],
-    ...ALGORITHMS.map((algorithm) => [
-      `external ${algorithm}`,
-      median(perRound.map((round) => round[algorithm].rps)).toFixed(0),
-      range(ratio(algorithm)),
-      cpu(algorithm),
-      range(cpuRatio(algorithm)),
-      firstUseUs[algorithm].toFixed(0),
+    ['credential', 'req/s', 'req/s of own\'s: median (range)', 'server CPU µs/req', 'own/other CPU: median (range)', 'first use µs (in process)'],
+    ['own HS256 token', median(perRound.map((round) => round.own.rps)).toFixed(0), '100 %', cpu('own'), '100 %', '-'],
+    ...others.map((other) => [
+      other === 'api_key' ? 'API key (x-api-key)' : `external ${other}`,
+      median(perRound.map((round) => round[other].rps)).toFixed(0),
+      range(ratio(other)),
+      cpu(other),
+      range(cpuRatio(other)),
+      other === 'api_key' ? '-' : firstUseUs[other].toFixed(0),
     ]),
   ])
-  console.log('own/external CPU is the req/s share the external token leaves when the server is CPU-bound; steadier than req/s on a busy machine')
+  console.log('own/other CPU is the req/s share the other credential leaves when the server is CPU-bound; steadier than req/s on a busy machine')
 }
 
 async function startServer(pairs: Record<ExternalAlgorithm, KeyPair>, pin: boolean) {
@@ -106,12 +109,25 @@ async function startServer(pairs: Record<ExternalAlgorithm, KeyPair>, pin: boole
   if (pin) pinProcess(server.pid!, SERVER_CPU)
   const url = `${server.baseUrl}/check-media-access`
   const tokens = { own: (await server.login(USER.name, USER.password)).access_token } as Record<Target, string>
+  tokens.api_key = await selfMadeKey(server.baseUrl, tokens.own)
   for (const algorithm of ALGORITHMS) tokens[algorithm] = await sign(pairs[algorithm], algorithm, Math.floor(Date.now() / 1000), 'bench')
   for (const [target, token] of Object.entries(tokens)) {
-    const check = await get(url, { authorization: `Bearer ${token}` })
+    const [name, value] = credentialHeader(target as Target, token).split(': ') as [string, string]
+    const check = await get(url, { [name]: value })
     if (check.status !== 200) throw new Error(`${target}: check-media-access answered ${check.status}: ${check.text}`)
   }
   return { pid: server.pid!, url, tokens }
+}
+
+function credentialHeader(target: Target, credential: string): string {
+  return target === 'api_key' ? `x-api-key: ${credential}` : `Authorization: Bearer ${credential}`
+}
+
+/** A key the user makes for itself, bound to loopback, where wrk connects from. */
+async function selfMadeKey(baseUrl: string, accessToken: string): Promise<string> {
+  const response = await fetch(`${baseUrl}/accounts/me/api_key`, { method: 'POST', headers: { authorization: `Bearer ${accessToken}` } })
+  if (response.status !== 200) throw new Error(`accounts/me/api_key answered ${response.status}: ${await response.text()}`)
+  return ((await response.json()) as { api_key: string }).api_key
 }
 
 function sign(pair: KeyPair, algorithm: ExternalAlgorithm, now: number, jti: string): Promise<string> {
