@@ -65,8 +65,15 @@ export interface ApiKeySettings {
   idleMinutes: number
 }
 
+const SEEN_KEYS_LIMIT = 10_000
+
 export class ApiKeyService {
   private byHash = new Map<string, HeldKey>()
+  /**
+   * Keys already seen, by their text, so a repeat skips the hash (as verified tokens are kept by
+   * theirs). Emptied whenever a key leaves `byHash`; bounded like the token cache.
+   */
+  private readonly byText = new Map<string, HeldKey>()
   private readonly unflushed = new Set<HeldKey>()
 
   constructor(
@@ -80,8 +87,8 @@ export class ApiKeyService {
 
   /** The hot path: memory only. */
   check(text: string, clientIp: string): KeyCheck {
-    if (!isWellFormedApiKey(text)) return { ok: false, reason: 'malformed api key' }
-    const held = this.byHash.get(hashApiKey(text))
+    const held = this.byText.get(text) ?? this.lookUp(text)
+    if (held === 'malformed') return { ok: false, reason: 'malformed api key' }
     if (!held) return { ok: false, reason: 'unknown or revoked api key' }
     const now = unixSeconds(this.clock)
     const { row } = held
@@ -94,6 +101,16 @@ export class ApiKeyService {
     held.lastUsedAt = now
     this.unflushed.add(held)
     return { ok: true, user, key: row }
+  }
+
+  private lookUp(text: string): HeldKey | 'malformed' | undefined {
+    if (!isWellFormedApiKey(text)) return 'malformed'
+    const held = this.byHash.get(hashApiKey(text))
+    if (held) {
+      if (this.byText.size >= SEEN_KEYS_LIMIT) this.byText.clear()
+      this.byText.set(text, held)
+    }
+    return held
   }
 
   /** A key for `user` made by itself, bound to its address (README "API keys"). */
@@ -131,6 +148,7 @@ export class ApiKeyService {
       this.byHash.delete(hash)
       this.unflushed.delete(held)
     }
+    this.byText.clear()
     return revoked
   }
 
@@ -159,6 +177,7 @@ export class ApiKeyService {
     }
     for (const held of this.unflushed) if (next.get(held.row.hash) !== held) this.unflushed.delete(held)
     this.byHash = next
+    this.byText.clear()
   }
 
   /** Deletes keys dead for long (api-key-store.ts); last uses are flushed first, so idle is judged on them. */
