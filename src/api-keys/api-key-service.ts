@@ -33,18 +33,8 @@ export type KeyCheck =
   | { ok: true; user: DirectoryUser; key: ApiKeyRow }
   | { ok: false; reason: string }
 
-export interface ApiKeyView {
-  id: number
-  user: string
-  name: string
-  prefix: string
-  created_at: number
-  last_used_at: number | null
-  expires_at: number | null
-  idle_minutes: number | null
-  bound_ip: string | null
-  created_by: string
-}
+/** What listing shows of a key: never the hash, and the user by name. */
+export type ApiKeyView = Omit<ApiKeyRow, 'user_id' | 'username' | 'hash' | 'revoked_at'> & { user: string }
 
 export interface MadeKey {
   /** The key itself: shown once to whoever made it, never stored or logged. */

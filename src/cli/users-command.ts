@@ -4,6 +4,10 @@ import { ROLES, type Role } from '../directory/directory'
 import { DOMAIN_RULE, normalizeDomain } from '../spaces/space-input'
 import { SpaceStore } from '../spaces/space-store'
 import { CommandError, UsageError, type ParsedArgs } from './args'
+import { unixSeconds } from '../clock'
+import { SessionStore } from '../sessions/session-store'
+import { endAllSessions } from '../sessions/sessions'
+import { Revocations } from '../tokens/revocations'
 import { readPassword } from './password-input'
 import { directoryOf, existingUser, type CommandContext, type OperatorEventName, type StoreCommand } from './store-command'
 
@@ -123,10 +127,22 @@ function moveUser(context: CommandContext, username: string, domain: string): vo
   console.log(`moved ${username} to space ${space.domain}`)
 }
 
+/**
+ * The user and its sessions go in one transaction: someone added later under the same name must
+ * not inherit the removed user's logins (README "Command line").
+ */
+function removeUser(context: CommandContext, username: string): void {
+  const { db, clock } = context
+  db.transaction(() => {
+    directoryOf(context).remove(username)
+    endAllSessions(new SessionStore(db), new Revocations(db, clock), username, 'user removed', unixSeconds(clock))
+  }).immediate()
+}
+
 function changeAccount(context: CommandContext, change: AccountChange, username: string): void {
   existingUser(context, username)
   const directory = directoryOf(context)
-  if (change === 'remove') directory.remove(username)
+  if (change === 'remove') removeUser(context, username)
   else directory.setDisabled(username, change === 'disable')
   context.audit(ACCOUNT_CHANGES[change].event, username)
   console.log(`${ACCOUNT_CHANGES[change].done} ${username}`)

@@ -328,3 +328,21 @@ describe('config check tells the truth', () => {
     })
   }
 })
+
+describe('users remove', () => {
+  test('ends the user\'s sessions: someone added later under the same name does not inherit them', async () => {
+    expect((await runCli(onServer('users', 'add', '207', '--password-stdin'), { stdin: 'Removed-207-secret' })).exitCode).toBe(0)
+    const login = await fetch(`${server.baseUrl}/auth/login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ username: '207', password: 'Removed-207-secret' }),
+    })
+    const { refresh_token: refreshToken } = (await login.json()) as { refresh_token: string }
+    expect((await runCli(onServer('users', 'remove', '207'))).exitCode).toBe(0)
+    expect((await runCli(onServer('users', 'add', '207', '--password-stdin'), { stdin: 'Another-207-secret' })).exitCode).toBe(0)
+    // The refresh token's session is checked in the store, whatever the server's memory says.
+    const refreshed = await fetch(`${server.baseUrl}/auth/refresh`, { method: 'POST', headers: { authorization: `Bearer ${refreshToken}` } })
+    expect(refreshed.status).toBe(401)
+    expect(logEvents().filter((event) => event.user === '207').map((event) => event.event)).toContain('USER_REMOVED')
+  })
+})
