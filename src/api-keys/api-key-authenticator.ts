@@ -5,8 +5,8 @@
 import { ABSENT, type AuthAttempt, type Authenticator, type CredentialKind, type CredentialRequest } from '../auth/authenticator'
 import type { ApiKeyService } from './api-key-service'
 
-export const API_KEY_HEADER = 'x-api-key'
-export const API_KEY_COOKIE = 'x-api-key'
+const API_KEY_HEADER = 'x-api-key'
+const API_KEY_COOKIE = 'x-api-key'
 /** Parameter names that would carry a key in a URL, matched as sent (as auth/credentials.ts does). */
 const QUERY_NAMES = ['x-api-key', 'api_key']
 
@@ -29,7 +29,7 @@ export class ApiKeyAuthenticator implements Authenticator {
 }
 
 /** The one key a request carries, or why it carries none or a malformed one. The key is never in a reason. */
-export function findApiKey(request: CredentialRequest): Found {
+function findApiKey(request: CredentialRequest): Found {
   if (hasQueryKey(request.target)) return MALFORMED('api key in the query string')
   const header = request.headers.get(API_KEY_HEADER)
   const cookie = cookieValue(request.headers.get('cookie'))

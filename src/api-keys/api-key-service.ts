@@ -20,7 +20,7 @@ const SHOWN_PREFIX_LENGTH = API_KEY_PREFIX.length + 8
 export const MAX_SELF_MADE_KEYS = 10
 export const SELF_MADE = 'self'
 
-export const hashApiKey = (key: string): string => createHash('sha256').update(key).digest('hex')
+const hashApiKey = (key: string): string => createHash('sha256').update(key).digest('hex')
 
 /** Length and characters only, before any hashing or lookup. */
 export const isWellFormedApiKey = (text: string): boolean => text.length === API_KEY_LENGTH && KEY_PATTERN.test(text)

@@ -68,9 +68,9 @@ async function digestHeaders(user: DirectoryUser, method: string, target: string
 }
 
 const routesUnderBase = () =>
-  createHarnessRoutes().filter((route) => route.path.startsWith(`${BASE}/`))
+  declaredRoutes().filter((route) => route.path.startsWith(`${BASE}/`))
 
-function createHarnessRoutes() {
+function declaredRoutes() {
   return h.app.routes.map((route) => ({
     method: route.method,
     path: route.path,
