@@ -156,6 +156,11 @@ function withDefaults(raw: Raw, env: ConfigSources['env']): Record<string, unkno
     max_subscriptions_per_user: 10,
     api_key_idle_minutes: 60,
     ami: 'off',
+    presence_source: value('ami') === 'on' ? 'ami' : 'pub',
+    presence_legacy_channels: 'on',
+    presence_scope_states: 'all',
+    presence_scope_calls: 'own',
+    presence_groups: [],
     ami_host: '127.0.0.1',
     ami_port: 5038,
     ami_username: '',
@@ -185,6 +190,7 @@ function validate(merged: Record<string, unknown>, raw: Raw): Config {
     const config = result.output as Config
     const missing = amiCredentialMissing(config)
     if (missing) throw new ConfigError(`config error: ${missing} (from ${raw.ami?.origin ?? 'default'})`)
+    if (config.presence_source === 'ami' && config.ami !== 'on') throw new ConfigError(`config error: presence_source is "ami" but ami is "off" (from ${raw.presence_source?.origin ?? 'default'})`)
     const partial = externalJwtIncomplete(config)
     if (partial) throw new ConfigError(`config error: ${partial}`)
     return config

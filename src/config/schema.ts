@@ -33,6 +33,9 @@ export const AMI_MODES = ['on', 'off'] as const
 export const DEFAULT_MIKOPBX_DB = '/cf/conf/mikopbx.db'
 export const CORE_API_MODES = ['on', 'off'] as const
 export const METRICS_MODES = ['on', 'off'] as const
+export const ON_OFF = ['on', 'off'] as const
+export const PRESENCE_SOURCES = ['ami', 'ingest', 'pub'] as const
+export const PRESENCE_SCOPES = ['all', 'own'] as const
 
 const AbsolutePath = v.pipe(v.string('must be a string'), v.startsWith('/', 'must be an absolute path'))
 const Seconds = (min: number, max: number) =>
@@ -162,6 +165,37 @@ export const CONFIG_KEYS = {
     'integer',
     Seconds(1, 525600),
     'Minutes a self-made API key (accounts/me/api_key) may stay unused before it stops working; keys made by an admin or the CLI have no idle limit. Default 60.',
+  ),
+  presence_source: key(
+    'string',
+    v.picklist(PRESENCE_SOURCES, 'must be "ami", "ingest" or "pub"'),
+    'Who produces users-state and active-calls (README "Personalised presence"): "ami" (this service, from AMI; needs ami = "on"), "ingest" (an external producer through PUT internal/monitor-snapshot/*), "pub" (anything POSTing to pub/, as with nchan). One source owns them at a time. Default "ami" when ami = "on", else "pub".',
+  ),
+  presence_legacy_channels: key(
+    'string',
+    v.picklist(ON_OFF, 'must be "on" or "off"'),
+    'Whether the shared channels users-state and active-calls, which show every call to every user, stay open for legacy apps. Default "on"; "off" is the safe setting once apps subscribe to sub/me/*.',
+  ),
+  presence_scope_states: key(
+    'string',
+    v.picklist(PRESENCE_SCOPES, 'must be "all" or "own"'),
+    'Whose names and states sub/me/users-state shows a user beyond its own and its groups\'. Default "all"; "own": only its own, its groups\' and its call partners\'.',
+  ),
+  presence_scope_calls: key(
+    'string',
+    v.picklist(PRESENCE_SCOPES, 'must be "all" or "own"'),
+    'Whose call details (channels, numbers, active calls) a user sees beyond its own calls and its groups\'. Default "own"; "all" shows every call to every user.',
+  ),
+  presence_groups: key(
+    'list',
+    v.pipe(
+      v.array(
+        v.pipe(v.string('must be a list of groups'), v.regex(/^\s*[A-Za-z0-9_.+=-]{1,80}(\s+[A-Za-z0-9_.+=-]{1,80})*\s*$/, 'must be groups of extensions separated by spaces, such as "201 202 203"')),
+        'must be a list of groups',
+      ),
+      v.maxLength(1000, 'must have at most 1000 groups'),
+    ),
+    'Groups of extensions that see each other\'s states and calls whatever the scopes say, each a string of extensions separated by spaces: ["201 202", "301 302 303"]. Re-read on SIGHUP. Default [].',
   ),
   ami: key(
     'string',
