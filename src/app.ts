@@ -31,7 +31,9 @@ import { pbxRoutes } from './pbx/pbx-routes'
 import type { ProviderSource } from './pbx/peer-state'
 import { RecordingOwners, type RecordingsAccess } from './media/recording-owners'
 import type { PresenceHub } from './presence/hub'
+import { ingestRoutes, type PresenceSource } from './presence/ingest-routes'
 import { presenceRoutes, type PresenceSettings } from './presence/presence-routes'
+import type { SnapshotSink } from './presence/snapshot'
 import type { Upgrade } from './presence/websocket'
 import type { SecurityLogSink } from './security-log/security-log'
 import type { StoreOutage } from './store/database'
@@ -66,6 +68,12 @@ export interface AppDeps {
   pbx?: PbxStateView
   /** Channels that engine publishes itself, refused to `pub/`. */
   producedHere?: (channel: string) => boolean
+  /** `presence_source` (README "Personalised presence"); default "pub". The ingest routes answer 409 unless it is "ingest". */
+  presenceSource?: PresenceSource
+  /** Where ingested snapshots go (README "Ingest from an external producer"); required with presenceSource "ingest". */
+  snapshotSink?: SnapshotSink
+  /** Service log lines (a producer instance change); console by default. */
+  log?: (line: string) => void
   /** MikoPBX's provider trunks, for `registry` and getRegistry; absent in embedded mode. */
   providers?: ProviderSource | null
   /** The MikoPBX core-compatible routes (README "MikoPBX core-compatible API"); not served when absent (`core_api = "off"`). */
@@ -110,6 +118,7 @@ export function buildApp(deps: AppDeps) {
   const metrics = deps.metrics?.registry
   const storeStatus = deps.storeStatus ?? new StoreStatus(clock)
   if (metrics) logins.onOutcome((outcome) => metrics.loginDone(outcome))
+  const ingest = ingestDeps(deps)
   const moduleRoutes = new Elysia({ prefix: basePath })
     .use(authRoutes({ clock, logins, sessions, accessTtl: tokens.settings.accessTtl, auth, securityLog, clientIpOf, spaces }))
     .use(sessionRoutes({ clock, auth, sessions, securityLog, clientIpOf }))
@@ -119,6 +128,7 @@ export function buildApp(deps: AppDeps) {
     .use(mediaRoutes({ clock, guard, securityLog, clientIpOf, owners }))
     .use(healthRoutes({ clock, pbx, storeStatus, deepChecks: deps.deepChecks ?? [], peerOf }))
     .use(presenceRoutes({ clock, guard, clientIpOf, hub, settings: deps.presence, peerOf, keepOpen, upgrade, producedHere: deps.producedHere }))
+    .use(ingestRoutes({ clock, peerOf, ...ingest }))
     .use(pbxRoutes({ clock, auth, directory, pbx, providers }))
     .use(spaceRoutes({ clock, auth, spaces, securityLog, clientIpOf }))
     .use(
@@ -158,6 +168,12 @@ export function buildApp(deps: AppDeps) {
     )
   routes.load(app.routes)
   return app
+}
+
+/** The ingest routes' source and sink; without "ingest" nothing reaches the sink, so none is needed. */
+function ingestDeps({ presenceSource: source = 'pub', snapshotSink, log = (line) => console.log(line) }: AppDeps) {
+  if (source === 'ingest' && !snapshotSink) throw new Error('presence_source "ingest" needs a snapshot sink')
+  return { source, sink: snapshotSink ?? { full: () => {} }, log }
 }
 
 /** Only extension-like numbers (up to 6 digits) are looked up, so external numbers never fill the directory's cache. */

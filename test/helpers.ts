@@ -83,6 +83,11 @@ export interface HarnessOptions extends Partial<ServiceSettings> {
   /** The PBX state cache (test/pbx-fake.ts), providers and core API, passed on to buildApp. */
   pbx?: AppDeps['pbx']
   producedHere?: AppDeps['producedHere']
+  /** `presence_source` and the ingest routes' sink; "pub" and none by default. */
+  presenceSource?: AppDeps['presenceSource']
+  snapshotSink?: AppDeps['snapshotSink']
+  /** Where service log lines go; console by default. */
+  log?: AppDeps['log']
   providers?: AppDeps['providers']
   coreApi?: AppDeps['coreApi']
   /** false: `metrics = "off"`, nothing counted (bench/metrics.ts compares both). */
@@ -109,6 +114,9 @@ export async function createHarness({
   userDirectory,
   pbx,
   producedHere,
+  presenceSource,
+  snapshotSink,
+  log,
   providers,
   coreApi,
   metrics: metricsOn = true,
@@ -173,6 +181,9 @@ export async function createHarness({
     admin: { users: userDirectory ? null : directory, securityLogPath: securityLog.path },
     pbx,
     producedHere,
+    presenceSource,
+    snapshotSink,
+    log,
     providers,
     coreApi,
   })

@@ -37,6 +37,9 @@ export const CALLS: Record<string, Call> = {
   'POST /pub/:channel': { access: 'public', path: '/pub/contacts', body: { event: 'matrix' }, ok: 200 },
   // A message is buffered first (beforeAll), so the long-poll answers at once.
   'GET /sub/:channel': { access: 'token', path: '/sub/contacts', ok: 200 },
+  // The harness's presence_source is "pub": past the loopback check, the source check answers.
+  'PUT /internal/monitor-snapshot/users-state': { access: 'public', body: { schemaVersion: 2, kind: 'full' }, ok: 409 },
+  'PUT /internal/monitor-snapshot/active-calls': { access: 'public', body: { schemaVersion: 2, kind: 'full' }, ok: 409 },
   'GET /peers': { access: 'user', ok: 200 },
   'GET /peers/:ext': { access: 'user', path: '/peers/nobody', ok: 404 },
   'GET /registry': { access: 'admin', ok: 200 },

@@ -107,6 +107,13 @@ describe('request schemas come from the routes\' valibot schemas', () => {
   test('publish takes any JSON, not the shape its parse hook hands on', () => {
     expect(operation('/pub/{channel}', 'post').requestBody.content['application/json'].schema).toEqual({})
   })
+
+  test('the ingest routes document the snapshot each accepts', () => {
+    const schemaOf = (kind: string) => operation(`/internal/monitor-snapshot/${kind}`, 'put').requestBody.content['application/json'].schema
+    expect(schemaOf('users-state')).toMatchObject({ type: 'object', required: expect.arrayContaining(['schemaVersion', 'kind', 'instanceId', 'sequence', 'generatedAt', 'states']) })
+    expect(schemaOf('active-calls')).toMatchObject({ type: 'object', required: expect.arrayContaining(['schemaVersion', 'kind', 'instanceId', 'sequence', 'generatedAt', 'calls']) })
+    expect(operation('/internal/monitor-snapshot/users-state', 'put')['x-access']).toBe('public')
+  })
 })
 
 describe('answers', () => {
