@@ -10,6 +10,8 @@ import { ApiKeyStore } from './api-keys/api-key-store'
 import { ExternalJwtIssuer, readKeysAtStart, reloadExternalKeys } from './auth/external-jwt'
 import { DigestAuthenticator } from './auth/digest-authenticator'
 import { channelSpecs, PresenceHub } from './presence/hub'
+import { INGEST_LIMITS } from './presence/ingest-routes'
+import type { SnapshotSink } from './presence/snapshot'
 import { systemClock, unixSeconds, type Clock } from './clock'
 import { externalJwtSettings } from './config/load'
 import type { Config } from './config/schema'
@@ -47,8 +49,8 @@ const PURGE_INTERVAL_MS = 60 * 60 * 1000
 const SWEEP_INTERVAL_MS = 1000
 /** API keys' last uses are written this often, never per request (README "API keys"). */
 const API_KEY_FLUSH_INTERVAL_MS = 5000
-/** Largest body any route accepts (publish, 1 MiB), plus framing slack. */
-const MAX_REQUEST_BODY = 1024 * 1024 + 4096
+/** Largest body any route accepts (an ingested snapshot, 8 MiB), plus framing slack. */
+const MAX_REQUEST_BODY = INGEST_LIMITS.maxBytes + 4096
 
 export class ListenError extends Error {
   override name = 'ListenError'
@@ -124,6 +126,18 @@ function startPbxState(config: Config, directory: Directory, hub: PresenceHub, c
       link.close()
     },
   }
+}
+
+/** Where users-state and active-calls come from when AMI doesn't produce them (README "Personalised presence"). */
+function presenceSourceLine(source: Exclude<Config['presence_source'], 'ami'>): string {
+  return source === 'ingest'
+    ? 'presence: users-state and active-calls come from PUT internal/monitor-snapshot/* on loopback (presence_source = "ingest")'
+    : 'presence: users-state and active-calls come from pub/ (presence_source = "pub")'
+}
+
+/** Full snapshots as JSON on the shared channels users-state and active-calls (README "Ingest from an external producer"). */
+function legacyChannelSink(hub: PresenceHub): SnapshotSink {
+  return { full: (kind, snapshot) => void hub.publish(hub.channel(kind)!, JSON.stringify(snapshot), 'application/json') }
 }
 
 /**
@@ -233,6 +247,8 @@ export async function serve(config: Config, clock: Clock = systemClock): Promise
     securityLog,
     hub,
     presence: { longPollHoldMs: config.longpoll_hold_seconds * 1000, heartbeatMs: config.sse_heartbeat_seconds * 1000 },
+    presenceSource: config.presence_source,
+    snapshotSink: legacyChannelSink(hub),
   })
   try {
     // reusePort off: a second instance must fail loudly rather than share the port (README "Command line").
@@ -300,7 +316,8 @@ export async function serve(config: Config, clock: Clock = systemClock): Promise
     console.log(`softphone-backend ${VERSION} listening on http://${host}:${port}${config.base_path}`)
     console.log(cdr.path ? `call history from ${cdr.path}` : 'no call-history source (cdr_db unset, no MikoPBX settings)')
     console.log(recordingsAccessLine(config.recordings_access, cdr.path))
-    console.log(pbxState ? `AMI: connecting to ${config.ami_host}:${config.ami_port}; users-state and active-calls come from it` : 'AMI: off (ami = "off"); presence comes from pub/ only')
+    console.log(pbxState ? `AMI: connecting to ${config.ami_host}:${config.ami_port}; users-state and active-calls come from it` : 'AMI: off (ami = "off")')
+    if (config.presence_source !== 'ami') console.log(presenceSourceLine(config.presence_source))
     if (metricsListener) console.log(`metrics: http://${METRICS_HOST}:${metricsListener.server!.port}/metrics (metrics_port)`)
     console.log(externalKeys ? `external JWTs: issuer ${config.external_jwt_issuer}, ${externalKeys.length} key(s) from ${config.external_jwt_key_file}` : 'external JWTs: off')
     if (config.core_api === 'on') console.log('core API: /pbxcore/api/sip/* served (core_api = "on")')
