@@ -1,8 +1,9 @@
 /**
- * `PUT internal/monitor-snapshot/users-state` and `…/active-calls` (README "Ingest from an external
- * producer"): full snapshots from a producer on the box itself, such as ModuleMonitorActiveCalls'
- * PHP worker during a migration. What it sends passes the allowlist of snapshot.ts, so only the
- * schema's fields reach the sink; each producer instance's sequence only grows.
+ * `PUT internal/monitor-snapshot/users-state` and `…/active-calls`
+ * (README "Ingest from an external producer"): full snapshots from a producer on the box itself,
+ * such as ModuleMonitorActiveCalls' PHP worker during a migration. What it sends passes the
+ * allowlist of snapshot.ts, so only the schema's fields reach the sink; each producer instance's
+ * sequence only grows.
  */
 import { Elysia } from 'elysia'
 import * as v from 'valibot'

@@ -234,6 +234,17 @@ test('publishing through nginx is refused', async () => {
   expect(response.status).toBe(403)
 })
 
+test('ingesting a snapshot through nginx is refused by nginx itself, before the backend reads a byte', async () => {
+  const response = await fetch(`${nginxUrl}${BASE}/internal/monitor-snapshot/users-state`, {
+    method: 'PUT',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ schemaVersion: 2, kind: 'full' }),
+  })
+  expect(response.status).toBe(403)
+  // The backend would have answered its JSON envelope.
+  expect(response.headers.get('content-type')).not.toContain('application/json')
+})
+
 test('a subscription through nginx works for a client that calls the PBX by a short name', async () => {
   // Elysia 1.4 misreads paths behind a Host of three characters or fewer; the snippet sends its own.
   const published = await fetch(`${server.baseUrl}/pub/contacts`, {
