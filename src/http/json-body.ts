@@ -17,15 +17,30 @@ const SHAPE_ERRORS = { depth: ERRORS.bodyTooDeep, items: ERRORS.bodyTooManyField
 
 async function readText(request: Request, maxBytes: number): Promise<string> {
   if (!JSON_TYPE.test(request.headers.get('content-type') ?? '')) throw new HttpError(ERRORS.unsupportedContentType)
-  const declared = Number(request.headers.get('content-length') ?? 0)
-  if (declared > maxBytes) throw new HttpError(ERRORS.payloadTooLarge)
-  const bytes = await request.arrayBuffer()
+  const declared = request.headers.get('content-length')
+  if (Number(declared ?? 0) > maxBytes) throw new HttpError(ERRORS.payloadTooLarge)
+  // With a Content-Length the server reads no more than it says; a chunked body is only as long as
+  // the server's cap for every route (serve.ts, 8 MiB), so it is read no further than this route's own.
+  const bytes = declared === null ? await readUpTo(request, maxBytes) : new Uint8Array(await request.arrayBuffer())
   if (bytes.byteLength > maxBytes) throw new HttpError(ERRORS.payloadTooLarge)
   try {
     return new TextDecoder('utf-8', { fatal: true }).decode(bytes)
   } catch {
     throw new HttpError(ERRORS.invalidJson)
   }
+}
+
+/** A body without a declared length, read until it ends or passes `maxBytes` (then 413, the rest unread). */
+async function readUpTo(request: Request, maxBytes: number): Promise<Uint8Array> {
+  if (request.body === null) return new Uint8Array()
+  const chunks: Uint8Array[] = []
+  let length = 0
+  for await (const chunk of request.body) {
+    length += chunk.byteLength
+    if (length > maxBytes) throw new HttpError(ERRORS.payloadTooLarge)
+    chunks.push(chunk)
+  }
+  return Buffer.concat(chunks, length)
 }
 
 /**

@@ -52,3 +52,37 @@ describe('hostile login bodies are refused before any password work, without an 
     expect((await oneLevel.json()).errors).toEqual({ password: ['must be a string'] })
   })
 })
+
+describe('a body without Content-Length (chunked)', () => {
+  /** An endless JSON string in 1 KiB chunks, counting what was pulled from it. */
+  function endless() {
+    const pulled = { bytes: 0, cancelled: false }
+    const chunk = new TextEncoder().encode('x'.repeat(1024))
+    const stream = new ReadableStream<Uint8Array>({
+      start: (controller) => controller.enqueue(new TextEncoder().encode('{"username":"')),
+      pull: (controller) => {
+        pulled.bytes += chunk.byteLength
+        controller.enqueue(chunk)
+      },
+      cancel: () => {
+        pulled.cancelled = true
+      },
+    })
+    return { stream, pulled }
+  }
+
+  test('is refused with 413 once it passes the route\'s limit, and read no further', async () => {
+    const { stream, pulled } = endless()
+    const response = await h.request(`${BASE}/auth/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: stream })
+    expect(response.status).toBe(413)
+    expect((await response.json()).code).toBe('payload_too_large')
+    expect(pulled.bytes).toBeLessThan(64 * 1024)
+    expect(pulled.cancelled).toBe(true)
+  })
+
+  test('within the limit is read whole and parsed', async () => {
+    const body = new Response(JSON.stringify({ username: '201', password: 'secret-201' })).body!
+    const response = await h.request(`${BASE}/auth/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body })
+    expect(response.status).toBe(200)
+  })
+})
