@@ -47,25 +47,23 @@ interface Accepted {
 export function ingestRoutes({ clock, peerOf, source, sink, log }: IngestRoutesDeps) {
   const accepted = new Map<SnapshotKind, Accepted>()
 
-  /** 409 for a sequence not above the same instance's last; a new instance starts afresh (it restarted). */
-  function admit(kind: SnapshotKind, { instanceId, sequence }: Accepted) {
-    const last = accepted.get(kind)
-    if (last?.instanceId === instanceId && sequence <= last.sequence) return errorBody(ERRORS.staleSnapshot, unixSeconds(clock), { lastSequence: last.sequence })
+  /** A new instance is logged: a producer restarted, or another one took over. */
+  function remember(kind: SnapshotKind, last: Accepted | undefined, { instanceId, sequence }: Accepted): void {
     if (last?.instanceId !== instanceId) log(`ingest: ${kind} from producer instance ${instanceId} (before: ${last?.instanceId ?? 'none'}), sequence ${sequence}`)
     accepted.set(kind, { instanceId, sequence })
-    return null
   }
 
   const route = (kind: SnapshotKind) =>
     new Elysia({ name: `ingest-${kind}` }).put(
       `/internal/monitor-snapshot/${kind}`,
       ({ body, request, status }) => {
-        const snapshot = body as SnapshotOf<typeof kind> & { kind: 'full' }
+        const { kind: _full, ...snapshot } = body as SnapshotOf<typeof kind> & { kind: 'full' }
         if (!headersMatch(request.headers, snapshot)) return status(400, errorBody(ERRORS.snapshotHeaderMismatch, unixSeconds(clock)))
-        const stale = admit(kind, snapshot)
-        if (stale) return status(409, stale)
-        const { kind: _full, ...full } = snapshot
-        sink.full(kind, full as SnapshotOf<typeof kind>)
+        const last = accepted.get(kind)
+        if (last && isStale(snapshot, last)) return status(409, errorBody(ERRORS.staleSnapshot, unixSeconds(clock), { lastSequence: last.sequence }))
+        sink.full(kind, snapshot as SnapshotOf<typeof kind>)
+        // Remembered once delivered: a snapshot the sink failed on may be sent again as it was.
+        remember(kind, last, snapshot)
         return { success: true as const, kind, instanceId: snapshot.instanceId, sequence: snapshot.sequence }
       },
       {
@@ -86,6 +84,11 @@ export function ingestRoutes({ clock, peerOf, source, sink, log }: IngestRoutesD
     )
 
   return new Elysia({ name: 'ingest-routes' }).use(route(SNAPSHOT_KINDS[0])).use(route(SNAPSHOT_KINDS[1]))
+}
+
+/** Not above the same instance's last accepted sequence; a new instance starts afresh (it restarted). */
+function isStale({ instanceId, sequence }: Accepted, last: Accepted): boolean {
+  return last.instanceId === instanceId && sequence <= last.sequence
 }
 
 /** `X-Producer-Instance` and `X-Sequence` are optional; when sent they must say what the body says. */

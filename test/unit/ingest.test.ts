@@ -137,6 +137,25 @@ describe('sequence', () => {
     ])
   })
 
+  test('a snapshot the sink failed on may be sent again with the same sequence', async () => {
+    const full = sink.full.bind(sink)
+    let failures = 1
+    sink.full = (kind, snapshot) => {
+      if (failures-- > 0) throw new Error('feed down')
+      full(kind, snapshot)
+    }
+    const errors = console.error
+    console.error = () => {}
+    try {
+      expect((await put('users-state', usersState(1))).status).toBe(500)
+    } finally {
+      console.error = errors
+    }
+    expect(logged).toEqual([])
+    expect((await put('users-state', usersState(1))).status).toBe(200)
+    expect(sink.received).toHaveLength(1)
+  })
+
   test('a refused snapshot does not move the sequence', async () => {
     expect((await put('users-state', usersState(1))).status).toBe(200)
     expect((await put('users-state', { ...usersState(9), schemaVersion: 1 })).status).toBe(400)
