@@ -70,7 +70,7 @@ export function ingestRoutes({ clock, peerOf, source, sink, log }: IngestRoutesD
         // Loopback only, judged by address, as pub/ is (README "Ingest from an external producer").
         detail: {
           ...accessDetail('public'),
-          requestBody: { required: true, content: { 'application/json': { schema: jsonSchemaOf(IngestBody[kind], 'input') } } },
+          requestBody: { required: true, content: { 'application/json': lazySchemaOf(kind) } },
           responses: jsonResponses({ 200: IngestAnswer, 400: ErrorEnvelope, 403: ErrorEnvelope, 409: ErrorEnvelope, 413: ErrorEnvelope }),
         },
         // Who may send, and whether this service takes snapshots at all, are judged before up to 8 MiB of body is read.
@@ -84,6 +84,15 @@ export function ingestRoutes({ clock, peerOf, source, sink, log }: IngestRoutesD
     )
 
   return new Elysia({ name: 'ingest-routes' }).use(route(SNAPSHOT_KINDS[0])).use(route(SNAPSHOT_KINDS[1]))
+}
+
+/** Converted when the OpenAPI document is built, as the documented answers are (openapi/responses.ts), not at every start. */
+function lazySchemaOf(kind: SnapshotKind) {
+  return {
+    get schema() {
+      return jsonSchemaOf(IngestBody[kind], 'input') as never
+    },
+  }
 }
 
 /** Not above the same instance's last accepted sequence; a new instance starts afresh (it restarted). */
