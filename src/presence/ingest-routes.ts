@@ -21,7 +21,7 @@ import { IngestBody, SNAPSHOT_KINDS, type SnapshotKind, type SnapshotOf, type Sn
 export type PresenceSource = (typeof PRESENCE_SOURCES)[number]
 
 /**
- * A snapshot of 20 000 employees fits in 8 MiB. Valid snapshots nest 5 deep; the margin is for
+ * 20 000 employees, each in a call, take 5.4 MiB. Valid snapshots nest 5 deep; the margin is for
  * fields a producer adds and the allowlist drops. Items: as many as 8 MiB of JSON can hold.
  */
 export const INGEST_LIMITS: JsonBodyLimits = { maxBytes: 8 * 1024 * 1024, maxDepth: 16, maxItems: 4 * 1024 * 1024 }
