@@ -6,7 +6,7 @@
 import type { ActiveCall, ActiveCallsSnapshot, ChannelEntry, UsersStateSnapshot } from '../src/presence/snapshot'
 
 export const INSTANCE_ID = '6f1c2d3e-4b5a-4c6d-8e7f-901234567890'
-export const MOBILE_201 = '79001234567'
+export const MOBILE_201 = '9001234567'
 
 const leg = (peer: string, number: string, direction: 'incoming' | 'outgoing', linkedid: string, uniqueid: string, channelId: string): ChannelEntry => ({
   channel: peer,
