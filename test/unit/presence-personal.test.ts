@@ -183,6 +183,12 @@ describe('the routes', () => {
     expect((await h.request(`${BASE}/sub/me/users-state`)).status).toBe(401)
   })
 
+  test('the OpenAPI document lists both, for access tokens', async () => {
+    await harness()
+    const document = (await (await h.request(`${BASE}/openapi.json`)).json()) as { paths: Record<string, { get?: Record<string, unknown> }> }
+    for (const kind of SNAPSHOT_KINDS) expect(document.paths[`/sub/me/${kind}`]?.get).toMatchObject({ 'x-access': 'token', security: [{ bearer: [] }] })
+  })
+
   test('long-poll: the cursor of the last body answers 304 until a new one for this user', async () => {
     await harness()
     h.feed.full('users-state', usersState(1))
