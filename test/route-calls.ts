@@ -40,6 +40,9 @@ export const CALLS: Record<string, Call> = {
   // The harness's presence_source is "pub": past the loopback check, the source check answers.
   'PUT /internal/monitor-snapshot/users-state': { access: 'public', body: { schemaVersion: 2, kind: 'full' }, ok: 409 },
   'PUT /internal/monitor-snapshot/active-calls': { access: 'public', body: { schemaVersion: 2, kind: 'full' }, ok: 409 },
+  // Snapshots are published first (beforeAll): a new subscriber gets its personalised one at once.
+  'GET /sub/me/users-state': { access: 'token', ok: 200 },
+  'GET /sub/me/active-calls': { access: 'token', ok: 200 },
   'GET /peers': { access: 'user', ok: 200 },
   'GET /peers/:ext': { access: 'user', path: '/peers/nobody', ok: 404 },
   'GET /registry': { access: 'admin', ok: 200 },

@@ -44,6 +44,7 @@ export const ERRORS = {
   sourceMismatch: kind(409, "This service's presence comes from another source", 'source_mismatch'),
   staleSnapshot: kind(409, 'The snapshot is not newer than the last one accepted', 'stale_snapshot'),
   snapshotHeaderMismatch: kind(400, 'X-Producer-Instance and X-Sequence must match the body', 'header_mismatch'),
+  channelOff: kind(404, 'This shared channel is off: subscribe to sub/me/users-state or sub/me/active-calls', 'channel_off'),
   upgradeFailed: kind(400, 'WebSocket upgrade failed', 'upgrade_failed'),
   invalidCursor: kind(400, 'Invalid message cursor', 'invalid_cursor'),
   tooManySubscriptions: kind(429, 'Too many subscriptions', 'too_many_subscriptions'),

@@ -38,6 +38,7 @@ export const de: Catalogue = {
     sourceMismatch: 'Die Präsenz dieses Dienstes kommt aus einer anderen Quelle',
     staleSnapshot: 'Der Schnappschuss ist nicht neuer als der zuletzt angenommene',
     snapshotHeaderMismatch: 'X-Producer-Instance und X-Sequence müssen dem Inhalt entsprechen',
+    channelOff: 'Dieser gemeinsame Kanal ist abgeschaltet: abonnieren Sie sub/me/users-state oder sub/me/active-calls',
     upgradeFailed: 'WebSocket-Upgrade fehlgeschlagen',
     invalidCursor: 'Ungültiger Nachrichtencursor',
     tooManySubscriptions: 'Zu viele Abonnements',

@@ -42,6 +42,7 @@ export const en = {
     sourceMismatch: "This service's presence comes from another source",
     staleSnapshot: 'The snapshot is not newer than the last one accepted',
     snapshotHeaderMismatch: 'X-Producer-Instance and X-Sequence must match the body',
+    channelOff: 'This shared channel is off: subscribe to sub/me/users-state or sub/me/active-calls',
     upgradeFailed: 'WebSocket upgrade failed',
     invalidCursor: 'Invalid message cursor',
     tooManySubscriptions: 'Too many subscriptions',

@@ -38,6 +38,7 @@ export const fr: Catalogue = {
     sourceMismatch: "La présence de ce service provient d'une autre source",
     staleSnapshot: "L'instantané n'est pas plus récent que le dernier accepté",
     snapshotHeaderMismatch: 'X-Producer-Instance et X-Sequence doivent correspondre au corps',
+    channelOff: 'Ce canal partagé est désactivé : abonnez-vous à sub/me/users-state ou sub/me/active-calls',
     upgradeFailed: 'Échec du passage en WebSocket',
     invalidCursor: 'Curseur de messages invalide',
     tooManySubscriptions: "Trop d'abonnements",

@@ -38,6 +38,7 @@ export const ru: Catalogue = {
     sourceMismatch: 'Присутствие этого сервиса поступает из другого источника',
     staleSnapshot: 'Снимок не новее последнего принятого',
     snapshotHeaderMismatch: 'X-Producer-Instance и X-Sequence должны совпадать с телом запроса',
+    channelOff: 'Этот общий канал отключён: подпишитесь на sub/me/users-state или sub/me/active-calls',
     upgradeFailed: 'Не удалось установить соединение WebSocket',
     invalidCursor: 'Неверный курсор сообщений',
     tooManySubscriptions: 'Слишком много подписок',
