@@ -293,23 +293,18 @@ export class StateEngine implements PbxStateView {
    * A failed list changes nothing: it never means "all calls ended".
    */
   private async loadAndReplace(fresh: boolean): Promise<void> {
-    let snapshot: PbxSnapshot
     this.replay = []
     this.replayOverflow = false
     this.bootstrapping = fresh
-    try {
-      snapshot = await loadPbxSnapshot(this.options.link, this.options.actionTimeoutMs ?? ACTION_TIMEOUT_MS)
-      if (this.replayOverflow) throw Object.assign(new Error(`more than ${MAX_REPLAY} events during the load`), { name: 'AmiLoadOverrun' })
-    } catch (error) {
-      this.replay = null
-      this.log(`AMI_RECONCILE_FAILED ${(error as Error).name}: ${(error as Error).message}`)
-      if (fresh) queueMicrotask(() => this.changed())
-      return
-    } finally {
-      this.bootstrapping = false
-    }
+    const snapshot = await this.loadOrLog()
+    this.bootstrapping = false
     const events = this.replay ?? []
     this.replay = null
+    if (!snapshot) {
+      // What the events built is all there is: publish it rather than nothing.
+      if (fresh) this.changed()
+      return
+    }
     const before = this.loadedOnce ? this.summary() : null
     this.replaceWith(snapshot)
     this.replayEvents(events)
@@ -323,6 +318,17 @@ export class StateEngine implements PbxStateView {
     }
     if (fresh) this.publishAll = true
     this.changed()
+  }
+
+  private async loadOrLog(): Promise<PbxSnapshot | null> {
+    try {
+      const snapshot = await loadPbxSnapshot(this.options.link, this.options.actionTimeoutMs ?? ACTION_TIMEOUT_MS)
+      if (this.replayOverflow) throw Object.assign(new Error(`more than ${MAX_REPLAY} events during the load`), { name: 'AmiLoadOverrun' })
+      return snapshot
+    } catch (error) {
+      this.log(`AMI_RECONCILE_FAILED ${(error as Error).name}: ${(error as Error).message}`)
+      return null
+    }
   }
 
   private replayEvents(events: readonly AmiMessage[]): void {
