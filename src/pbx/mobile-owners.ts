@@ -1,6 +1,6 @@
 /**
- * Which user a dialed number belongs to through the directory's `mobile` field (README "Presence
- * snapshots, schema version 2": a leg dialed to a user's mobile is listed under that user).
+ * Which user a dialed number belongs to through the directory's `mobile` field: a leg dialed to a
+ * user's mobile is listed under that user (README "Presence snapshots, schema version 2").
  */
 import type { Clock } from '../clock'
 import type { DirectoryUser } from '../directory/directory'
