@@ -19,7 +19,7 @@ import { externalJwtSettings } from './config/load'
 import type { Config } from './config/schema'
 import { DirectoryAdminCredentials, MikoPbxAdminCredentials } from './core-api/admin-credentials'
 import { CachedDirectory } from './directory/cached'
-import type { Directory } from './directory/directory'
+import type { Directory, DirectoryUser } from './directory/directory'
 import { EmbeddedDirectory } from './directory/embedded'
 import { cdrDatabasePath } from './history/cdr-location'
 import { CdrSource } from './history/cdr-reader'
@@ -28,6 +28,7 @@ import { openAtStart } from './directory/mikopbx-file'
 import { MikoPbxProviders } from './directory/mikopbx-providers'
 import { AmiClient } from './pbx/ami/ami-client'
 import { amiSettings } from './pbx/ami/ami-config'
+import { mobileOwners } from './pbx/mobile-owners'
 import { StateEngine } from './pbx/state-engine'
 import { DEFAULT_LOG_LIMITS, SecurityLog } from './security-log/security-log'
 import { startNotifier } from './systemd/notify'
@@ -104,7 +105,7 @@ export function recordingsAccessLine(mode: Config['recordings_access'], cdrPath:
  * `active-calls` from it (README "Live PBX state"); null otherwise. Connecting starts at once and
  * never delays the start: AMI may come up later.
  */
-function startPbxState(config: Config, directory: Directory, hub: PresenceHub, feed: PersonalFeed, clock: Clock) {
+function startPbxState(config: Config, directory: Directory, feed: PersonalFeed, clock: Clock, listUsers: (() => DirectoryUser[]) | null) {
   const settings = amiSettings(config)
   if (!settings) return null
   const log = (line: string) => console.log(line)
@@ -117,12 +118,9 @@ function startPbxState(config: Config, directory: Directory, hub: PresenceHub, f
       const user = directory.findByUsername(extension)
       return user && !user.disabled ? user.displayName : null
     },
+    userOfMobile: listUsers ? mobileOwners(listUsers, clock) : () => null,
     // Only the source that owns presence feeds the channels (README "Personalised presence").
-    publish: (name, body) => {
-      if (config.presence_source !== 'ami') return
-      if (feed.legacy) hub.publish(hub.channel(name)!, body, 'application/json')
-      feed.published(name, body)
-    },
+    sink: config.presence_source === 'ami' ? feed : { full: () => {} },
   })
   engine.start()
   link.start()
@@ -234,7 +232,7 @@ export async function serve(config: Config, clock: Clock = systemClock, reloadCo
   const feed = new PersonalFeed({ hub, clock, directory, rules: scopeRules(config), legacy: config.presence_legacy_channels === 'on' })
 
   const cdr = new CdrSource(cdrDatabasePath(config.cdr_db))
-  const pbxState = startPbxState(config, directory, hub, feed, clock)
+  const pbxState = startPbxState(config, directory, feed, clock, users.embedded ? () => users.embedded!.list() : null)
   // README "Metrics": counted only with metrics = "on"; served on the main listener or on metrics_port.
   const eventLoopLag = config.metrics === 'on' ? new EventLoopLag().start() : null
   const metrics = eventLoopLag
