@@ -125,7 +125,7 @@ export function buildApp(deps: AppDeps) {
   const moduleRoutes = new Elysia({ prefix: basePath })
     .use(authRoutes({ clock, logins, sessions, accessTtl: tokens.settings.accessTtl, auth, securityLog, clientIpOf, spaces }))
     .use(sessionRoutes({ clock, auth, sessions, securityLog, clientIpOf }))
-    .use(accountRoutes({ clock, auth, lastUsersState: () => hub.lastSnapshot('users-state'), history }))
+    .use(accountRoutes({ clock, auth, lastUsersState: (user) => usersStateFor(deps.feed, hub, user.username), history }))
     .use(apiKeyRoutes({ clock, auth, apiKeys: deps.apiKeys, directory, securityLog, clientIpOf }))
     .use(historyRoutes({ clock, auth, history }))
     .use(mediaRoutes({ clock, guard, securityLog, clientIpOf, owners }))
@@ -185,3 +185,12 @@ function isExtension(directory: Directory, number: string): boolean {
 }
 
 export type App = ReturnType<typeof buildApp>
+
+/**
+ * What `users` shows a user: its personalised users-state, as `sub/me/users-state` would (README
+ * "Personalised presence"); while the shared channel is on and holds a body the feed couldn't read
+ * (a free-form `pub/` message), that body, which the user may read from the channel anyway.
+ */
+function usersStateFor(feed: PersonalFeed, hub: PresenceHub, username: string): unknown {
+  return feed.snapshotFor('users-state', username) ?? (feed.legacy ? hub.lastSnapshot('users-state') : null)
+}

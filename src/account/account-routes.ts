@@ -24,7 +24,8 @@ export interface AccountRoutesDeps {
   /** The `auth` macro (auth/auth-plugin.ts). */
   auth: AuthPlugin
   /** The last `users-state` snapshot, or null until presence publishes one. */
-  lastUsersState: () => unknown
+  /** The users-state snapshot this user may see, or null. */
+  lastUsersState: (user: DirectoryUser) => unknown
   history: CallHistory
 }
 
@@ -38,7 +39,7 @@ export function accountRoutes({ clock, auth, lastUsersState, history }: AccountR
     .get(
       '/users',
       // The one-element array is how the legacy module wrapped it; apps index [0].
-      ({ principal }) => ({ success: true, user: profileView(principal.user), statuses: [lastUsersState() ?? null] }),
+      ({ principal }) => ({ success: true, user: profileView(principal.user), statuses: [lastUsersState(principal.user) ?? null] }),
       { auth: 'user' },
     )
     .get(

@@ -154,6 +154,33 @@ describe('pub/ as the source (presence_source = "pub")', () => {
   })
 })
 
+describe('GET users: the caller\'s personalised users-state', () => {
+  const usersOf = async (username: string) => {
+    const response = await h.request(`${BASE}/users`, { headers: { authorization: `Bearer ${tokens.get(username)}` } })
+    expect(response.status).toBe(200)
+    return ((await response.json()) as { statuses: unknown[] }).statuses
+  }
+
+  test('a user gets what sub/me/users-state shows it, an admin everything, with the shared channels on or off', async () => {
+    for (const legacyChannels of ['on', 'off'] as const) {
+      if (legacyChannels === 'off') h.close()
+      await harness({ legacyChannels })
+      h.feed.full('users-state', usersState(3))
+      expect(await usersOf('203')).toEqual([await pollJson('me/users-state', '203')])
+      expect(((await usersOf('203'))[0] as UsersStateSnapshot).states['204']).toEqual({ name: 'Dave', state: 'Up', channels: {} })
+      expect(await usersOf('900')).toEqual([usersState(3)])
+    }
+  })
+
+  test('before any snapshot: [null]; a free-form pub/ body the feed can\'t read: that body while the shared channel is on', async () => {
+    await harness()
+    expect(await usersOf('203')).toEqual([null])
+    const freeForm = { anything: 'an nchan-era producer sent' }
+    await h.request(`${BASE}/pub/users-state`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(freeForm) })
+    expect(await usersOf('203')).toEqual([freeForm])
+  })
+})
+
 describe('legacy channels off', () => {
   test('sub/users-state and sub/active-calls answer 404 channel_off; the shared channels get nothing; me works', async () => {
     await harness({ legacyChannels: 'off' })

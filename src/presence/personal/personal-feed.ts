@@ -99,6 +99,12 @@ export class PersonalFeed implements SnapshotSink, ChannelFamily {
     return personal.channel
   }
 
+  /** The user's last personalised snapshot of this kind, parsed; null before any full snapshot arrived. */
+  snapshotFor(kind: SnapshotKind, username: string): unknown {
+    const body = this.channelFor(kind, username).last()?.body
+    return body === undefined ? null : JSON.parse(body)
+  }
+
   /** SIGHUP: new groups or scopes; every listened channel is personalised again at once. */
   replaceRules(rules: ScopeRules): void {
     this.rules = rules
