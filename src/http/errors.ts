@@ -40,7 +40,7 @@ export const ERRORS = {
   publishForbidden: kind(403, 'Publishing is allowed from the local host only', 'publish_forbidden'),
   metricsForbidden: kind(403, 'Metrics are served to the local host only', 'metrics_forbidden'),
   deepHealthForbidden: kind(403, 'The deep health check is for the local host only', 'deep_health_forbidden'),
-  channelProducedHere: kind(409, 'This channel is produced from AMI by the service itself', 'channel_produced_here'),
+  channelProducedHere: kind(409, 'This channel comes from the configured presence source, not from pub/', 'channel_produced_here'),
   sourceMismatch: kind(409, "This service's presence comes from another source", 'source_mismatch'),
   staleSnapshot: kind(409, 'The snapshot is not newer than the last one accepted', 'stale_snapshot'),
   snapshotHeaderMismatch: kind(400, 'X-Producer-Instance and X-Sequence must match the body', 'header_mismatch'),

@@ -34,7 +34,7 @@ export const de: Catalogue = {
     publishForbidden: 'Veröffentlichen ist nur vom lokalen Host erlaubt',
     metricsForbidden: 'Metriken werden nur an den lokalen Host ausgeliefert',
     deepHealthForbidden: 'Die tiefe Zustandsprüfung ist nur für den lokalen Host',
-    channelProducedHere: 'Dieser Kanal wird vom Dienst selbst aus AMI befüllt',
+    channelProducedHere: 'Dieser Kanal kommt aus der eingestellten Presence-Quelle, nicht aus pub/',
     sourceMismatch: 'Die Präsenz dieses Dienstes kommt aus einer anderen Quelle',
     staleSnapshot: 'Der Schnappschuss ist nicht neuer als der zuletzt angenommene',
     snapshotHeaderMismatch: 'X-Producer-Instance und X-Sequence müssen dem Inhalt entsprechen',

@@ -38,7 +38,7 @@ export const en = {
     publishForbidden: 'Publishing is allowed from the local host only',
     metricsForbidden: 'Metrics are served to the local host only',
     deepHealthForbidden: 'The deep health check is for the local host only',
-    channelProducedHere: 'This channel is produced from AMI by the service itself',
+    channelProducedHere: 'This channel comes from the configured presence source, not from pub/',
     sourceMismatch: "This service's presence comes from another source",
     staleSnapshot: 'The snapshot is not newer than the last one accepted',
     snapshotHeaderMismatch: 'X-Producer-Instance and X-Sequence must match the body',

@@ -34,7 +34,7 @@ export const fr: Catalogue = {
     publishForbidden: "La publication n'est autorisée que depuis l'hôte local",
     metricsForbidden: "Les métriques ne sont servies qu'à l'hôte local",
     deepHealthForbidden: "Le contrôle de santé approfondi est réservé à l'hôte local",
-    channelProducedHere: 'Ce canal est alimenté depuis AMI par le service lui-même',
+    channelProducedHere: 'Ce canal vient de la source de présence configurée, pas de pub/',
     sourceMismatch: "La présence de ce service provient d'une autre source",
     staleSnapshot: "L'instantané n'est pas plus récent que le dernier accepté",
     snapshotHeaderMismatch: 'X-Producer-Instance et X-Sequence doivent correspondre au corps',

@@ -34,7 +34,7 @@ export const ru: Catalogue = {
     publishForbidden: 'Публикация разрешена только с локального хоста',
     metricsForbidden: 'Метрики доступны только с локального хоста',
     deepHealthForbidden: 'Глубокая проверка состояния доступна только с локального хоста',
-    channelProducedHere: 'Этот канал заполняет сам сервис по данным AMI',
+    channelProducedHere: 'Этот канал заполняет настроенный источник присутствия, а не pub/',
     sourceMismatch: 'Присутствие этого сервиса поступает из другого источника',
     staleSnapshot: 'Снимок не новее последнего принятого',
     snapshotHeaderMismatch: 'X-Producer-Instance и X-Sequence должны совпадать с телом запроса',
