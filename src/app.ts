@@ -187,9 +187,9 @@ function isExtension(directory: Directory, number: string): boolean {
 export type App = ReturnType<typeof buildApp>
 
 /**
- * What `users` shows a user: its personalised users-state, as `sub/me/users-state` would (README
- * "Personalised presence"); while the shared channel is on and holds a body the feed couldn't read
- * (a free-form `pub/` message), that body, which the user may read from the channel anyway.
+ * What `users` shows a user (README "Personalised presence"): its personalised users-state, as
+ * `sub/me/users-state` would; while the shared channel is on and holds a body the feed couldn't
+ * read (a free-form `pub/` message), that body, which the user may read from the channel anyway.
  */
 function usersStateFor(feed: PersonalFeed, hub: PresenceHub, username: string): unknown {
   return feed.snapshotFor('users-state', username) ?? (feed.legacy ? hub.lastSnapshot('users-state') : null)
