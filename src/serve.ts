@@ -15,7 +15,7 @@ import { externalJwtSettings } from './config/load'
 import type { Config } from './config/schema'
 import { DirectoryAdminCredentials, MikoPbxAdminCredentials } from './core-api/admin-credentials'
 import { CachedDirectory } from './directory/cached'
-import type { Directory } from './directory/directory'
+import type { Directory, DirectoryUser } from './directory/directory'
 import { EmbeddedDirectory } from './directory/embedded'
 import { cdrDatabasePath } from './history/cdr-location'
 import { CdrSource } from './history/cdr-reader'
@@ -95,12 +95,32 @@ export function recordingsAccessLine(mode: Config['recordings_access'], cdrPath:
     : 'recordings: no call-history source, so only admins open recordings (recordings_access = "owner")'
 }
 
+/** How long the mobile numbers' index is used before the directory is listed again. */
+const MOBILE_INDEX_MS = 30_000
+
+/**
+ * The user whose directory `mobile` a dialed number ends with (its last 10 digits, as call history
+ * matches them): a leg to that number is that user's (README "Presence snapshots, schema version 2").
+ */
+function mobileOwners(listUsers: () => DirectoryUser[], clock: Clock): (number: string) => string | null {
+  let index = new Map<string, string>()
+  let builtAt = -Infinity
+  return (number) => {
+    if (clock.now() - builtAt > MOBILE_INDEX_MS) {
+      index = new Map(listUsers().flatMap((user) => (user.mobile && !user.disabled ? [[user.mobile.slice(-10), user.username] as [string, string]] : [])))
+      builtAt = clock.now()
+    }
+    const digits = number.replace(/\D/g, '')
+    return digits.length >= 5 ? (index.get(digits.slice(-10)) ?? null) : null
+  }
+}
+
 /**
  * With `ami = "on"`, the AMI client and the state engine that publishes `users-state` and
  * `active-calls` from it (README "Live PBX state"); null otherwise. Connecting starts at once and
  * never delays the start: AMI may come up later.
  */
-function startPbxState(config: Config, directory: Directory, hub: PresenceHub, clock: Clock) {
+function startPbxState(config: Config, directory: Directory, hub: PresenceHub, clock: Clock, listUsers: (() => DirectoryUser[]) | null) {
   const settings = amiSettings(config)
   if (!settings) return null
   const log = (line: string) => console.log(line)
@@ -113,7 +133,8 @@ function startPbxState(config: Config, directory: Directory, hub: PresenceHub, c
       const user = directory.findByUsername(extension)
       return user && !user.disabled ? user.displayName : null
     },
-    publish: (name, body) => hub.publish(hub.channel(name)!, body, 'application/json'),
+    userOfMobile: listUsers ? mobileOwners(listUsers, clock) : () => null,
+    sink: { full: (kind, snapshot) => hub.publish(hub.channel(kind)!, JSON.stringify(snapshot), 'application/json') },
   })
   engine.start()
   link.start()
@@ -199,7 +220,7 @@ export async function serve(config: Config, clock: Clock = systemClock): Promise
   )
 
   const cdr = new CdrSource(cdrDatabasePath(config.cdr_db))
-  const pbxState = startPbxState(config, directory, hub, clock)
+  const pbxState = startPbxState(config, directory, hub, clock, users.embedded ? () => users.embedded!.list() : null)
   // README "Metrics": counted only with metrics = "on"; served on the main listener or on metrics_port.
   const eventLoopLag = config.metrics === 'on' ? new EventLoopLag().start() : null
   const metrics = eventLoopLag
