@@ -5,7 +5,8 @@ import { amiMessage } from '../../src/pbx/ami/ami-message'
 import { StateEngine, type EngineChannel } from '../../src/pbx/state-engine'
 import { FakeAmiLink, listReply, ManualTimers, type Fields } from '../fake-ami-link'
 import { ManualClock } from '../helpers'
-import type { SnapshotSink } from '../../src/presence/snapshot'
+import * as v from 'valibot'
+import { ActiveCallsSnapshot, UsersStateSnapshot, type SnapshotSink } from '../../src/presence/snapshot'
 
 const NAMES: Record<string, string> = { '201': 'Alice', '202': 'Bob', '203': 'Carol' }
 const nameOf = (ext: string): string | null => NAMES[ext] ?? null
@@ -295,14 +296,18 @@ describe('a call from 201 to 202 without DeviceStateChange', () => {
   })
 })
 
-test('the README examples are what the engine publishes for this call, ringing and answered', async () => {
+test('the README examples are what the engine publishes for this call, ringing and answered, with the envelope of schema version 2', async () => {
   const section = readFileSync('README.md', 'utf8').split('\n## Live PBX state\n')[1]!.split('\n## ')[0]!
   const [usersState, activeCalls] = [...section.matchAll(/^```json\n([\s\S]*?)^```$/gm)].map((match) => JSON.parse(match[1]!))
+  const withoutEnvelope = ({ schemaVersion, instanceId, sequence, generatedAt, ...body }: Record<string, unknown>) => body
   const s = await setup()
   s.send(...ringing201to202)
-  expect(s.last('users-state')).toEqual(usersState)
+  expect(s.last('users-state')).toEqual(withoutEnvelope(usersState))
   s.send(...answered201to202)
-  expect(s.last('active-calls')).toEqual(activeCalls)
+  expect(s.last('active-calls')).toEqual(withoutEnvelope(activeCalls))
+  for (const example of [usersState, activeCalls]) expect(v.is(v.object({ schemaVersion: v.literal(2), instanceId: v.pipe(v.string(), v.uuid()), sequence: v.number(), generatedAt: v.number() }), example)).toBe(true)
+  expect(v.is(UsersStateSnapshot, usersState)).toBe(true)
+  expect(v.is(ActiveCallsSnapshot, activeCalls)).toBe(true)
 })
 
 describe('merging and who appears', () => {
