@@ -101,6 +101,8 @@ export class StateEngine implements PbxStateView {
   private readonly live = new Map<string, LiveEndpoint>()
   private liveRegistrations = new Map<string, OutboundRegistration>()
   private readonly hints = new Map<string, HintState>()
+  /** Endpoints whose derived device state is due (rederive). */
+  private readonly dirtyEndpoints = new Set<string>()
   private readonly graph: CallGraph
   private readonly queues = new QueueTable(MAX_QUEUES)
   /** The JSON of each users-state entry and of the calls, as last published. */
@@ -201,6 +203,7 @@ export class StateEngine implements PbxStateView {
   }
 
   endpoints(): ReadonlyMap<string, EndpointState> {
+    this.rederiveDirty()
     const view = new Map<string, EndpointState>()
     for (const [name, endpoint] of this.live) view.set(name, { name, deviceState: endpoint.deviceState, contacts: [...endpoint.contacts.values()] })
     return view
@@ -212,6 +215,7 @@ export class StateEngine implements PbxStateView {
 
   /** The users-state body now: users by extension, then queues. */
   usersState(): Map<string, EmployeeEntry> {
+    this.rederiveDirty()
     const endpoints = [...this.live.values()].map((endpoint) => ({ ...endpoint, contactStatuses: [...endpoint.contacts.values()].map((contact) => contact.Status ?? '') }))
     return buildUsersState({
       endpoints,
@@ -318,6 +322,7 @@ export class StateEngine implements PbxStateView {
   }
 
   private summary(): StateSummary {
+    this.rederiveDirty()
     const endpoints = new Map([...this.live].map(([name, endpoint]) => [name, `${endpoint.deviceState}|${contactsKey(endpoint.contacts)}`]))
     const registrations = new Map([...this.liveRegistrations].map(([name, registration]) => [name, registration.status]))
     const channels = new Map([...this.graph.channels].map(([uniqueid, channel]) => [uniqueid, `${channel.state}|${channel.bridge}|${channel.linkedid}`]))
@@ -355,7 +360,7 @@ export class StateEngine implements PbxStateView {
       else this.graph.leaveBridge(channel.uniqueid)
     }
     this.queues.replaceWith(snapshot.queueEvents)
-    if (!this.deviceEventsSeen) for (const endpoint of this.live.values()) if (this.graph.channelsOfEndpoint(endpoint.name).length > 0) this.rederiveEndpoint(endpoint)
+    if (!this.deviceEventsSeen) for (const endpoint of this.live.values()) if (this.graph.channelsOfEndpoint(endpoint.name).length > 0) this.dirtyEndpoints.add(endpoint.name)
   }
 
   /** Nothing arrives while the link is down; whatever a dropping link still hands over is left to the next load. */
@@ -470,12 +475,22 @@ export class StateEngine implements PbxStateView {
     endpoint.stateSeq = ++this.seq
   }
 
-  /** Without DeviceStateChange, an endpoint's state follows its channels and contacts. */
+  /**
+   * Without DeviceStateChange, an endpoint's state follows its channels and contacts. Derived when
+   * read, not per event: a trunk with thousands of channels costs one pass per publication.
+   */
   private rederive(channelName: string): void {
     if (this.deviceEventsSeen) return
     const name = endpointOfChannel(channelName)
-    const endpoint = name === null ? undefined : this.live.get(name)
-    if (endpoint) this.rederiveEndpoint(endpoint)
+    if (name !== null && this.live.has(name)) this.dirtyEndpoints.add(name)
+  }
+
+  private rederiveDirty(): void {
+    for (const name of this.dirtyEndpoints) {
+      const endpoint = this.live.get(name)
+      if (endpoint && !this.deviceEventsSeen) this.rederiveEndpoint(endpoint)
+    }
+    this.dirtyEndpoints.clear()
   }
 
   private rederiveEndpoint(endpoint: LiveEndpoint): void {
@@ -500,7 +515,7 @@ export class StateEngine implements PbxStateView {
     const change = event.get('ContactStatus') ?? ''
     if (change === 'Removed') endpoint.contacts.delete(uri)
     else endpoint.contacts.set(uri, this.contactAfter(endpoint.contacts.get(uri), event, change))
-    if (!this.deviceEventsSeen) this.rederiveEndpoint(endpoint)
+    if (!this.deviceEventsSeen) this.dirtyEndpoints.add(endpoint.name)
   }
 
   /** `Created`/`Updated` change the registration, the others its status. */
