@@ -65,18 +65,18 @@ class Subscriber {
   readonly texts: string[] = []
   private readonly socket: WebSocket
 
+  /** Settles when the socket opens; made at once, since the open event may come before anyone waits. */
+  readonly opened: Promise<void>
+
   constructor(baseUrl: string, kind: Kind, token: string) {
     this.socket = new WebSocket(`${baseUrl.replace('http', 'ws')}/sub/me/${kind}?authorization=${token}`)
     this.socket.onmessage = (event) => {
       this.texts.push(String(event.data))
       this.bodies.push(JSON.parse(String(event.data)) as Envelope & Body)
     }
-  }
-
-  opened(): Promise<void> {
-    return new Promise((resolve, reject) => {
+    this.opened = new Promise((resolve, reject) => {
       this.socket.onopen = () => resolve()
-      this.socket.onerror = () => reject(new Error('the WebSocket did not open'))
+      this.socket.onerror = () => reject(new Error(`the WebSocket of sub/me/${kind} did not open`))
     })
   }
 
@@ -106,7 +106,7 @@ async function directoryTemplate(): Promise<string> {
 
 beforeAll(async () => {
   template = await directoryTemplate()
-})
+}, 60_000)
 afterAll(() => rmSync(template, { recursive: true, force: true }))
 
 function replay(scenario: Scenario): void {
@@ -137,8 +137,8 @@ function replay(scenario: Scenario): void {
         const token = (await server.login(viewer, PASSWORD)).access_token
         for (const kind of KINDS) subscribers.set(`${viewer} ${kind}`, new Subscriber(server.baseUrl, kind, token))
       }
-      await Promise.all([...subscribers.values()].map((each) => each.opened()))
-    })
+      await Promise.all([...subscribers.values()].map((each) => each.opened))
+    }, 30_000)
     afterAll(async () => {
       for (const each of subscribers.values()) each.close()
       await server?.cleanup()
