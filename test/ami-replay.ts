@@ -6,7 +6,7 @@
  */
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import type { AmiSimulator, SimChannel } from './ami-simulator'
+import type { AmiSimulator, SimChannel, SimQueue } from './ami-simulator'
 import type { Fields } from './ami-transcripts'
 
 export const TRANSCRIPTS_DIR = join(import.meta.dir, 'fixtures/ami-replay')
@@ -65,17 +65,22 @@ const STATE_RANK: Record<SimChannel['state'], number> = { Down: 0, Ring: 1, Ring
 const isSimState = (state: string): state is SimChannel['state'] => state in STATE_RANK
 
 /**
- * What Asterisk would list in CoreShowChannels after the events so far: the channels of every
- * channel event (its `Dest` side too), their bridges, and none that hung up.
+ * What Asterisk would list in CoreShowChannels (and BridgeList, QueueStatus's entries) after the
+ * events so far: the channels of every channel event (its `Dest` side too), their bridges, the
+ * callers waiting in queues, and none that hung up.
  */
 export class ChannelListModel {
   private readonly hungUp = new Set<string>()
 
-  constructor(private readonly channels: SimChannel[]) {}
+  constructor(
+    private readonly channels: SimChannel[],
+    private readonly queues: SimQueue[] = [],
+  ) {}
 
   apply(fields: Fields): void {
     const event = field(fields, 'Event')
     const uniqueid = field(fields, 'Uniqueid')
+    if (event === 'Hangup' || event === 'QueueCallerLeave') this.leaveQueues(uniqueid)
     if (event === 'Hangup') return this.hangUp(uniqueid)
     if (!uniqueid || this.hungUp.has(uniqueid)) return
     const channel = this.upsert(fields, '')
@@ -84,7 +89,22 @@ export class ChannelListModel {
     if (event === 'BridgeEnter') channel.bridgeId = field(fields, 'BridgeUniqueid')
     if (event === 'BridgeLeave' && channel.bridgeId === field(fields, 'BridgeUniqueid')) channel.bridgeId = ''
     if (event === 'DialBegin') this.dialing(channel, fields)
-    if (event === 'QueueCallerJoin') Object.assign(channel, { application: 'Queue', applicationData: field(fields, 'Queue') })
+    if (event === 'QueueCallerJoin') this.joinQueue(channel, field(fields, 'Queue'))
+  }
+
+  private joinQueue(channel: SimChannel, name: string): void {
+    Object.assign(channel, { application: 'Queue', applicationData: name })
+    const queue = this.queues.find((known) => known.name === name)
+    if (queue && !queue.entries.some((entry) => entry.uniqueid === channel.uniqueid)) {
+      queue.entries.push({ channel: channel.channel, uniqueid: channel.uniqueid, callerNum: channel.callerNum, callerName: channel.callerName, wait: 0 })
+    }
+  }
+
+  private leaveQueues(uniqueid: string): void {
+    for (const queue of this.queues) {
+      const index = queue.entries.findIndex((entry) => entry.uniqueid === uniqueid)
+      if (index >= 0) queue.entries.splice(index, 1)
+    }
   }
 
   private hangUp(uniqueid: string): void {
@@ -137,7 +157,7 @@ export class ReplayPlayer {
     private readonly simulator: AmiSimulator,
     readonly steps: ReplayStep[],
   ) {
-    this.model = new ChannelListModel(simulator.channels)
+    this.model = new ChannelListModel(simulator.channels, simulator.queues)
   }
 
   step(name: string): ReplayStep {

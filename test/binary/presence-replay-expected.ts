@@ -133,7 +133,8 @@ export function viewOf(viewer: string, expected: Expected, queue: boolean): { st
   return { states, calls: expected.calls.filter((known) => sight.calls.includes(known.linkedid)) }
 }
 
-export const queueEntry = (state: 'Idle' | 'Ringing'): EmployeeEntry => ({ name: QUEUE, state, channels: {}, isQueue: true, members: QUEUE_MEMBERS })
+/** Members in order of their extensions, so equal queues give equal JSON. */
+export const queueEntry = (state: 'Idle' | 'Ringing'): EmployeeEntry => ({ name: QUEUE, state, channels: {}, isQueue: true, members: [...QUEUE_MEMBERS].sort() })
 
 const nothing: Expected = { entries: {}, calls: [], sight: {} }
 
@@ -247,7 +248,8 @@ function queueCall(): Scenario {
         calls: [answered([leg(oleg, '210', 'cancelled')])],
         sight: agents([oleg.name], [pavel.name]),
       },
-      '210-gone': { entries: { '268': pavelTalks }, queue: queueEntry('Idle'), calls: [answered([])], sight: agents([], [pavel.name]) },
+      // 210's leg is gone: it takes part in nothing any more.
+      '210-gone': { entries: { '268': pavelTalks }, queue: queueEntry('Idle'), calls: [answered([])], sight: { '268': { channels: [], calls: [outside.linkedid] } } },
       ended: { ...nothing, queue: queueEntry('Idle') },
     },
   }
@@ -270,7 +272,8 @@ function originate(): Scenario {
           // No physical channel on the other side yet: channel '', the number the Originate showed 233's phone.
           '233': employee('233', 'Ringing', own(irina, { channel: '', number: '268' }, 'incoming', 'ringing', { pickup: true })),
         },
-        calls: [call({ ...base, answer: '', dst: ['', ''], called: [leg(irina, '233', 'ringing')] })],
+        // 233's phone is where the call starts (the Local pair is no party): its source, not a called leg.
+        calls: [call({ ...base, answer: '', dst: ['', ''] })],
         sight: { '233': { channels: [], calls: [linkedid] } },
       },
       '268-rings': {
@@ -278,7 +281,8 @@ function originate(): Scenario {
           '233': employee('233', 'Up', own(irina, { channel: pavel, number: '268' }, 'incoming', 'bridged')),
           '268': employee('268', 'Ringing', own(pavel, { channel: irina, number: '233' }, 'incoming', 'ringing', { pickup: true })),
         },
-        calls: [call({ ...base, dst: ['', ''], called: [leg(pavel, '268', 'ringing')] })],
+        // 233 is bridged with the Local pair that dials 268: the call's destination is 268's ringing leg.
+        calls: [call({ ...base, dst: [pavel, '268'], called: [leg(pavel, '268', 'ringing')], bridged: [leg(irina, '233', 'bridged')] })],
         sight,
       },
       answered: {
@@ -344,7 +348,8 @@ function attendedTransfer(): Scenario {
   const b2 = chan('PJSIP/268-00000203', s, 6003, 6003)
   const c = chan('PJSIP/204-00000204', s, 6004, 6003)
   const { answered } = internalCall(s, a, b, 4)
-  const first = answered.calls[0]!
+  // 268's first leg is held from the on-hold step on.
+  const first = call({ start: s, answer: s + 4, typeCall: 'inner', src: [a, '233'], dst: [b, '268'], linkedid: a.linkedid, bridged: [leg(a, '233', 'bridged'), leg(b, '268', 'held')] })
   const irinaTalks = employee('233', 'Up', own(a, { channel: b, number: '268' }, 'outgoing', 'bridged'))
   const held = own(b, { channel: a, number: '233' }, 'incoming', 'held')
   const consult = (pavelSecond: [string, ChannelEntry], marta: EmployeeEntry, second: ActiveCall): Expected => ({
@@ -361,7 +366,7 @@ function attendedTransfer(): Scenario {
     viewers: ['233', '268', '204', '210'],
     steps: {
       talking: answered,
-      'on-hold': { ...answered, entries: { '233': irinaTalks, '268': employee('268', 'Up', held) } },
+      'on-hold': { ...answered, entries: { '233': irinaTalks, '268': employee('268', 'Up', held) }, calls: [first] },
       'consult-ringing': consult(
         own(b2, { channel: c, number: '204' }, 'outgoing', 'dialing'),
         employee('204', 'Ringing', own(c, { channel: b2, number: '268' }, 'incoming', 'ringing', { pickup: true })),
@@ -421,13 +426,15 @@ function lostHangup(): Scenario {
     viewers: ['233', '268', '204'],
     steps: {
       talking: answered,
-      // Out of the bridge, still Up: answered, each other's peer through the Dial edge, until Asterisk says otherwise.
+      // 268's HangupRequest came, its Hangup did not: that channel has ended (268 is no longer busy),
+      // 233's is out of the bridge but still Up, each the other's peer through the Dial edge, until
+      // the reconciliation shows neither exists.
       'hangups-lost': {
         entries: {
           '233': employee('233', 'Up', own(a, { channel: b, number: '268' }, 'outgoing', 'answered')),
-          '268': employee('268', 'Up', own(b, { channel: a, number: '233' }, 'incoming', 'answered')),
+          '268': employee('268', 'Idle', own(b, { channel: a, number: '233' }, 'incoming', 'ended')),
         },
-        calls: [call({ start: s, answer: s + 5, typeCall: 'inner', src: [a, '233'], dst: ['', ''], linkedid: a.linkedid, called: [leg(b, '268', 'answered')] })],
+        calls: [call({ start: s, answer: s + 5, typeCall: 'inner', src: [a, '233'], dst: ['', ''], linkedid: a.linkedid, called: [leg(b, '268', 'ended')] })],
         sight: answered.sight,
       },
       reconciled: nothing,
