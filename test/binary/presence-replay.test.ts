@@ -58,6 +58,11 @@ function pbx(simulator: AmiSimulator): void {
   simulator.addEndpoint({ name: PROVIDER, contacts: [] })
 }
 
+function withoutEnvelope(body: Envelope & Body): Body {
+  const { schemaVersion: _version, instanceId: _instance, sequence: _sequence, generatedAt: _at, ...rest } = body
+  return rest
+}
+
 /** One viewer's subscription to one me channel: every body it got, in order. */
 class Subscriber {
   readonly bodies: Array<Envelope & Body> = []
@@ -83,9 +88,7 @@ class Subscriber {
   /** The last body without its envelope. */
   last(): Body | undefined {
     const body = this.bodies.at(-1)
-    if (!body) return undefined
-    const { schemaVersion: _version, instanceId: _instance, sequence: _sequence, generatedAt: _at, ...rest } = body
-    return rest
+    return body && withoutEnvelope(body)
   }
 
   close(): void {
@@ -145,12 +148,14 @@ function replay(scenario: Scenario): void {
       await simulator?.stop()
     })
 
+    const wantedOf = (expected: Scenario['steps'][string]) => (viewer: string, kind: Kind) => {
+      const view = viewOf(viewer, expected, scenario.queue === true)
+      return kind === 'users-state' ? { states: view.states } : { calls: view.calls }
+    }
+
     /** Waits until every viewer holds its expected bodies, then asserts them: a mismatch shows its diff. */
     async function expectViews(expected: Scenario['steps'][string], boundMs: number): Promise<void> {
-      const wanted = (viewer: string, kind: Kind) => {
-        const view = viewOf(viewer, expected, scenario.queue === true)
-        return kind === 'users-state' ? { states: view.states } : { calls: view.calls }
-      }
+      const wanted = wantedOf(expected)
       await within(boundMs, () => viewers.every((viewer) => KINDS.every((kind) => Bun.deepEquals(subscriber(viewer, kind).last(), wanted(viewer, kind)))))
       for (const viewer of viewers) {
         for (const kind of KINDS) expect({ viewer, kind, body: subscriber(viewer, kind).last() }).toEqual({ viewer, kind, body: wanted(viewer, kind) })
@@ -168,6 +173,7 @@ function replay(scenario: Scenario): void {
       test(`${step.name}: ${names} each get exactly their snapshot`, async () => {
         const restarts = step.actions.some((action) => action.kind === 'restart')
         const listsBefore = coreShowChannels(simulator)
+        const seenBefore = new Map([...subscribers].map(([key, each]) => [key, each.bodies.length]))
         await player.play(step, {
           reloaded: async () => {
             if (!(await within(RECONNECT_BOUND_MS, () => simulator.loggedInCount > 0 && coreShowChannels(simulator) > listsBefore))) throw new Error('the binary did not reload after the AMI restart')
@@ -175,6 +181,16 @@ function replay(scenario: Scenario): void {
         })
         // A step without events waits for what the reconciliation finds.
         await expectViews(expected, step.actions.length === 0 ? RECONCILE_BOUND_MS : restarts ? RECONNECT_BOUND_MS : STEP_MS)
+        // While AMI was away and through the reload, nobody was ever told the call had ended.
+        if (restarts) {
+          const wanted = wantedOf(expected)
+          for (const viewer of viewers) {
+            for (const kind of KINDS) {
+              const each = subscriber(viewer, kind)
+              for (const body of each.bodies.slice(seenBefore.get(`${viewer} ${kind}`))) expect(withoutEnvelope(body)).toEqual(wanted(viewer, kind))
+            }
+          }
+        }
         if (scenario === SCENARIOS[0] && step.name === 'answered') legacySample = { users: subscriber('268', 'users-state').texts.at(-1)!, calls: subscriber('268', 'active-calls').texts.at(-1)! }
       }, RECONCILE_BOUND_MS + 10_000)
     }
