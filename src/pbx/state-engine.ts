@@ -89,6 +89,13 @@ const eventSeconds = (event: AmiMessage, clock: Clock): number => {
   return Number.isFinite(stamp) && stamp > 0 ? Math.floor(stamp) : Math.floor(clock.now() / 1000)
 }
 
+/** Longest Uniqueid or Linkedid kept (the snapshot schema's limit); Asterisk's are about 25 characters. */
+const MAX_ID_LENGTH = 80
+
+/** A channel the snapshots may name: a strict channel name and ids within the schema's limits. */
+const isTrackable = (snapshot: ChannelSnapshot): boolean =>
+  isStrictChannelName(snapshot.name) && snapshot.uniqueid.length <= MAX_ID_LENGTH && snapshot.linkedid.length <= MAX_ID_LENGTH
+
 /** Keys sorted, so equal entries give equal JSON whatever order they were built in. */
 const sortedStates = (states: ReadonlyMap<string, EmployeeEntry>): Record<string, EmployeeEntry> =>
   Object.fromEntries([...states].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
@@ -129,6 +136,8 @@ export class StateEngine implements PbxStateView {
   /** Events that arrived while a load ran: applied live, and again on top of the load's lists. */
   private replay: AmiMessage[] | null = null
   private replayOverflow = false
+  /** True while a login's load runs: nothing is published until the lists and the events meanwhile are in. */
+  private bootstrapping = false
   /** True while replaying: the events were counted the first time. */
   private replaying = false
   private readonly handlers: Readonly<Record<string, (event: AmiMessage) => void>> = {
@@ -284,19 +293,18 @@ export class StateEngine implements PbxStateView {
    * A failed list changes nothing: it never means "all calls ended".
    */
   private async loadAndReplace(fresh: boolean): Promise<void> {
-    let snapshot: PbxSnapshot
     this.replay = []
     this.replayOverflow = false
-    try {
-      snapshot = await loadPbxSnapshot(this.options.link, this.options.actionTimeoutMs ?? ACTION_TIMEOUT_MS)
-      if (this.replayOverflow) throw Object.assign(new Error(`more than ${MAX_REPLAY} events during the load`), { name: 'AmiLoadOverrun' })
-    } catch (error) {
-      this.replay = null
-      this.log(`AMI_RECONCILE_FAILED ${(error as Error).name}: ${(error as Error).message}`)
-      return
-    }
+    this.bootstrapping = fresh
+    const snapshot = await this.loadOrLog()
+    this.bootstrapping = false
     const events = this.replay ?? []
     this.replay = null
+    if (!snapshot) {
+      // What the events built is all there is: publish it rather than nothing.
+      if (fresh) this.changed()
+      return
+    }
     const before = this.loadedOnce ? this.summary() : null
     this.replaceWith(snapshot)
     this.replayEvents(events)
@@ -310,6 +318,17 @@ export class StateEngine implements PbxStateView {
     }
     if (fresh) this.publishAll = true
     this.changed()
+  }
+
+  private async loadOrLog(): Promise<PbxSnapshot | null> {
+    try {
+      const snapshot = await loadPbxSnapshot(this.options.link, this.options.actionTimeoutMs ?? ACTION_TIMEOUT_MS)
+      if (this.replayOverflow) throw Object.assign(new Error(`more than ${MAX_REPLAY} events during the load`), { name: 'AmiLoadOverrun' })
+      return snapshot
+    } catch (error) {
+      this.log(`AMI_RECONCILE_FAILED ${(error as Error).name}: ${(error as Error).message}`)
+      return null
+    }
   }
 
   private replayEvents(events: readonly AmiMessage[]): void {
@@ -352,7 +371,7 @@ export class StateEngine implements PbxStateView {
     this.graph.keepBridges(snapshot.bridges)
     const now = Math.floor(this.clock.now() / 1000)
     for (const loaded of snapshot.channels) {
-      if (!isStrictChannelName(loaded.snapshot.name) || this.graph.hasEnded(loaded.snapshot.uniqueid)) continue
+      if (!isTrackable(loaded.snapshot) || this.graph.hasEnded(loaded.snapshot.uniqueid)) continue
       const channel = this.track(loaded.snapshot, now)
       if (!channel) continue
       if (loaded.dialDestination) channel.dialDestination = true
@@ -396,7 +415,7 @@ export class StateEngine implements PbxStateView {
 
   /** A channel an event may create or update: strict names only, and never one whose Hangup was seen. */
   private trackable(snapshot: ChannelSnapshot | null): snapshot is ChannelSnapshot {
-    return snapshot !== null && isStrictChannelName(snapshot.name) && !this.graph.hasEnded(snapshot.uniqueid)
+    return snapshot !== null && isTrackable(snapshot) && !this.graph.hasEnded(snapshot.uniqueid)
   }
 
   private known(event: AmiMessage): Channel | undefined {
@@ -552,7 +571,7 @@ export class StateEngine implements PbxStateView {
    * a change after a quiet window goes out within COALESCE_MS, later ones at the window's end.
    */
   private changed(): void {
-    if (this.options.link.status !== 'up') return
+    if (this.options.link.status !== 'up' || this.bootstrapping) return
     if (this.windowTimer !== null) this.changedInWindow = true
     else if (this.flushTimer === null) this.flushTimer = this.timers.setTimeout(() => this.flush(), COALESCE_MS)
   }

@@ -7,7 +7,8 @@ import { describe, expect, test } from 'bun:test'
 import { StateEngine, type EngineChannel } from '../../src/pbx/state-engine'
 import { CallGraph } from '../../src/pbx/call-graph'
 import { extensionOfInterface } from '../../src/pbx/queues'
-import type { SnapshotSink } from '../../src/presence/snapshot'
+import * as v from 'valibot'
+import { ActiveCallsSnapshot, UsersStateSnapshot, type SnapshotSink } from '../../src/presence/snapshot'
 import { FakeAmiLink, listReply, ManualTimers, type Fields } from '../fake-ami-link'
 import { ManualClock } from '../helpers'
 
@@ -34,7 +35,7 @@ interface World {
   send(...events: Fields[]): void
 }
 
-async function world(options: { maxChannels?: number; channels?: Fields[]; queueEvents?: Fields[] } = {}): Promise<World> {
+async function world(options: { maxChannels?: number; channels?: Fields[]; queueEvents?: Fields[]; loadGate?: Promise<void> } = {}): Promise<World> {
   const link = new FakeAmiLink()
   const timers = new ManualTimers()
   const channels = options.channels ?? []
@@ -42,10 +43,19 @@ async function world(options: { maxChannels?: number; channels?: Fields[]; queue
   link.script.set('PJSIPShowEndpoints', () => listReply(['201', '201-WS', '202', '203', '204', 'SIP-PROVIDER-1'].map(endpoint)))
   link.script.set('PJSIPShowContacts', () => listReply(['201', '202', '203', '204'].map(contact)))
   link.script.set('CoreShowChannels', () => listReply(channels))
-  link.script.set('QueueStatus', () => listReply(queueEvents))
+  link.script.set('QueueStatus', () => (loadGate ? loadGate.then(() => listReply(queueEvents)) : listReply(queueEvents)))
   const published: Published[] = []
   const logs: string[] = []
-  const sink: SnapshotSink = { full: (channel, snapshot) => published.push({ channel, snapshot: JSON.parse(JSON.stringify(snapshot)) }) }
+  const loadGate = options.loadGate
+  // Every snapshot must pass the schema personalisation and ingest check against; a miss shows in the logs.
+  const sink: SnapshotSink = {
+    full(channel, snapshot) {
+      const schema = channel === 'users-state' ? UsersStateSnapshot : ActiveCallsSnapshot
+      const issues = v.safeParse(schema, snapshot).issues
+      if (issues) logs.push(`SCHEMA_INVALID ${channel}: ${v.summarize(issues)}`)
+      published.push({ channel, snapshot: JSON.parse(JSON.stringify(snapshot)) })
+    },
+  }
   const engine = new StateEngine({
     link,
     nameOf: (ext) => NAMES[ext] ?? null,
@@ -58,8 +68,10 @@ async function world(options: { maxChannels?: number; channels?: Fields[]; queue
   })
   engine.start()
   link.setStatus('up')
-  await engine.settled()
-  timers.advance(100)
+  if (!loadGate) {
+    await engine.settled()
+    timers.advance(100)
+  }
   return {
     link,
     engine,
@@ -396,6 +408,8 @@ describe('bad input', () => {
     expect(w.engine.trackedChannels).toBe(10_000)
     expect(w.logs).toEqual(['AMI_CHANNEL_CAP channels=10000: new channels are not tracked until some hang up'])
     expect(w.last('active-calls').calls).toHaveLength(10_000)
+    // One entry shows at most 100 channels (the schema's cap), its state still from all of them.
+    expect(Object.keys(w.last('users-state').states['202'].channels)).toHaveLength(100)
     w.send(hangup(pjsip('202', 0), 100_000, 100_000), newchannel(pjsip('203', 1), 200_000, 'Ring', 200_000))
     expect(w.engine.trackedChannels).toBe(10_000)
     expect(w.logs).toHaveLength(1)
@@ -417,6 +431,38 @@ describe('bad input', () => {
     b.send(hangup(pjsip('201', 9), 9, 9), newchannel(pjsip('201', 9), 9, 'Ring', 9))
     expect(b.engine.trackedChannels).toBe(3)
     expect(b.last('users-state').states['201'].channels[pjsip('201', 9)]).toBeUndefined()
+  })
+})
+
+describe('bootstrap', () => {
+  test('at login nothing is published until the lists and the events that came meanwhile are applied', async () => {
+    let openGate = () => {}
+    const loadGate = new Promise<void>((resolve) => (openGate = resolve))
+    const w = await world({ loadGate })
+    await Bun.sleep(0)
+    w.send(...ringGroup())
+    w.timers.advance(1000)
+    expect(w.published).toEqual([])
+    openGate()
+    await w.engine.settled()
+    w.timers.advance(200)
+    expect(w.published.map((entry) => entry.snapshot.sequence)).toEqual([1, 2])
+    expect(w.last('users-state').states['201'].channels[pjsip('201', 2)]).toMatchObject({ answerState: 'ringing', pickupAvailable: true })
+    expect(w.logs).toEqual([])
+  })
+})
+
+describe('what reaches a snapshot', () => {
+  test('over-long ids are dropped, numbers clipped, queues with names no key may have left out: every snapshot passes the schema', async () => {
+    const w = await world({ queueEvents: [{ Event: 'QueueParams', Queue: 'bad queue/name' }, { Event: 'QueueMember', Queue: 'bad queue/name', StateInterface: 'PJSIP/201' }] })
+    w.send(
+      newchannel(pjsip('201', 1), 1, 'Ring', 1, { Uniqueid: 'x'.repeat(81) }),
+      newchannel(pjsip('202', 2), 2, 'Ringing', 2, { CallerIDNum: '7'.repeat(500), ConnectedLineNum: '8'.repeat(500) }),
+    )
+    expect(w.engine.trackedChannels).toBe(1)
+    expect(w.last('users-state').states['202'].channels[pjsip('202', 2)].number).toBe('8'.repeat(80))
+    expect(Object.keys(w.last('users-state').states)).toEqual(['201', '202', '203', '204'])
+    expect(w.logs).toEqual([])
   })
 })
 

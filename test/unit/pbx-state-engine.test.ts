@@ -310,6 +310,35 @@ test('the README examples are what the engine publishes for this call, ringing a
   expect(v.is(ActiveCallsSnapshot, activeCalls)).toBe(true)
 })
 
+test('a version 1 client, parsing with the fields it knew, reads the same values from a version 2 snapshot', async () => {
+  // The shapes ModuleMonitorActiveCalls' clients parse; unknown keys are ignored as such clients do.
+  const LegacyUsersState = v.object({
+    states: v.record(v.string(), v.object({ name: v.string(), state: v.string(), channels: v.optional(v.record(v.string(), v.object({ channel: v.string(), number: v.string(), direction: v.picklist(['incoming', 'outgoing']) }))) })),
+  })
+  const LegacyCalls = v.object({
+    calls: v.array(v.object({ linkedid: v.string(), src_chan: v.string(), dst_chan: v.string(), calledChannels: v.array(v.object({ channel: v.string(), number: v.string() })), bridgeChannels: v.array(v.object({ channel: v.string(), number: v.string() })) })),
+  })
+  const snapshots: Array<{ channel: EngineChannel; snapshot: unknown }> = []
+  const link = new FakeAmiLink()
+  link.script.set('PJSIPShowEndpoints', () => listReply(initialPbx().endpoints))
+  link.script.set('PJSIPShowContacts', () => listReply(initialPbx().contacts))
+  const timers = new ManualTimers()
+  const engine = new StateEngine({ link, nameOf, sink: { full: (channel, snapshot) => snapshots.push({ channel, snapshot: JSON.parse(JSON.stringify(snapshot)) }) }, timers, log: () => {} })
+  engine.start()
+  link.setStatus('up')
+  await engine.settled()
+  for (const event of [...ringing201to202, ...answered201to202]) link.emit(event)
+  timers.advance(200)
+  const usersState = v.parse(LegacyUsersState, snapshots.findLast((entry) => entry.channel === 'users-state')!.snapshot)
+  expect(usersState.states['202']!.channels).toEqual({ [CALLEE]: { channel: CALLER, number: '201', direction: 'incoming' } })
+  expect(usersState.states['203']).toEqual({ name: 'Carol', state: 'Unavailable', channels: {} })
+  const calls = v.parse(LegacyCalls, snapshots.findLast((entry) => entry.channel === 'active-calls')!.snapshot)
+  expect(calls.calls[0]!.bridgeChannels).toEqual([
+    { channel: CALLER, number: '201' },
+    { channel: CALLEE, number: '202' },
+  ])
+})
+
 describe('merging and who appears', () => {
   test('201-WS merges into 201: its channels and the better state (Ringing over Idle)', async () => {
     const s = await setup()
