@@ -104,6 +104,19 @@ describe('presence_source = "pub", legacy channels on', () => {
   })
 })
 
+describe('presence_source = "ingest"', () => {
+  test('pub/ refuses users-state and active-calls with 409, other channels stay open', async () => {
+    writeConfig([])
+    const { server } = await started(['--presence-source', 'ingest'])
+    try {
+      for (const channel of ['users-state', 'active-calls']) expect((await publish(server, channel, { states: {} })).status).toBe(409)
+      expect((await publish(server, 'contacts', { a: 1 })).status).toBe(200)
+    } finally {
+      await server.cleanup()
+    }
+  })
+})
+
 describe('legacy channels off', () => {
   let server: ServerProcess
   let tokens: Map<string, string>

@@ -183,6 +183,12 @@ describe('the routes', () => {
     expect((await h.request(`${BASE}/sub/me/users-state`)).status).toBe(401)
   })
 
+  test('the OpenAPI document lists both, for access tokens', async () => {
+    await harness()
+    const document = (await (await h.request(`${BASE}/openapi.json`)).json()) as { paths: Record<string, { get?: Record<string, unknown> }> }
+    for (const kind of SNAPSHOT_KINDS) expect(document.paths[`/sub/me/${kind}`]?.get).toMatchObject({ 'x-access': 'token', security: [{ bearer: [] }] })
+  })
+
   test('long-poll: the cursor of the last body answers 304 until a new one for this user', async () => {
     await harness()
     h.feed.full('users-state', usersState(1))
@@ -274,15 +280,19 @@ describe('a subscriber whose user loses scope gets a new snapshot or is closed a
     expect(bodies).toHaveLength(1)
   })
 
-  test('a disabled user\'s stream is closed by the sweep', async () => {
+  test('a disabled or removed user\'s stream is closed by the sweep', async () => {
     await harness()
     h.feed.full('users-state', usersState(1))
-    const response = await poll('me/users-state', '203', { accept: 'text/event-stream' })
-    const reader = response.body!.getReader()
-    await readUntil(reader, (text) => text.includes('"sequence":1'))
+    const open = async (username: string) => {
+      const reader = (await poll('me/users-state', username, { accept: 'text/event-stream' })).body!.getReader()
+      await readUntil(reader, (text) => text.includes('"sequence":1'))
+      return reader
+    }
+    const [disabled, removed] = [await open('203'), await open('204')]
     h.directory.setDisabled('203', true)
+    h.directory.remove('204')
     h.hub.sweep()
-    expect(await readUntil(reader, (text) => text.includes('event: close'))).toContain('data: {"reason":"auth_failed"}')
+    for (const reader of [disabled, removed]) expect(await readUntil(reader, (text) => text.includes('event: close'))).toContain('data: {"reason":"auth_failed"}')
     expect(h.hub.subscriberCounts().get('me/users-state')!.eventsource).toBe(0)
   })
 
