@@ -100,9 +100,13 @@ export interface Expected {
 
 export interface Scenario {
   transcript: string
+  /** What the run is called when the transcript runs more than once. */
+  title?: string
   /** caller, callee, bystander and any other employee whose view matters, by extension; the admin is always there. */
   viewers: string[]
   queue?: boolean
+  /** Configuration lines (TOML) beyond the defaults. */
+  config?: string
   steps: Record<string, Expected>
 }
 
@@ -450,8 +454,24 @@ function amiRestart(): Scenario {
   return { transcript: '09-ami-restart-mid-call', viewers: ['233', '268', '204'], steps: { talking: answered, reconnected: answered, ended: nothing } }
 }
 
+/**
+ * The first transcript again with 204 and 233 in one presence group: 204, no party to the call,
+ * sees its group-mate 233's channel and the call 233 takes part in, but not 268's channel.
+ */
+function basicWithGroup(): Scenario {
+  const scenario = basic(1_795_435_260, '01-basic-233-to-268')
+  const marta = (expected: Expected): Expected => ({ ...expected, sight: { ...expected.sight, '204': { channels: ['PJSIP/233-000003d7'], calls: expected.calls.map((known) => known.linkedid) } } })
+  return {
+    ...scenario,
+    title: '01-basic-233-to-268 with presence_groups ["204 233"]',
+    config: 'presence_groups = ["204 233"]\n',
+    steps: Object.fromEntries(Object.entries(scenario.steps).map(([name, expected]) => [name, marta(expected)])),
+  }
+}
+
 export const SCENARIOS: Scenario[] = [
   basic(1_795_435_260, '01-basic-233-to-268'),
+  basicWithGroup(),
   twoDevices(),
   queueCall(),
   originate(),

@@ -7,7 +7,7 @@
  * apart. A version 1 client's parser reads the same bodies unchanged.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
-import { cpSync, mkdtempSync, rmSync } from 'node:fs'
+import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { AmiSimulator, SIM_SECRET, SIM_USERNAME, type SimContact } from '../ami-simulator'
@@ -113,7 +113,7 @@ beforeAll(async () => {
 afterAll(() => rmSync(template, { recursive: true, force: true }))
 
 function replay(scenario: Scenario): void {
-  describe(scenario.transcript, () => {
+  describe(scenario.title ?? scenario.transcript, () => {
     const viewers = [...scenario.viewers, ADMIN]
     const steps = loadTranscript(scenario.transcript)
     let simulator: AmiSimulator
@@ -130,7 +130,9 @@ function replay(scenario: Scenario): void {
       const dataDir = mkdtempSync(join(tmpdir(), 'softphone-replay-run-'))
       cpSync(template, dataDir, { recursive: true })
       server = new ServerProcess(dataDir)
-      await server.start([], {
+      const configFile = join(dataDir, 'replay.toml')
+      writeFileSync(configFile, scenario.config ?? '')
+      await server.start(['--config', configFile], {
         SOFTPHONE_AMI: 'on',
         SOFTPHONE_AMI_PORT: String(simulator.port),
         SOFTPHONE_AMI_USERNAME: SIM_USERNAME,
