@@ -104,6 +104,11 @@ export class AmiSimulator {
     for (const connection of this.connections) if (connection.loggedIn) this.write(connection, wire.frame(message))
   }
 
+  /** One frame key for key as given (a replayed transcript's event keeps its own Privilege and Timestamp), to every logged-in connection. */
+  send(fields: Fields): void {
+    for (const connection of this.connections) if (connection.loggedIn) this.write(connection, wire.frame(fields))
+  }
+
   /** Raw text to every connection, logged in or not. */
   raw(text: string | Uint8Array): void {
     for (const connection of this.connections) this.write(connection, text)

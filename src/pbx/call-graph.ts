@@ -94,7 +94,7 @@ const otherLocalHalf = (name: string): string => name.replace(/;([12])$/, (_, ha
 const ENDED_MEMORY = 4096
 
 /** The other party of a channel: one channel, none, or several at the same distance (ambiguous). */
-export type Peer = { kind: 'one'; channel: Channel } | { kind: 'none' } | { kind: 'ambiguous' }
+export type Peer = { kind: 'one'; channel: Channel } | { kind: 'none' } | { kind: 'ambiguous'; channels: Channel[] }
 
 export class CallGraph {
   readonly channels = new Map<string, Channel>()
@@ -216,8 +216,12 @@ export class CallGraph {
     return true
   }
 
-  /** Joins a bridge; channels of two calls in one bridge (a pickup, an attended transfer) make one call. */
-  enterBridge(uniqueid: string, bridge: string): void {
+  /**
+   * Joins a bridge; channels of two calls in one bridge (a pickup, an attended transfer) make one
+   * call. With the event's time, a call that had no answer yet is answered now: a picker's channel
+   * went Up in its own call, before the bridge made it part of this one (07-pickup-by-204).
+   */
+  enterBridge(uniqueid: string, bridge: string, eventSeconds?: number): void {
     const channel = this.channels.get(uniqueid)
     if (!channel) return
     if (channel.bridge !== bridge) this.leaveBridge(uniqueid)
@@ -228,6 +232,11 @@ export class CallGraph {
     for (const member of members) {
       const other = this.channels.get(member)
       if (other && other !== channel) this.mergeCalls(other.linkedid, channel.linkedid)
+    }
+    if (eventSeconds === undefined) return
+    for (const member of members) {
+      const other = this.channels.get(member)
+      if (other) this.noteAnswer(other, eventSeconds)
     }
   }
 
@@ -295,9 +304,14 @@ export class CallGraph {
     return 'new'
   }
 
-  /** From the Dial edge, never from CallerID; a channel with none is outgoing if it started its call. */
+  /**
+   * From the Dial edge, never from CallerID; a channel with none is outgoing if it started its call.
+   * A destination whose dialer is gone and that dials on (a blind transfer's transferee) has the
+   * role of its own Dial (05-blind-transfer).
+   */
   directionOf(channel: Channel): 'incoming' | 'outgoing' {
-    if (channel.dialDestination) return 'incoming'
+    const dialerLive = channel.dialedBy !== null && this.channels.has(channel.dialedBy)
+    if (channel.dialDestination && (dialerLive || channel.dialed.length === 0)) return 'incoming'
     if (channel.dialed.length > 0) return 'outgoing'
     return channel.uniqueid === channel.linkedid ? 'outgoing' : 'incoming'
   }
@@ -315,7 +329,7 @@ export class CallGraph {
     while (frontier.length > 0) {
       const physical = frontier.filter((candidate) => !isLocalName(candidate.name))
       if (physical.length === 1) return { kind: 'one', channel: physical[0]! }
-      if (physical.length > 1) return { kind: 'ambiguous' }
+      if (physical.length > 1) return { kind: 'ambiguous', channels: physical }
       frontier = frontier.flatMap((local) => {
         const half = this.localPartner(local)
         if (!half || visited.has(half.uniqueid)) return []

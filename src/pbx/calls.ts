@@ -46,9 +46,13 @@ function buildCall(call: CallRecord, graph: CallGraph, nameOf: NameOf): ActiveCa
     .filter((leg): leg is Channel => leg !== undefined && !isLocalName(leg.name))
     .sort((a, b) => compareUniqueids(a.uniqueid, b.uniqueid))
   if (legs.length === 0) return null
-  const source = graph.channels.get(call.srcUniqueid)
-  const others = legs.filter((leg) => leg.uniqueid !== call.srcUniqueid)
-  const srcUser = userOfChannel(call.srcName, nameOf)
+  // An Originate through a Local pair has no physical source: its oldest physical leg is where the call starts.
+  const origin = isLocalName(call.srcName) ? legs[0]! : undefined
+  const srcUniqueid = origin?.uniqueid ?? call.srcUniqueid
+  const srcName = origin?.name ?? call.srcName
+  const source = graph.channels.get(srcUniqueid)
+  const others = legs.filter((leg) => leg.uniqueid !== srcUniqueid)
+  const srcUser = userOfChannel(srcName, nameOf)
   const dst = source ? graph.talkingTo(source) : null
   const asLeg = (leg: Channel): CallLeg => ({ channel: leg.name, number: numberOfChannel(leg, nameOf), uniqueid: leg.uniqueid, channelId: channelIdOf(leg.name), answerState: graph.answerStateOf(leg) })
   const typeCall = typeOfCall(srcUser, others, call.srcExten, nameOf)
@@ -56,7 +60,7 @@ function buildCall(call: CallRecord, graph: CallGraph, nameOf: NameOf): ActiveCa
     start: call.start,
     answer: call.answer ?? '',
     typeCall,
-    src_chan: isStrictChannelName(call.srcName) ? call.srcName : '',
+    src_chan: isStrictChannelName(srcName) ? srcName : '',
     src_num: source ? numberOfChannel(source, nameOf) : (srcUser ?? ''),
     dst_chan: dst?.name ?? '',
     dst_num: dst ? numberOfChannel(dst, nameOf) : '',

@@ -483,7 +483,7 @@ export class StateEngine implements PbxStateView {
     const channel = this.known(event)
     const bridge = event.get('BridgeUniqueid') ?? ''
     if (!channel || !bridge) return this.ignored()
-    if (entering) return this.graph.enterBridge(channel.uniqueid, bridge)
+    if (entering) return this.graph.enterBridge(channel.uniqueid, bridge, eventSeconds(event, this.clock))
     if (channel.bridge !== bridge) return this.ignored()
     this.graph.leaveBridge(channel.uniqueid)
   }

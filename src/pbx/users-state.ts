@@ -4,7 +4,7 @@
  * `<ext>`), then the queues.
  */
 import { betterState, extensionOfEndpoint, userStateOfDevice, type UserState } from './device-state'
-import { compareUniqueids, knownNumber, type CallGraph, type Channel } from './call-graph'
+import { compareUniqueids, knownNumber, type CallGraph, type Channel, type Peer } from './call-graph'
 import { numberOfChannel, userOfChannel, type NameOf, type UserOfMobile } from './calls'
 import { channelIdOf, type ChannelEntry, type EmployeeEntry } from '../presence/snapshot'
 
@@ -30,11 +30,20 @@ interface DeviceSide {
 
 const reachable = (statuses: readonly string[]): boolean => statuses.some((status) => status !== 'Unreachable' && status !== 'Removed' && status !== '')
 
+/**
+ * Without one peer channel the number may still be known: parallel forks to one user's devices
+ * (02-two-devices-268) all have that user's number; otherwise the connected line's.
+ */
+function numberOfPeers(peer: Peer, channel: Channel, nameOf: NameOf): string {
+  const numbers = new Set(peer.kind === 'ambiguous' ? peer.channels.map((candidate) => numberOfChannel(candidate, nameOf)) : [])
+  return numbers.size === 1 ? [...numbers][0]! : knownNumber(channel.connectedNum)
+}
+
 export function channelEntry(channel: Channel, graph: CallGraph, nameOf: NameOf, owner: string | null): ChannelEntry {
   const direction = graph.directionOf(channel)
   const answerState = graph.answerStateOf(channel)
   const peer = graph.peerOf(channel)
-  const [peerName, number] = peer.kind === 'one' ? [peer.channel.name, numberOfChannel(peer.channel, nameOf)] : ['', knownNumber(channel.connectedNum)]
+  const [peerName, number] = peer.kind === 'one' ? [peer.channel.name, numberOfChannel(peer.channel, nameOf)] : ['', numberOfPeers(peer, channel, nameOf)]
   const ownPjsip = owner !== null && userOfChannel(channel.name, nameOf) === owner && channelIdOf(channel.name) !== ''
   return {
     channel: peerName,
