@@ -1,0 +1,472 @@
+/**
+ * Personalised presence bench (README "Personalised presence", "Tests, CI and benchmarks"), two parts:
+ * 1. delivery: the binary with AMI on against the AMI simulator (test/ami-simulator.ts) in this process, `--users` users
+ *    (201…, added through the CLI, each logging in once) with a reachable endpoint each, `--presence-groups` of
+ *    `--group-size` consecutive extensions. Every user opens `--per-user` EventSource subscribers on `sub/me/users-state`
+ *    and `--active-calls-per-user` on `sub/me/active-calls`; `--legacy` more (spread over the users) sit on the shared
+ *    `sub/users-state`, the baseline. Then `--calls` calls 201 → 202, played phase by phase (ring: Newchannel, DialBegin,
+ *    Ringing; answer: DialEnd, bridge; hangup), each phase timed from just before the simulator's write to the arrival of
+ *    the message showing it at the first and at the last subscriber of each group: p50 and p99 over the phases, and the
+ *    me/legacy ratios. A message is the phase's when its envelope's `sequence` is at least the one an observer (a
+ *    bystander's subscriber, parsed) first saw the callee in its new state with; the others are only scanned for the
+ *    sequence, so the client's parsing doesn't delay the last arrival. `me/active-calls` counts only the subscribers of
+ *    users who see the call (the caller, the callee and their group-mates, presence_scope_calls = "own"); the others
+ *    must get nothing. Phases are spaced past the engine's publication window, so each is a lone event.
+ * 2. cost: in this process, a PersonalFeed (src/presence/personal/) with `--users` users subscribed to both me channels
+ *    (one subscriber each, plus one on each legacy channel), fed `--snapshots` full snapshots of `--users` employees with
+ *    `--snapshot-calls` calls, each snapshot moving one call a step (ring, answer, hangup, as the engine publishes them):
+ *    CPU time per snapshot delivered to every personalised channel, against the one legacy publish (JSON of the snapshot
+ *    to the shared channel) of the same snapshots, as a ratio.
+ * The server is pinned to CPU 0 and this process (simulator, subscribers) to CPU 1, when possible.
+ *   node_modules/.bin/bun bench/presence-me.ts [--users 200] [--per-user 5] [--active-calls-per-user 1] [--legacy 5]
+ *     [--calls 17] [--group-size 10] [--snapshots 300] [--snapshot-calls 20] [--only delivery,cost] [--json]
+ * Missing a target is reported, not fatal: the exit code is 1 only when the bench itself broke.
+ */
+import { parseArgs } from 'node:util'
+import type { Socket, SocketHandler } from 'bun'
+import { DEBOUNCE_MS } from '../src/pbx/state-engine'
+import { AmiSimulator, SIM_SECRET, SIM_USERNAME, type SimContact } from '../test/ami-simulator'
+import { BASE, type ServerProcess } from '../test/binary/server-process'
+import {
+  CLIENT_CPU,
+  cpuMs,
+  onExit,
+  pinningUnavailable,
+  pinProcess,
+  positiveInt,
+  printTable,
+  progress,
+  requireBinary,
+  runBench,
+  SERVER_CPU,
+  withServer,
+} from './common'
+
+const PASSWORD = 'bench-presence-me-password'
+const FIRST_EXTENSION = 201
+const CALLER = '201'
+const CALLEE = '202'
+/** CLI commands and logins run this many at a time: each is mostly an argon2id hash. */
+const CLI_PARALLEL = 4
+const LOGIN_PARALLEL = 8
+/** Subscribers opened at once; the next batch waits until this one is subscribed. */
+const OPEN_BATCH = 200
+const OPEN_TIMEOUT_MS = 20_000
+const PHASE_TIMEOUT_MS = 10_000
+const BOUND_MS = 20_000
+const WARMUP_CALLS = 2
+/** Between the last delivery of a phase and the next write: past the publication window, jittered against phase lock. */
+const GAP_MS = { min: DEBOUNCE_MS + 5, max: DEBOUNCE_MS + 25 }
+/** Quiet time after the last phase, in which me/active-calls bystanders must still get nothing. */
+const SETTLE_MS = 300
+/** The whole bench is killed after this, whatever it is doing. */
+const WATCHDOG_MS = 5 * 60_000
+
+const { values: options } = parseArgs({
+  options: {
+    users: { type: 'string', default: '200' },
+    'per-user': { type: 'string', default: '5' },
+    'active-calls-per-user': { type: 'string', default: '1' },
+    legacy: { type: 'string', default: '5' },
+    calls: { type: 'string', default: '17' },
+    'group-size': { type: 'string', default: '10' },
+    snapshots: { type: 'string', default: '300' },
+    'snapshot-calls': { type: 'string', default: '20' },
+    only: { type: 'string', default: 'delivery,cost' },
+    json: { type: 'boolean', default: false },
+  },
+})
+const userCount = positiveInt('--users', options.users)
+const perUser = positiveInt('--per-user', options['per-user'])
+const activeCallsPerUser = countOf('--active-calls-per-user', options['active-calls-per-user'])
+const legacyCount = countOf('--legacy', options.legacy)
+const calls = positiveInt('--calls', options.calls)
+const groupSize = countOf('--group-size', options['group-size'])
+const snapshots = positiveInt('--snapshots', options.snapshots)
+const snapshotCalls = positiveInt('--snapshot-calls', options['snapshot-calls'])
+const PARTS = ['delivery', 'cost'] as const
+const parts = new Set(options.only.split(','))
+if (parts.size === 0 || [...parts].some((part) => !(PARTS as readonly string[]).includes(part))) {
+  console.error(`--only takes a comma-separated list of ${PARTS.join(', ')}, not ${JSON.stringify(options.only)}`)
+  process.exit(1)
+}
+if (userCount < 3 || userCount > 60_000) {
+  console.error('--users must be between 3 and 60000: the caller, the callee and a bystander at least')
+  process.exit(1)
+}
+if (snapshotCalls * 2 > userCount) {
+  console.error('--snapshot-calls can be at most half of --users: each call is between two employees')
+  process.exit(1)
+}
+
+const EXTENSIONS = Array.from({ length: userCount }, (_, i) => String(FIRST_EXTENSION + i))
+/** The users-state observer: a user in neither party's group. */
+const BYSTANDER = EXTENSIONS.at(-1)!
+/** `--group-size` consecutive extensions per group, as presence_groups writes them. */
+const GROUPS = groupSize === 0 ? [] : Array.from({ length: Math.ceil(userCount / groupSize) }, (_, g) => EXTENSIONS.slice(g * groupSize, (g + 1) * groupSize))
+const groupOf = new Map(GROUPS.flatMap((group, g) => group.map((extension) => [extension, g] as const)))
+const shareGroup = (a: string, b: string) => groupOf.has(a) && groupOf.get(a) === groupOf.get(b)
+/** Who sees the call 201 → 202 on me/active-calls with presence_scope_calls = "own" (README "Personalised presence"). */
+const seesTheCall = (extension: string) => [CALLER, CALLEE].some((party) => party === extension || shareGroup(party, extension))
+
+// main() runs at the end of this file, once every constant below is initialised.
+
+function countOf(name: string, text: string): number {
+  return text === '0' ? 0 : positiveInt(name, text)
+}
+
+async function inBatches<T, R>(items: readonly T[], size: number, run: (item: T) => Promise<R>): Promise<R[]> {
+  const results: R[] = []
+  for (let start = 0; start < items.length; start += size) results.push(...(await Promise.all(items.slice(start, start + size).map(run))))
+  return results
+}
+
+/** Polls `done` every 5 ms; false after the timeout. */
+async function waitFor(done: () => boolean, timeoutMs: number): Promise<boolean> {
+  const deadline = performance.now() + timeoutMs
+  while (!done()) {
+    if (performance.now() > deadline) return false
+    await Bun.sleep(5)
+  }
+  return true
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Part 1: the PBX, the server on it, and the subscribers.
+
+const amiEnv = (port: number) => ({ SOFTPHONE_AMI: 'on', SOFTPHONE_AMI_PORT: String(port), SOFTPHONE_AMI_USERNAME: SIM_USERNAME, SOFTPHONE_AMI_SECRET: SIM_SECRET })
+
+function contactOf(extension: string): SimContact {
+  const index = Number(extension) - FIRST_EXTENSION
+  const address = `10.${index >> 16}.${(index >> 8) & 255}.${index & 255}:5060`
+  return {
+    uri: `sip:${extension}@${address}`,
+    status: 'Reachable',
+    userAgent: 'Softphone/1.0',
+    regExpire: 1_795_438_800,
+    viaAddress: address,
+    callId: `call-id-${extension}`,
+    roundtripUsec: 12_345,
+  }
+}
+
+interface Pbx {
+  simulator: AmiSimulator
+  server: ServerProcess
+  tokens: Map<string, string>
+}
+
+/** A subscriber's slots: its me subscribers, a legacy one at most, and one for the readiness poll. */
+const maxPerUser = () => perUser + activeCallsPerUser + Math.ceil(legacyCount / userCount) + 1
+
+async function startPbx(server: ServerProcess, pin: (pid: number) => void): Promise<Pbx> {
+  const simulator = await AmiSimulator.start()
+  onExit(() => simulator.stop())
+  for (const name of EXTENSIONS) simulator.addEndpoint({ name, contacts: [contactOf(name)] })
+  progress(`delivery: adding ${userCount} users through the CLI, ${CLI_PARALLEL} at a time`)
+  await inBatches(EXTENSIONS, CLI_PARALLEL, (user) => server.addUser(user, PASSWORD, ['--name', `User ${user}`]))
+  const args = ['--max-subscriptions-per-user', String(maxPerUser())]
+  if (GROUPS.length > 0) args.push('--presence-groups', GROUPS.map((group) => group.join(' ')).join(','))
+  await server.start(args, amiEnv(simulator.port))
+  pin(server.pid!)
+  progress(`delivery: ${userCount} logins, ${LOGIN_PARALLEL} at a time`)
+  const tokens = await inBatches(EXTENSIONS, LOGIN_PARALLEL, async (user) => [user, (await server.login(user, PASSWORD)).access_token] as const)
+  const pbx = { simulator, server, tokens: new Map(tokens) }
+  await everyUserShown(pbx)
+  return pbx
+}
+
+/** Whether the bystander's me/users-state shows every user (the engine has loaded every endpoint). */
+async function everyUserShown(pbx: Pbx): Promise<boolean> {
+  const deadline = performance.now() + BOUND_MS
+  for (;;) {
+    const response = await fetch(`${pbx.server.baseUrl}/sub/me/users-state?authorization=${pbx.tokens.get(BYSTANDER)}`)
+    if (response.status === 200) {
+      const { states } = (await response.json()) as { states: Record<string, unknown> }
+      if (EXTENSIONS.every((user) => user in states)) return true
+    } else await response.body?.cancel()
+    if (performance.now() > deadline) throw new Error(`sub/me/users-state did not show all ${userCount} users within ${BOUND_MS} ms`)
+    await Bun.sleep(50)
+  }
+}
+
+/** One message as a probe saw it: when the read holding its end arrived, and its envelope's sequence (NaN without). */
+interface Arrival {
+  at: number
+  sequence: number
+}
+
+interface Watch {
+  match: (body: string) => boolean
+  resolve: (arrival: Arrival) => void
+}
+
+/**
+ * An EventSource subscriber on a raw socket (HTTP/1.1 written by hand, as bench/presence.ts): each message's arrival
+ * and sequence are noted; only a probe with a watch set parses bodies.
+ */
+class SseProbe {
+  closed = false
+  subscribed = false
+  status = ''
+  arrivals: Arrival[] = []
+  watch: Watch | null = null
+  socket!: Socket<SseProbe>
+  private head = ''
+  private pending = ''
+
+  constructor(
+    readonly user: string,
+    readonly channel: string,
+  ) {}
+
+  receive(text: string): void {
+    const at = performance.now()
+    if (!this.status) {
+      this.head += text
+      const end = this.head.indexOf('\r\n\r\n')
+      if (end < 0) return
+      this.status = this.head.slice(0, this.head.indexOf('\r\n'))
+      text = this.head.slice(end + 4)
+      this.head = ''
+    }
+    this.pending += text
+    for (let end = this.pending.indexOf('\n\n'); end >= 0; end = this.pending.indexOf('\n\n')) {
+      const block = this.pending.slice(0, end)
+      this.pending = this.pending.slice(end + 2)
+      this.message(block, at)
+    }
+  }
+
+  /** One SSE block: the opening comment, a heartbeat, or a message (its body on one `data:` line, JSON has no line breaks). */
+  private message(block: string, at: number): void {
+    if (block.includes(': softphone-backend')) this.subscribed = true
+    const start = block.indexOf('data: ')
+    if (start < 0) return
+    const end = block.indexOf('\n', start)
+    const body = block.slice(start + 'data: '.length, end < 0 ? undefined : end)
+    const arrival = { at, sequence: sequenceOf(body) }
+    this.arrivals.push(arrival)
+    if (this.watch?.match(body)) {
+      const { resolve } = this.watch
+      this.watch = null
+      resolve(arrival)
+    }
+  }
+
+  /** The first arrival since the last reset with a sequence of at least `sequence`. */
+  arrivalFrom(sequence: number): Arrival | undefined {
+    return this.arrivals.find((arrival) => arrival.sequence >= sequence)
+  }
+}
+
+/** The envelope's `"sequence":N`, found without parsing the body. */
+function sequenceOf(body: string): number {
+  const key = body.indexOf('"sequence":')
+  if (key < 0) return Number.NaN
+  const match = /^\d+/.exec(body.slice(key + '"sequence":'.length, key + '"sequence":'.length + 20))
+  return match ? Number(match[0]) : Number.NaN
+}
+
+const PROBE_HANDLERS: SocketHandler<SseProbe> = {
+  data: (socket, chunk) => socket.data.receive(chunk.toString('latin1')),
+  close: (socket) => void (socket.data.closed = true),
+  error: (socket) => void (socket.data.closed = true),
+}
+
+async function openProbe(pbx: Pbx, user: string, channel: string): Promise<SseProbe> {
+  const probe = new SseProbe(user, channel)
+  const { port } = pbx.server
+  probe.socket = await Bun.connect({ hostname: '127.0.0.1', port, data: probe, socket: PROBE_HANDLERS })
+  onExit(() => probe.socket.terminate())
+  probe.socket.write(
+    [`GET ${BASE}/sub/${channel}?authorization=${pbx.tokens.get(user)} HTTP/1.1`, `Host: 127.0.0.1:${port}`, 'Accept: text/event-stream', '', ''].join('\r\n'),
+  )
+  return probe
+}
+
+/** Opens `specs` in batches, each batch subscribed (its opening comment read) before the next. */
+async function openProbes(pbx: Pbx, specs: Array<{ user: string; channel: string }>): Promise<SseProbe[]> {
+  const probes: SseProbe[] = []
+  for (let start = 0; start < specs.length; start += OPEN_BATCH) {
+    const batch = await Promise.all(specs.slice(start, start + OPEN_BATCH).map(({ user, channel }) => openProbe(pbx, user, channel)))
+    probes.push(...batch)
+    const ok = await waitFor(() => batch.every((probe) => probe.subscribed || probe.closed || (probe.status !== '' && !probe.status.includes(' 200'))), OPEN_TIMEOUT_MS)
+    const failed = batch.find((probe) => !probe.subscribed)
+    if (!ok || failed) throw new Error(`subscriber ${failed?.user} on sub/${failed?.channel} did not open: ${failed?.status || (failed?.closed ? 'closed' : 'timed out')}`)
+  }
+  return probes
+}
+
+/** Subscribers whose message for one phase is timed together, and the one that says which message that is. */
+interface Group {
+  name: string
+  probes: SseProbe[]
+  observer: SseProbe
+  /** Whether a body shows the phase done. */
+  shows: (phase: Phase) => (body: string) => boolean
+  samples: Array<{ first: number; last: number; reached: number }>
+}
+
+type Phase = 'ring' | 'answer' | 'hangup'
+const PHASES: readonly Phase[] = ['ring', 'answer', 'hangup']
+const CALLEE_STATE: Record<Phase, string> = { ring: 'Ringing', answer: 'Up', hangup: 'Idle' }
+
+const calleeShows = (phase: Phase) => (body: string) => (JSON.parse(body) as { states: Record<string, { state: string }> }).states[CALLEE]?.state === CALLEE_STATE[phase]
+
+function callShows(phase: Phase) {
+  return (body: string) => {
+    const { calls: active } = JSON.parse(body) as { calls: Array<{ answer: number | '' }> }
+    if (phase === 'hangup') return active.length === 0
+    return active.length === 1 && (phase === 'ring' ? active[0]!.answer === '' : active[0]!.answer !== '')
+  }
+}
+
+interface Delivery {
+  groups: Array<{ name: string; subscribers: number; first: Stats; last: Stats; reachedMin: number }>
+  phases: number
+  /** Messages to me/active-calls subscribers of users who don't see the call: must be 0. */
+  strayActiveCalls: number
+  serverCpuMsPerPhase: number
+  serverStderr: string
+}
+
+interface Stats {
+  p50: number
+  p99: number
+  max: number
+}
+
+function stats(values: number[]): Stats {
+  const sorted = [...values].sort((a, b) => a - b)
+  const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)] ?? Number.NaN
+  return { p50: at(0.5), p99: at(0.99), max: sorted.at(-1) ?? Number.NaN }
+}
+
+/** Writes a phase and times its message at every group's first and last subscriber. */
+async function timePhase(groups: Group[], phase: Phase, write: () => void, record: boolean): Promise<void> {
+  for (const group of groups) for (const probe of group.probes) probe.arrivals = []
+  const observed = groups.map((group) => new Promise<Arrival>((resolve) => (group.observer.watch = { match: group.shows(phase), resolve })))
+  const start = performance.now()
+  write()
+  for (const [index, group] of groups.entries()) {
+    const seen = await Promise.race([observed[index]!, Bun.sleep(PHASE_TIMEOUT_MS).then(() => null)])
+    if (!seen) throw new Error(`${group.name}: no message showing the ${phase} within ${PHASE_TIMEOUT_MS} ms`)
+    await waitFor(() => group.probes.every((probe) => probe.arrivalFrom(seen.sequence) || probe.closed), PHASE_TIMEOUT_MS)
+    const times = group.probes.flatMap((probe) => {
+      const arrival = probe.arrivalFrom(seen.sequence)
+      return arrival ? [arrival.at - start] : []
+    })
+    if (record) group.samples.push({ first: Math.min(...times), last: Math.max(...times), reached: times.length })
+  }
+  await Bun.sleep(GAP_MS.min + Math.random() * (GAP_MS.max - GAP_MS.min))
+}
+
+async function measureDelivery(pin: (pid: number) => void): Promise<Delivery> {
+  return withServer(async (server) => {
+    const pbx = await startPbx(server, pin)
+    const specs = [
+      ...EXTENSIONS.flatMap((user) => Array.from({ length: perUser }, () => ({ user, channel: 'me/users-state' }))),
+      ...EXTENSIONS.flatMap((user) => Array.from({ length: activeCallsPerUser }, () => ({ user, channel: 'me/active-calls' }))),
+      ...Array.from({ length: legacyCount }, (_, i) => ({ user: EXTENSIONS[i % userCount]!, channel: 'users-state' })),
+    ]
+    progress(`delivery: opening ${specs.length} EventSource subscribers, ${OPEN_BATCH} at a time`)
+    const probes = await openProbes(pbx, specs)
+    const on = (channel: string) => probes.filter((probe) => probe.channel === channel)
+    const meUsersState = on('me/users-state')
+    const meActiveCalls = on('me/active-calls')
+    const group = (name: string, members: SseProbe[], observer: SseProbe | undefined, shows: Group['shows']): Group[] =>
+      members.length > 0 && observer ? [{ name, probes: members, observer, shows, samples: [] }] : []
+    const groups = [
+      ...group('me/users-state', meUsersState, meUsersState.find((probe) => probe.user === BYSTANDER), calleeShows),
+      ...group('me/active-calls (who sees the call)', meActiveCalls.filter((probe) => seesTheCall(probe.user)), meActiveCalls.find((probe) => probe.user === CALLER), callShows),
+      ...group('legacy users-state', on('users-state'), on('users-state')[0], calleeShows),
+    ]
+    const bystanders = meActiveCalls.filter((probe) => !seesTheCall(probe.user))
+
+    progress(`delivery: ${WARMUP_CALLS} warm-up + ${calls} calls ${CALLER} → ${CALLEE}, ring, answer and hangup each timed`)
+    let stray = 0
+    let cpuBefore = 0
+    for (let i = 0; i < WARMUP_CALLS + calls; i++) {
+      const record = i >= WARMUP_CALLS
+      if (i === WARMUP_CALLS) cpuBefore = cpuMs(server.pid!)
+      let call!: ReturnType<AmiSimulator['startCall']>
+      const writes: Record<Phase, () => void> = {
+        ring: () => (call = pbx.simulator.startCall(CALLER, CALLEE)),
+        answer: () => call.answer(),
+        hangup: () => call.hangup(),
+      }
+      for (const phase of PHASES) {
+        await timePhase(groups, phase, writes[phase], record)
+        if (record) stray += bystanders.reduce((sum, probe) => sum + probe.arrivals.length, 0)
+      }
+    }
+    const serverCpuMsPerPhase = (cpuMs(server.pid!) - cpuBefore) / (calls * PHASES.length)
+    for (const probe of bystanders) probe.arrivals = []
+    await Bun.sleep(SETTLE_MS)
+    stray += bystanders.reduce((sum, probe) => sum + probe.arrivals.length, 0)
+    const closed = probes.filter((probe) => probe.closed).length
+    if (closed > 0) throw new Error(`${closed} subscribers were closed during the run`)
+    for (const probe of probes) probe.socket.end()
+    return {
+      groups: groups.map((g) => ({
+        name: g.name,
+        subscribers: g.probes.length,
+        first: stats(g.samples.map((s) => s.first)),
+        last: stats(g.samples.map((s) => s.last)),
+        reachedMin: Math.min(...g.samples.map((s) => s.reached)),
+      })),
+      phases: calls * PHASES.length,
+      strayActiveCalls: stray,
+      serverCpuMsPerPhase,
+      serverStderr: server.stderr.trim(),
+    }
+  })
+}
+
+function printDelivery(delivery: Delivery): void {
+  const subscribers = (name: string) => delivery.groups.find((g) => g.name.startsWith(name))?.subscribers ?? 0
+  console.log(`\n1. AMI event → personalised EventSource message (simulator write → message read at a group's first / last subscriber, ms)`)
+  console.log(`   ${userCount} users, groups of ${groupSize || 'none'}; ${perUser} me/users-state + ${activeCallsPerUser} me/active-calls subscribers per user, ${legacyCount} on the legacy users-state`)
+  console.log(`   ${calls} calls ${CALLER} → ${CALLEE}: ${delivery.phases} phases (ring, answer, hangup), each spaced past the ${DEBOUNCE_MS} ms publication window`)
+  console.log(`   server CPU per phase: ${delivery.serverCpuMsPerPhase.toFixed(1)} ms (the engine, the feed, and every subscriber's write)`)
+  console.log(`   me/active-calls subscribers of users who don't see the call: ${delivery.strayActiveCalls} messages (must be 0)\n`)
+  const ms = (value: number) => value.toFixed(1)
+  printTable([
+    ['group', 'subscribers', 'reached (min)', 'first p50', 'first p99', 'last p50', 'last p99', 'last max'],
+    ...delivery.groups.map((g) => [g.name, String(g.subscribers), String(g.reachedMin), ms(g.first.p50), ms(g.first.p99), ms(g.last.p50), ms(g.last.p99), ms(g.last.max)]),
+  ])
+  const me = delivery.groups.find((g) => g.name === 'me/users-state')
+  const legacy = delivery.groups.find((g) => g.name === 'legacy users-state')
+  if (me && legacy) {
+    const ratio = (a: number, b: number) => `${(a / b).toFixed(2)} x`
+    console.log(`\n   me/legacy (${subscribers('me/users-state')} vs ${subscribers('legacy')} subscribers): first p50 ${ratio(me.first.p50, legacy.first.p50)}, p99 ${ratio(me.first.p99, legacy.first.p99)};`)
+    console.log(`   last p50 ${ratio(me.last.p50, legacy.last.p50)}, p99 ${ratio(me.last.p99, legacy.last.p99)}`)
+  }
+  if (delivery.serverStderr) console.log(`   server stderr: ${JSON.stringify(delivery.serverStderr.slice(0, 300))}`)
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+
+async function main(): Promise<void> {
+  const unpinnedWhy = pinningUnavailable()
+  if (unpinnedWhy) console.error(`warning: running unpinned, ${unpinnedWhy}; numbers will be noisier`)
+  else pinProcess(process.pid, CLIENT_CPU)
+  const pin = (pid: number) => {
+    if (!unpinnedWhy) pinProcess(pid, SERVER_CPU)
+  }
+  let delivery: Delivery | null = null
+  if (parts.has('delivery')) {
+    requireBinary()
+    delivery = await measureDelivery(pin)
+  }
+  const pinning = unpinnedWhy ? `unpinned (${unpinnedWhy})` : `server pinned to CPU ${SERVER_CPU}, this process (simulator, subscribers) to CPU ${CLIENT_CPU}`
+  console.log(`\npersonalised presence bench: loopback; ${pinning}; Bun ${Bun.version}`)
+  if (delivery) printDelivery(delivery)
+  if (options.json) {
+    const settings = { userCount, perUser, activeCallsPerUser, legacyCount, calls, groupSize, snapshots, snapshotCalls, pinning, bun: Bun.version }
+    console.log(JSON.stringify({ settings, delivery }, null, 2))
+  }
+}
+
+await runBench(main, { watchdogMs: WATCHDOG_MS })
