@@ -31,6 +31,7 @@ import { pbxRoutes } from './pbx/pbx-routes'
 import type { ProviderSource } from './pbx/peer-state'
 import { RecordingOwners, type RecordingsAccess } from './media/recording-owners'
 import type { PresenceHub } from './presence/hub'
+import type { PersonalFeed } from './presence/personal/personal-feed'
 import { presenceRoutes, type PresenceSettings } from './presence/presence-routes'
 import type { Upgrade } from './presence/websocket'
 import type { SecurityLogSink } from './security-log/security-log'
@@ -58,6 +59,8 @@ export interface AppDeps {
   securityLog: SecurityLogSink
   hub: PresenceHub
   presence: PresenceSettings
+  /** Where full presence snapshots go: the personalised `sub/me/*` channels and the legacy shared ones (README "Personalised presence"). */
+  feed: PersonalFeed
   /** MikoPBX's CDR file (README "Call history"); without it `history` and `calls` are empty. */
   cdr?: CdrSource
   /** README "Recordings: check-media-access"; default `owner`. */
@@ -118,7 +121,7 @@ export function buildApp(deps: AppDeps) {
     .use(historyRoutes({ clock, auth, history }))
     .use(mediaRoutes({ clock, guard, securityLog, clientIpOf, owners }))
     .use(healthRoutes({ clock, pbx, storeStatus, deepChecks: deps.deepChecks ?? [], peerOf }))
-    .use(presenceRoutes({ clock, guard, clientIpOf, hub, settings: deps.presence, peerOf, keepOpen, upgrade, producedHere: deps.producedHere }))
+    .use(presenceRoutes({ clock, guard, clientIpOf, hub, settings: deps.presence, peerOf, keepOpen, upgrade, producedHere: deps.producedHere, feed: deps.feed }))
     .use(pbxRoutes({ clock, auth, directory, pbx, providers }))
     .use(spaceRoutes({ clock, auth, spaces, securityLog, clientIpOf }))
     .use(

@@ -80,7 +80,7 @@ async function main(argv: readonly string[]): Promise<number> {
     case 'serve':
       warnAboutUnknownVariables()
       ensureDataDir(loaded.config.data_dir)
-      return serve(loaded.config)
+      return serve(loaded.config, systemClock, () => loadConfig({ configPath: args.options.get('config'), flags: configFlags(args), env: process.env }).config)
     case 'config-check':
       warnAboutUnknownVariables()
       return print(checkConfig(loaded))

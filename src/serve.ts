@@ -10,6 +10,9 @@ import { ApiKeyStore } from './api-keys/api-key-store'
 import { ExternalJwtIssuer, readKeysAtStart, reloadExternalKeys } from './auth/external-jwt'
 import { DigestAuthenticator } from './auth/digest-authenticator'
 import { channelSpecs, PresenceHub } from './presence/hub'
+import { PersonalFeed } from './presence/personal/personal-feed'
+import { scopeRules } from './presence/personal/scope'
+import { SNAPSHOT_KINDS } from './presence/snapshot'
 import { systemClock, unixSeconds, type Clock } from './clock'
 import { externalJwtSettings } from './config/load'
 import type { Config } from './config/schema'
@@ -100,7 +103,7 @@ export function recordingsAccessLine(mode: Config['recordings_access'], cdrPath:
  * `active-calls` from it (README "Live PBX state"); null otherwise. Connecting starts at once and
  * never delays the start: AMI may come up later.
  */
-function startPbxState(config: Config, directory: Directory, hub: PresenceHub, clock: Clock) {
+function startPbxState(config: Config, directory: Directory, hub: PresenceHub, feed: PersonalFeed, clock: Clock) {
   const settings = amiSettings(config)
   if (!settings) return null
   const log = (line: string) => console.log(line)
@@ -113,7 +116,12 @@ function startPbxState(config: Config, directory: Directory, hub: PresenceHub, c
       const user = directory.findByUsername(extension)
       return user && !user.disabled ? user.displayName : null
     },
-    publish: (name, body) => hub.publish(hub.channel(name)!, body, 'application/json'),
+    // Only the source that owns presence feeds the channels (README "Personalised presence").
+    publish: (name, body) => {
+      if (config.presence_source !== 'ami') return
+      if (feed.legacy) hub.publish(hub.channel(name)!, body, 'application/json')
+      feed.published(name, body)
+    },
   })
   engine.start()
   link.start()
@@ -138,8 +146,24 @@ function writeApiKeys(what: string, write: () => void): void {
   }
 }
 
+/** SIGHUP: the scope rules from the configuration as it is now; a bad one keeps the old rules. The line says which. */
+export function reloadScopeRules(feed: PersonalFeed, reloadConfig: () => Config): string {
+  let rules: ReturnType<typeof scopeRules>
+  try {
+    rules = scopeRules(reloadConfig())
+  } catch (error) {
+    return `presence: configuration not reloaded, scope rules kept: ${(error as Error).message}`
+  }
+  feed.replaceRules(rules)
+  return `presence: scope rules reloaded (states "${rules.states}", calls "${rules.calls}", ${rules.groups.length} group(s))`
+}
+
 /** The data dir must exist: main.ts creates it first, so a failure there is one line and exit 73. */
-export async function serve(config: Config, clock: Clock = systemClock): Promise<number> {
+/**
+ * `reloadConfig` reads the configuration again for SIGHUP, from the sources it came from
+ * (README "Personalised presence": presence_groups and the scopes are re-read).
+ */
+export async function serve(config: Config, clock: Clock = systemClock, reloadConfig?: () => Config): Promise<number> {
   // First: a missing PBX database stops the start before the log, the key or the store is created.
   const users = openUserDirectory(config, clock)
   const externalJwt = externalJwtSettings(config)
@@ -198,8 +222,11 @@ export async function serve(config: Config, clock: Clock = systemClock): Promise
     clock,
   )
 
+  // The sink of full snapshots from AMI and from the ingest route (README "Personalised presence").
+  const feed = new PersonalFeed({ hub, clock, directory, rules: scopeRules(config), legacy: config.presence_legacy_channels === 'on' })
+
   const cdr = new CdrSource(cdrDatabasePath(config.cdr_db))
-  const pbxState = startPbxState(config, directory, hub, clock)
+  const pbxState = startPbxState(config, directory, hub, feed, clock)
   // README "Metrics": counted only with metrics = "on"; served on the main listener or on metrics_port.
   const eventLoopLag = config.metrics === 'on' ? new EventLoopLag().start() : null
   const metrics = eventLoopLag
@@ -211,7 +238,8 @@ export async function serve(config: Config, clock: Clock = systemClock): Promise
     metrics: metrics && { registry: metrics, onMainListener: config.metrics_port === 0 },
     deepChecks: [{ name: 'db', run: () => readSchema(db) }, ...(users.file ? [{ name: 'mikopbx' as const, run: () => users.file!.read(readSchema) }] : [])],
     pbx: pbxState?.engine,
-    producedHere: pbxState ? (channel) => pbxState.engine.owns(channel) : undefined,
+    // One source owns users-state and active-calls: with "ami" or "ingest", pub/ may not write them.
+    producedHere: config.presence_source === 'pub' ? undefined : (channel) => (SNAPSHOT_KINDS as readonly string[]).includes(channel),
     providers: users.file ? new MikoPbxProviders(users.file) : null,
     coreApi:
       config.core_api === 'on'
@@ -232,6 +260,7 @@ export async function serve(config: Config, clock: Clock = systemClock): Promise
     logins,
     securityLog,
     hub,
+    feed,
     presence: { longPollHoldMs: config.longpoll_hold_seconds * 1000, heartbeatMs: config.sse_heartbeat_seconds * 1000 },
   })
   try {
@@ -284,6 +313,7 @@ export async function serve(config: Config, clock: Clock = systemClock): Promise
       securityLog.reopen()
       // README "External tokens": an issuer's key rollover without a restart.
       if (external && externalJwt) console.log(reloadExternalKeys(external, externalJwt))
+      if (reloadConfig) console.log(reloadScopeRules(feed, reloadConfig))
     })
     // READY only now: listening, the store open and the signals handled (README "systemd readiness and watchdog").
     const notifier = startNotifier({

@@ -12,6 +12,8 @@ import { BearerAuthenticator, type ExternalIssuer } from '../src/auth/bearer-aut
 import { DEFAULT_DIGEST_REALM } from '../src/auth/digest'
 import { DigestAuthenticator } from '../src/auth/digest-authenticator'
 import { channelSpecs, PresenceHub } from '../src/presence/hub'
+import { PersonalFeed } from '../src/presence/personal/personal-feed'
+import type { ScopeRules } from '../src/presence/personal/scope'
 import type { Clock } from '../src/clock'
 import type { Directory } from '../src/directory/directory'
 import { EmbeddedDirectory } from '../src/directory/embedded'
@@ -54,6 +56,7 @@ export interface Harness {
   apiKeys: ApiKeyService
   spaces: SpaceService
   hub: PresenceHub
+  feed: PersonalFeed
   metrics: Metrics
   /** What the metrics' event-loop lag gauge reads, in seconds. */
   eventLoopLag: { seconds: number }
@@ -83,6 +86,10 @@ export interface HarnessOptions extends Partial<ServiceSettings> {
   /** The PBX state cache (test/pbx-fake.ts), providers and core API, passed on to buildApp. */
   pbx?: AppDeps['pbx']
   producedHere?: AppDeps['producedHere']
+  /** presence_legacy_channels; "on" by default, as in production. */
+  legacyChannels?: 'on' | 'off'
+  /** The scope rules of sub/me/*; the production defaults (states "all", calls "own", no groups) by default. */
+  scopeRules?: ScopeRules
   providers?: AppDeps['providers']
   coreApi?: AppDeps['coreApi']
   /** false: `metrics = "off"`, nothing counted (bench/metrics.ts compares both). */
@@ -109,6 +116,8 @@ export async function createHarness({
   userDirectory,
   pbx,
   producedHere,
+  legacyChannels = 'on',
+  scopeRules = { states: 'all', calls: 'own', groups: [] },
   providers,
   coreApi,
   metrics: metricsOn = true,
@@ -148,6 +157,7 @@ export async function createHarness({
     guard,
     clock,
   )
+  const feed = new PersonalFeed({ hub, clock, directory: served, rules: scopeRules, legacy: legacyChannels === 'on' })
   const cdr = new CdrSource(cdrPath ?? null)
   const eventLoopLag = { seconds: 0 }
   const metrics = serverMetrics({ clock, basePath: BASE, hub, pbx, services, eventLoopLag: () => eventLoopLag.seconds })
@@ -157,6 +167,7 @@ export async function createHarness({
     deepChecks: deepChecks ?? [{ name: 'db', run: () => readSchema(db) }],
     server: listen ? undefined : () => ({ requestIP: (request: Request) => ({ address: peers.get(request) ?? '127.0.0.1' }) }),
     hub,
+    feed,
     presence: { longPollHoldMs: 300, heartbeatMs: 50 },
     basePath: BASE,
     trustedProxies: ['127.0.0.1', '::1'],
@@ -200,6 +211,7 @@ export async function createHarness({
     apiKeys,
     spaces,
     hub,
+    feed,
     metrics,
     eventLoopLag,
     securityLog,

@@ -37,6 +37,9 @@ export const CALLS: Record<string, Call> = {
   'POST /pub/:channel': { access: 'public', path: '/pub/contacts', body: { event: 'matrix' }, ok: 200 },
   // A message is buffered first (beforeAll), so the long-poll answers at once.
   'GET /sub/:channel': { access: 'token', path: '/sub/contacts', ok: 200 },
+  // Snapshots are published first (beforeAll): a new subscriber gets its personalised one at once.
+  'GET /sub/me/users-state': { access: 'token', ok: 200 },
+  'GET /sub/me/active-calls': { access: 'token', ok: 200 },
   'GET /peers': { access: 'user', ok: 200 },
   'GET /peers/:ext': { access: 'user', path: '/peers/nobody', ok: 404 },
   'GET /registry': { access: 'admin', ok: 200 },

@@ -41,6 +41,7 @@ export const ERRORS = {
   metricsForbidden: kind(403, 'Metrics are served to the local host only', 'metrics_forbidden'),
   deepHealthForbidden: kind(403, 'The deep health check is for the local host only', 'deep_health_forbidden'),
   channelProducedHere: kind(409, 'This channel is produced from AMI by the service itself', 'channel_produced_here'),
+  channelOff: kind(404, 'This shared channel is off: subscribe to sub/me/users-state or sub/me/active-calls', 'channel_off'),
   upgradeFailed: kind(400, 'WebSocket upgrade failed', 'upgrade_failed'),
   invalidCursor: kind(400, 'Invalid message cursor', 'invalid_cursor'),
   tooManySubscriptions: kind(429, 'Too many subscriptions', 'too_many_subscriptions'),

@@ -35,6 +35,7 @@ export const de: Catalogue = {
     metricsForbidden: 'Metriken werden nur an den lokalen Host ausgeliefert',
     deepHealthForbidden: 'Die tiefe Zustandsprüfung ist nur für den lokalen Host',
     channelProducedHere: 'Dieser Kanal wird vom Dienst selbst aus AMI befüllt',
+    channelOff: 'Dieser gemeinsame Kanal ist abgeschaltet: abonnieren Sie sub/me/users-state oder sub/me/active-calls',
     upgradeFailed: 'WebSocket-Upgrade fehlgeschlagen',
     invalidCursor: 'Ungültiger Nachrichtencursor',
     tooManySubscriptions: 'Zu viele Abonnements',

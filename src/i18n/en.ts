@@ -39,6 +39,7 @@ export const en = {
     metricsForbidden: 'Metrics are served to the local host only',
     deepHealthForbidden: 'The deep health check is for the local host only',
     channelProducedHere: 'This channel is produced from AMI by the service itself',
+    channelOff: 'This shared channel is off: subscribe to sub/me/users-state or sub/me/active-calls',
     upgradeFailed: 'WebSocket upgrade failed',
     invalidCursor: 'Invalid message cursor',
     tooManySubscriptions: 'Too many subscriptions',

@@ -35,6 +35,7 @@ export const fr: Catalogue = {
     metricsForbidden: "Les métriques ne sont servies qu'à l'hôte local",
     deepHealthForbidden: "Le contrôle de santé approfondi est réservé à l'hôte local",
     channelProducedHere: 'Ce canal est alimenté depuis AMI par le service lui-même',
+    channelOff: 'Ce canal partagé est désactivé : abonnez-vous à sub/me/users-state ou sub/me/active-calls',
     upgradeFailed: 'Échec du passage en WebSocket',
     invalidCursor: 'Curseur de messages invalide',
     tooManySubscriptions: "Trop d'abonnements",

@@ -35,6 +35,7 @@ export const ru: Catalogue = {
     metricsForbidden: 'Метрики доступны только с локального хоста',
     deepHealthForbidden: 'Глубокая проверка состояния доступна только с локального хоста',
     channelProducedHere: 'Этот канал заполняет сам сервис по данным AMI',
+    channelOff: 'Этот общий канал отключён: подпишитесь на sub/me/users-state или sub/me/active-calls',
     upgradeFailed: 'Не удалось установить соединение WebSocket',
     invalidCursor: 'Неверный курсор сообщений',
     tooManySubscriptions: 'Слишком много подписок',

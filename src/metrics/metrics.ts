@@ -93,14 +93,14 @@ export class Metrics {
       new CollectedFamily('softphone_revoked_token_ids', 'gauge', 'Revoked token ids held in memory until they expire.', () => this.sources.revokedIds()),
       new CollectedFamily('softphone_presence_subscribers', 'gauge', 'Open presence subscriptions, by channel and transport.', function* () {
         for (const [channel, counts] of hub.subscriberCounts()) {
-          for (const transport of TRANSPORTS) yield [{ channel: channel.name, transport }, counts[transport]] as const
+          for (const transport of TRANSPORTS) yield [{ channel, transport }, counts[transport]] as const
         }
       }),
       new CollectedFamily('softphone_presence_messages_published_total', 'counter', 'Messages published, by channel (pub/ and the AMI state engine).', function* () {
-        for (const channel of hub.allChannels()) yield [{ channel: channel.name }, channel.published] as const
+        for (const [channel, { published }] of hub.channelTotals()) yield [{ channel }, published] as const
       }),
       new CollectedFamily('softphone_presence_messages_dropped_total', 'counter', 'Messages not delivered because a subscriber could not keep up (it is then closed), by channel.', function* () {
-        for (const channel of hub.allChannels()) yield [{ channel: channel.name }, channel.dropped] as const
+        for (const [channel, { dropped }] of hub.channelTotals()) yield [{ channel }, dropped] as const
       }),
       new CollectedFamily('softphone_ami_up', 'gauge', 'The AMI link: 1 up, 0 down, -1 off (ami = "off").', () => AMI_STATE_VALUE[pbx?.ami ?? 'off']),
       new CollectedFamily('softphone_ami_events_received_total', 'counter', 'AMI events received from Asterisk.', () => pbx?.counters?.eventsReceived ?? 0),

@@ -59,6 +59,18 @@ export function extraChannelConflict(extra: readonly string[]): string | null {
   return null
 }
 
+/**
+ * Channels kept outside the hub's own map, one per user (README "Personalised presence"): the hub
+ * counts them in the metrics under their shared names and lets them re-check their users in its sweep.
+ */
+export interface ChannelFamily {
+  /** The names its channels share, e.g. `me/users-state`: one metrics label each. */
+  readonly names: readonly string[]
+  channels(): Iterable<Channel>
+  /** Called after the token sweep, every sweep. */
+  sweep(): void
+}
+
 export interface HubSettings {
   channels: readonly ChannelSpec[]
   maxPerUser: number
@@ -71,6 +83,7 @@ export class PresenceHub {
   private readonly open = new Map<Subscription, Channel>()
   private readonly perUser = new Map<string, number>()
   private readonly maxPerUser: number
+  private readonly families: ChannelFamily[] = []
   private readonly sweeper: ReturnType<typeof setInterval>
 
   constructor(
@@ -82,6 +95,11 @@ export class PresenceHub {
     this.maxPerUser = settings.maxPerUser
     this.sweeper = setInterval(() => this.sweep(), settings.sweepMs)
     this.sweeper.unref()
+  }
+
+  /** Channels the hub doesn't own but counts and sweeps (the personalised feed's). */
+  addFamily(family: ChannelFamily): void {
+    this.families.push(family)
   }
 
   channel(name: string): Channel | undefined {
@@ -143,25 +161,42 @@ export class PresenceHub {
     return this.open.size
   }
 
-  /** Every channel, for the metrics' per-channel counters (README "Metrics"). */
-  allChannels(): IterableIterator<Channel> {
-    return this.channels.values()
+  /** Every channel's names, each with the messages published and dropped on all its channels (README "Metrics"). */
+  channelTotals(): Map<string, { published: number; dropped: number }> {
+    const totals = new Map<string, { published: number; dropped: number }>()
+    for (const name of this.channelNames()) totals.set(name, { published: 0, dropped: 0 })
+    for (const channel of this.everyChannel()) {
+      const total = totals.get(channel.name)!
+      total.published += channel.published
+      total.dropped += channel.dropped
+    }
+    return totals
   }
 
-  /** Open subscriptions per channel and transport, counted when scraped (README "Metrics"). */
-  subscriberCounts(): Map<Channel, Record<Transport, number>> {
-    const counts = new Map<Channel, Record<Transport, number>>()
-    for (const channel of this.channels.values()) counts.set(channel, { eventsource: 0, longpoll: 0, websocket: 0 })
-    for (const [subscription, channel] of this.open) counts.get(channel)![subscription.transport]++
+  /** Open subscriptions per channel name and transport, counted when scraped (README "Metrics"). */
+  subscriberCounts(): Map<string, Record<Transport, number>> {
+    const counts = new Map<string, Record<Transport, number>>()
+    for (const name of this.channelNames()) counts.set(name, { eventsource: 0, longpoll: 0, websocket: 0 })
+    for (const [subscription, channel] of this.open) counts.get(channel.name)![subscription.transport]++
     return counts
   }
 
-  /** Closes every subscription whose token no longer grants access. */
+  private channelNames(): string[] {
+    return [...this.channels.keys(), ...this.families.flatMap((family) => family.names)]
+  }
+
+  private *everyChannel(): Iterable<Channel> {
+    yield* this.channels.values()
+    for (const family of this.families) yield* family.channels()
+  }
+
+  /** Closes every subscription whose token no longer grants access, then lets the families re-check their users. */
   sweep(): void {
     for (const subscription of [...this.open.keys()]) {
       const outcome = this.guard.checkToken(subscription.token, 'access')
       if (!outcome.ok) subscription.close(outcome.reason === 'TokenExpiredError' ? 'token_expired' : 'auth_failed')
     }
+    for (const family of this.families) family.sweep()
   }
 
   /** SIGTERM: every subscriber gets its final event or close frame (README "Command line", signals). */

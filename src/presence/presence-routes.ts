@@ -3,7 +3,7 @@
  * nginx+nchan: publish from the box itself; subscribe by long-poll, EventSource or WebSocket, as
  * nchan's own client library does.
  */
-import { Elysia } from 'elysia'
+import { Elysia, status } from 'elysia'
 import * as v from 'valibot'
 import type { AccessGuard, AccessOutcome } from '../auth/access-guard'
 import { accessDetail } from '../auth/route-access'
@@ -13,11 +13,13 @@ import { queryOf } from '../auth/credentials'
 import { unixSeconds, type Clock } from '../clock'
 import { ERRORS, errorBody, HttpError } from '../http/errors'
 import { parseJsonText } from '../http/json-body'
-import { parseId, type MessageId } from './channel'
+import { Channel, parseId, type MessageId } from './channel'
 import { openEventStream } from './event-stream'
 import type { PresenceHub, Subscription } from './hub'
 import { longPoll } from './long-poll'
+import type { PersonalFeed } from './personal/personal-feed'
 import { isLocalPublisher } from './publisher'
+import { SNAPSHOT_KINDS, type SnapshotKind } from './snapshot'
 import { CLOSE, handleClientMessage, NCHAN_SUBPROTOCOL, subscribeSocket, type SocketHandlers, type Upgrade } from './websocket'
 
 const MAX_MESSAGE_BYTES = 1024 * 1024
@@ -42,17 +44,37 @@ export interface PresenceRoutesDeps {
   keepOpen: (request: Request) => void
   /** Bun's server.upgrade: false when the request can't become a WebSocket. */
   upgrade: Upgrade
-  /** Channels the AMI state engine produces; `pub/` refuses them (README "Live PBX state"). */
+  /** Channels another source produces (the AMI engine, the ingest route); `pub/` refuses them (README "Personalised presence"). */
   producedHere?: (channel: string) => boolean
+  /** The personalised channels `sub/me/*`, and the legacy shared ones' switch (README "Personalised presence"). */
+  feed: PersonalFeed
 }
+
+/** The channel a subscriber gets once its token names its user, or why there is none. */
+type ChannelLookup = (username: string) => Channel | ErrorKind
+
+type ErrorKind = (typeof ERRORS)[keyof typeof ERRORS]
+
+const isSnapshotKind = (name: string): name is SnapshotKind => (SNAPSHOT_KINDS as readonly string[]).includes(name)
 
 /** What the parse hook below makes of a publish request. */
 const PublishedBody = v.object({ text: v.string(), contentType: v.string() })
 
 const ChannelParams = v.object({ channel: v.pipe(v.string(), v.regex(/^[a-z0-9-]{1,64}$/, 'must be a channel name')) })
 
-export function presenceRoutes({ clock, guard, clientIpOf, hub, settings, peerOf, keepOpen, upgrade, producedHere = () => false }: PresenceRoutesDeps) {
-  const fail = (kind: (typeof ERRORS)[keyof typeof ERRORS]) => errorBody(kind, unixSeconds(clock))
+export function presenceRoutes({ clock, guard, clientIpOf, hub, settings, peerOf, keepOpen, upgrade, producedHere = () => false, feed }: PresenceRoutesDeps) {
+  const fail = (kind: ErrorKind) => errorBody(kind, unixSeconds(clock))
+  /** A shared channel; with presence_legacy_channels = "off", users-state and active-calls are gone. */
+  const sharedChannel =
+    (name: string): ChannelLookup =>
+    () => {
+      if (!feed.legacy && isSnapshotKind(name)) return ERRORS.channelOff
+      return hub.channel(name) ?? ERRORS.notFound
+    }
+  const personalChannel =
+    (kind: SnapshotKind): ChannelLookup =>
+    (username) =>
+      feed.channelFor(kind, username)
 
   const routes = new Elysia({ name: 'presence-routes' })
     .post(
@@ -64,6 +86,7 @@ export function presenceRoutes({ clock, guard, clientIpOf, hub, settings, peerOf
         // Counted before delivery: answered long-polls leave the channel as they get the message.
         const subscribers = channel.subscribers.size
         const message = hub.publish(channel, body.text, body.contentType)
+        if (isSnapshotKind(channel.name)) feed.published(channel.name, body.text)
         return { success: true, channel: channel.name, id: message.idText, subscribers }
       },
       {
@@ -83,63 +106,72 @@ export function presenceRoutes({ clock, guard, clientIpOf, hub, settings, peerOf
         },
       },
     )
-    .get(
-      '/sub/:channel',
-      async ({ params, request, set, status }) => {
-        // A browser can't read the status of a refused upgrade: WebSockets learn of failures as close codes.
-        if (isWebSocketUpgrade(request)) return upgradeToSocket(request, params.channel) ? undefined : status(400, fail(ERRORS.upgradeFailed))
-        const outcome = guard.checkOwnToken(streamCredentialRequest(request, clientIpOf), 'access')
-        if (!outcome.ok) {
-          const refusal = refusalOf('token', outcome, clock)
-          applyRefusalHeaders(set.headers, refusal)
-          return status(refusal.status as 401, refusal.body)
-        }
-        const channel = hub.channel(params.channel)
-        if (!channel) return status(404, fail(ERRORS.notFound))
-        const identity = { username: outcome.principal.user.username, token: outcome.principal.credential }
-        const eventStream = (request.headers.get('accept') ?? '').includes('text/event-stream')
-        const cursor = eventStream ? resumePoint(request) : pollCursor(request.headers)
-        if (cursor === undefined) return status(400, fail(ERRORS.invalidCursor))
-        if (!hub.acquire(identity.username)) return status(429, fail(ERRORS.tooManySubscriptions))
-
-        if (eventStream) {
-          keepOpen(request)
-          set.headers['content-type'] = 'text/event-stream; charset=utf-8'
-          set.headers['x-accel-buffering'] = 'no'
-          return new Response(openEventStream(hub, channel, identity, cursor, { heartbeatMs: settings.heartbeatMs, queueLimit: SSE_QUEUE_LIMIT }))
-        }
-        const result = await longPoll(hub, channel, identity, cursor, settings.longPollHoldMs, request.signal)
-        if ('message' in result) {
-          const { message } = result
-          set.headers['content-type'] = message.contentType
-          set.headers['last-modified'] = new Date(message.id.time * 1000).toUTCString()
-          set.headers['etag'] = String(message.id.tag)
-          return new Response(message.body)
-        }
-        if ('timeout' in result) return new Response(null, { status: 304 })
-        if (result.closed === 'shutdown') return status(503, fail(ERRORS.shuttingDown))
-        return status(401, fail(ERRORS.unauthorized))
-      },
+    .get('/sub/:channel', ({ params, request, set }) => subscribe(request, set, sharedChannel(params.channel)), {
+      params: ChannelParams,
       // Streams take our access tokens only: they re-check them every second while open.
-      { params: ChannelParams, detail: accessDetail('token') },
-    )
+      detail: accessDetail('token'),
+    })
+    .get('/sub/me/users-state', ({ request, set }) => subscribe(request, set, personalChannel('users-state')), {
+      detail: { ...accessDetail('token'), description: 'users-state cut to what the token\'s user may see (README "Personalised presence").' },
+    })
+    .get('/sub/me/active-calls', ({ request, set }) => subscribe(request, set, personalChannel('active-calls')), {
+      detail: { ...accessDetail('token'), description: 'active-calls cut to what the token\'s user may see (README "Personalised presence").' },
+    })
+
+  /** One subscription by long-poll or EventSource, or the upgrade to a WebSocket one. */
+  async function subscribe(request: Request, set: { headers: Record<string, string | number> }, lookup: ChannelLookup) {
+    // A browser can't read the status of a refused upgrade: WebSockets learn of failures as close codes.
+    if (isWebSocketUpgrade(request)) return upgradeToSocket(request, lookup) ? undefined : status(400, fail(ERRORS.upgradeFailed))
+    const outcome = guard.checkOwnToken(streamCredentialRequest(request, clientIpOf), 'access')
+    if (!outcome.ok) {
+      const refusal = refusalOf('token', outcome, clock)
+      applyRefusalHeaders(set.headers, refusal)
+      return status(refusal.status as 401, refusal.body)
+    }
+    const identity = { username: outcome.principal.user.username, token: outcome.principal.credential }
+    const channel = lookup(identity.username)
+    if (!(channel instanceof Channel)) return status(channel.status as 404, fail(channel))
+    const eventStream = (request.headers.get('accept') ?? '').includes('text/event-stream')
+    const cursor = eventStream ? resumePoint(request) : pollCursor(request.headers)
+    if (cursor === undefined) return status(400, fail(ERRORS.invalidCursor))
+    if (!hub.acquire(identity.username)) return status(429, fail(ERRORS.tooManySubscriptions))
+
+    if (eventStream) {
+      keepOpen(request)
+      set.headers['content-type'] = 'text/event-stream; charset=utf-8'
+      set.headers['x-accel-buffering'] = 'no'
+      return new Response(openEventStream(hub, channel, identity, cursor, { heartbeatMs: settings.heartbeatMs, queueLimit: SSE_QUEUE_LIMIT }))
+    }
+    const result = await longPoll(hub, channel, identity, cursor, settings.longPollHoldMs, request.signal)
+    if ('message' in result) {
+      const { message } = result
+      set.headers['content-type'] = message.contentType
+      set.headers['last-modified'] = new Date(message.id.time * 1000).toUTCString()
+      set.headers['etag'] = String(message.id.tag)
+      return new Response(message.body)
+    }
+    if ('timeout' in result) return new Response(null, { status: 304 })
+    if (result.closed === 'shutdown') return status(503, fail(ERRORS.shuttingDown))
+    return status(401, fail(ERRORS.unauthorized))
+  }
 
   /**
    * Upgrades from the GET handler rather than through Elysia's ws(), so the route stays in Bun's
    * own router, which matches on the path whatever the Host header says (test/unit/routing.test.ts).
    * The request is judged now; the verdict is delivered once the socket is open.
    */
-  function upgradeToSocket(request: Request, channelName: string): boolean {
+  function upgradeToSocket(request: Request, lookup: ChannelLookup): boolean {
     const outcome = guard.checkOwnToken(streamCredentialRequest(request, clientIpOf), 'access')
-    const channel = hub.channel(channelName)
     const resumeAfter = resumePoint(request)
     const meta = wantsNchanMeta(request)
     let subscription: Subscription | undefined
     const handlers: SocketHandlers = {
       open(socket) {
         if (!outcome.ok) return socket.close(...socketRefusal(outcome))
-        if (!channel || resumeAfter === undefined) return socket.close(CLOSE.protocolError, 'unknown channel or bad last_event_id')
         const username = outcome.principal.user.username
+        const channel = lookup(username)
+        if (channel === ERRORS.channelOff) return socket.close(CLOSE.protocolError, 'channel off: subscribe to sub/me/users-state or sub/me/active-calls')
+        if (!(channel instanceof Channel) || resumeAfter === undefined) return socket.close(CLOSE.protocolError, 'unknown channel or bad last_event_id')
         if (!hub.acquire(username)) return socket.close(CLOSE.policy, 'too many subscriptions')
         const identity = { username, token: outcome.principal.credential }
         subscription = subscribeSocket(hub, channel, socket, identity, { meta, resumeAfter }, { bufferLimit: WS_BUFFER_LIMIT })

@@ -42,6 +42,8 @@ beforeAll(async () => {
   for (const role of ROLES) users.set(role, await h.directory.add({ username: `matrix-${role}`, password: PASSWORD, displayName: role, role, mobile: '' }))
   const published = await h.json(`${BASE}/pub/contacts`, { event: 'first' })
   expect(published.status).toBe(200)
+  expect((await h.json(`${BASE}/pub/users-state`, { states: {} })).status).toBe(200)
+  expect((await h.json(`${BASE}/pub/active-calls`, { calls: [] })).status).toBe(200)
 })
 afterAll(() => h.close())
 
