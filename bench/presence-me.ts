@@ -24,12 +24,21 @@
  */
 import { parseArgs } from 'node:util'
 import type { Socket, SocketHandler } from 'bun'
+import type { AccessGuard } from '../src/auth/access-guard'
+import { systemClock } from '../src/clock'
+import type { DirectoryUser } from '../src/directory/directory'
 import { DEBOUNCE_MS } from '../src/pbx/state-engine'
+import type { Channel } from '../src/presence/channel'
+import { channelSpecs, PresenceHub, type Subscription } from '../src/presence/hub'
+import { PersonalFeed } from '../src/presence/personal/personal-feed'
+import { scopeRules } from '../src/presence/personal/scope'
+import { SNAPSHOT_KINDS, SnapshotStamper, type ActiveCall, type ActiveCallsSnapshot, type ChannelEntry, type EmployeeEntry, type UsersStateSnapshot } from '../src/presence/snapshot'
 import { AmiSimulator, SIM_SECRET, SIM_USERNAME, type SimContact } from '../test/ami-simulator'
 import { BASE, type ServerProcess } from '../test/binary/server-process'
 import {
   CLIENT_CPU,
   cpuMs,
+  median,
   onExit,
   pinningUnavailable,
   pinProcess,
@@ -94,7 +103,7 @@ if (userCount < 3 || userCount > 60_000) {
   console.error('--users must be between 3 and 60000: the caller, the callee and a bystander at least')
   process.exit(1)
 }
-if (snapshotCalls * 2 > userCount) {
+if (parts.has('cost') && snapshotCalls * 2 > userCount) {
   console.error('--snapshot-calls can be at most half of --users: each call is between two employees')
   process.exit(1)
 }
@@ -176,16 +185,14 @@ async function startPbx(server: ServerProcess, pin: (pid: number) => void): Prom
   return pbx
 }
 
-/** Whether the bystander's me/users-state shows every user (the engine has loaded every endpoint). */
-async function everyUserShown(pbx: Pbx): Promise<boolean> {
+/** Waits until the bystander's me/users-state shows every user (the engine has loaded every endpoint). */
+async function everyUserShown(pbx: Pbx): Promise<void> {
   const deadline = performance.now() + BOUND_MS
   for (;;) {
     const response = await fetch(`${pbx.server.baseUrl}/sub/me/users-state?authorization=${pbx.tokens.get(BYSTANDER)}`)
-    if (response.status === 200) {
-      const { states } = (await response.json()) as { states: Record<string, unknown> }
-      if (EXTENSIONS.every((user) => user in states)) return true
-    } else await response.body?.cancel()
-    if (performance.now() > deadline) throw new Error(`sub/me/users-state did not show all ${userCount} users within ${BOUND_MS} ms`)
+    const text = await response.text()
+    if (response.status === 200 && EXTENSIONS.every((user) => user in (JSON.parse(text) as { states: Record<string, unknown> }).states)) return
+    if (performance.now() > deadline) throw new Error(`sub/me/users-state did not show all ${userCount} users within ${BOUND_MS} ms: ${response.status} ${text.slice(0, 300)}`)
     await Bun.sleep(50)
   }
 }
@@ -447,6 +454,192 @@ function printDelivery(delivery: Delivery): void {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
+// Part 2: the cost of personalisation, in process.
+
+interface SnapshotPair {
+  usersState: UsersStateSnapshot
+  activeCalls: ActiveCallsSnapshot
+}
+
+/** A call between two employees: ringing, or answered and bridged; `serial` makes its ids. */
+interface CallSlot {
+  caller: string
+  callee: string
+  answered: boolean
+  serial: number
+}
+
+const hex8 = (value: number): string => value.toString(16).padStart(8, '0')
+
+function legsOf(slot: CallSlot) {
+  const leg = (extension: string, offset: number) => {
+    const id = slot.serial * 2 + offset
+    return { extension, channel: `PJSIP/${extension}-${hex8(id)}`, uniqueid: `1795435200.${id}`, channelId: hex8(id) }
+  }
+  return { caller: leg(slot.caller, 0), callee: leg(slot.callee, 1), linkedid: `1795435200.${slot.serial * 2}` }
+}
+
+/** The users-state entries of a call's two parties, as the engine writes them (README "Presence snapshots, schema version 2"). */
+function partyEntries(slot: CallSlot): Array<[string, EmployeeEntry]> {
+  const { caller, callee, linkedid } = legsOf(slot)
+  const entry = (own: typeof caller, other: typeof caller, incoming: boolean): EmployeeEntry => ({
+    name: `User ${own.extension}`,
+    state: incoming && !slot.answered ? 'Ringing' : 'Up',
+    channels: {
+      [own.channel]: {
+        channel: other.channel,
+        number: other.extension,
+        direction: incoming ? 'incoming' : 'outgoing',
+        linkedid,
+        uniqueid: own.uniqueid,
+        channelId: own.channelId,
+        answerState: slot.answered ? 'bridged' : incoming ? 'ringing' : 'dialing',
+        pickupAvailable: incoming && !slot.answered,
+      },
+    },
+  })
+  return [
+    [caller.extension, entry(caller, callee, false)],
+    [callee.extension, entry(callee, caller, true)],
+  ]
+}
+
+function activeCallOf(slot: CallSlot): ActiveCall {
+  const { caller, callee, linkedid } = legsOf(slot)
+  const start = 1_795_435_200 + slot.serial
+  const leg = (party: typeof caller, answerState: ChannelEntry['answerState']) => ({ channel: party.channel, number: party.extension, uniqueid: party.uniqueid, channelId: party.channelId, answerState })
+  return {
+    start,
+    answer: slot.answered ? start + 5 : '',
+    typeCall: 'inner',
+    src_chan: caller.channel,
+    src_num: caller.extension,
+    dst_chan: callee.channel,
+    dst_num: callee.extension,
+    did: '',
+    linkedid,
+    calledChannels: [leg(callee, slot.answered ? 'bridged' : 'ringing')],
+    bridgeChannels: slot.answered ? [leg(caller, 'bridged'), leg(callee, 'bridged')] : [],
+  }
+}
+
+/**
+ * `count` full snapshots of every user and one queue (the first group its members), with `--snapshot-calls` calls
+ * between neighbours (201 ↔ 202, 203 ↔ 204, …); each moves one call a step: a ringing one is answered, an answered
+ * one hung up and replaced by a new ringing one between the same pair. So every snapshot changes two employees.
+ */
+function buildSnapshots(count: number): SnapshotPair[] {
+  const stamper = new SnapshotStamper(systemClock)
+  let serial = 0
+  const slots: CallSlot[] = Array.from({ length: snapshotCalls }, (_, k) => ({ caller: EXTENSIONS[2 * k]!, callee: EXTENSIONS[2 * k + 1]!, answered: k % 2 === 0, serial: serial++ }))
+  const pairs: SnapshotPair[] = []
+  for (let i = 0; i < count; i++) {
+    const slot = slots[i % slots.length]!
+    if (slot.answered) Object.assign(slot, { answered: false, serial: serial++ })
+    else slot.answered = true
+    const states: Record<string, EmployeeEntry> = Object.fromEntries(EXTENSIONS.map((extension) => [extension, { name: `User ${extension}`, state: 'Idle', channels: {} }]))
+    for (const busy of slots) Object.assign(states, Object.fromEntries(partyEntries(busy)))
+    states['queue-support'] = { name: 'Support', state: 'Idle', channels: {}, isQueue: true, members: GROUPS[0] ?? [CALLER] }
+    pairs.push({ usersState: stamper.stamp<'users-state'>({ states }), activeCalls: stamper.stamp<'active-calls'>({ calls: slots.map(activeCallOf) }) })
+  }
+  return pairs
+}
+
+/** Every user, a plain user of the embedded directory. */
+const directoryUser = (username: string, id: number): DirectoryUser => ({ id, username, displayName: `User ${username}`, role: 'user', mobile: '', disabled: false })
+
+interface Cost {
+  /** CPU µs per snapshot pair (users-state and active-calls), median over the rounds. */
+  legacyUs: number
+  personalUs: number
+  /** Messages the personalised channels published per snapshot pair. */
+  personalMessages: number
+  rounds: number
+}
+
+const COST_ROUNDS = 5
+
+/** A subscriber that takes every message: the transports' own writes are not in this part (part 1's server CPU has them). */
+function countingSubscription(hub: PresenceHub, username: string, channel: Channel, counter: { messages: number }): void {
+  const subscription: Subscription = {
+    username,
+    transport: 'eventsource',
+    token: '',
+    deliver: () => {
+      counter.messages++
+      return true
+    },
+    close: () => hub.unsubscribe(subscription),
+  }
+  if (!hub.acquire(username)) throw new Error(`no subscription slot for ${username}`)
+  hub.subscribe(channel, subscription)
+}
+
+function cpuMicros(run: () => void): number {
+  const before = process.cpuUsage()
+  run()
+  const used = process.cpuUsage(before)
+  return used.user + used.system
+}
+
+function measureCost(): Cost {
+  progress(`cost: building ${snapshots} snapshots of ${userCount} employees with ${snapshotCalls} calls`)
+  const pairs = buildSnapshots(snapshots)
+  // The hub's sweep never runs during the measure, so its guard is never asked.
+  const hub = new PresenceHub({ channels: channelSpecs([]), maxPerUser: 10, sweepMs: 3_600_000 }, {} as AccessGuard, systemClock)
+  const users = new Map(EXTENSIONS.map((username, i) => [username, directoryUser(username, i + 1)]))
+  const rules = scopeRules({ presence_scope_states: 'all', presence_scope_calls: 'own', presence_groups: GROUPS.map((group) => group.join(' ')) })
+  const feed = new PersonalFeed({ hub, clock: systemClock, directory: { findByUsername: (name) => users.get(name) ?? null }, rules, legacy: false })
+  const personal = { messages: 0 }
+  const legacy = { messages: 0 }
+  for (const username of EXTENSIONS) {
+    for (const kind of SNAPSHOT_KINDS) {
+      countingSubscription(hub, username, feed.channelFor(kind, username), personal)
+      countingSubscription(hub, username, hub.channel(kind)!, legacy)
+    }
+  }
+  const legacyPass = () =>
+    cpuMicros(() => {
+      for (const { usersState, activeCalls } of pairs) {
+        hub.publish(hub.channel('users-state')!, JSON.stringify(usersState), 'application/json')
+        hub.publish(hub.channel('active-calls')!, JSON.stringify(activeCalls), 'application/json')
+      }
+    })
+  const personalPass = () =>
+    cpuMicros(() => {
+      for (const { usersState, activeCalls } of pairs) {
+        feed.full('users-state', usersState)
+        feed.full('active-calls', activeCalls)
+      }
+    })
+  progress(`cost: a warm-up pass, then ${COST_ROUNDS} rounds of ${snapshots} snapshots, legacy and personalised alternating`)
+  legacyPass()
+  personalPass()
+  const legacyUs: number[] = []
+  const personalUs: number[] = []
+  personal.messages = 0
+  for (let round = 0; round < COST_ROUNDS; round++) {
+    legacyUs.push(legacyPass() / snapshots)
+    personalUs.push(personalPass() / snapshots)
+  }
+  hub.shutdown()
+  return { legacyUs: median(legacyUs), personalUs: median(personalUs), personalMessages: personal.messages / (snapshots * COST_ROUNDS), rounds: COST_ROUNDS }
+}
+
+function printCost(cost: Cost): void {
+  console.log(`\n2. personalisation in process: a PersonalFeed with ${userCount} users each subscribed to both me channels and both legacy ones`)
+  console.log(`   ${snapshots} full snapshots (users-state and active-calls) of ${userCount} employees, ${snapshotCalls} calls, one call moved a step each;`)
+  console.log(`   CPU per snapshot pair, median of ${cost.rounds} rounds; subscribers only count messages (their transports' writes are in part 1)\n`)
+  const us = (value: number) => value.toFixed(0)
+  printTable([
+    ['publish', 'CPU µs per snapshot pair', 'messages per pair', 'µs per user'],
+    ['legacy: JSON once, to the shared channels', us(cost.legacyUs), '2', '-'],
+    [`personalised: ${userCount} users × 2 me channels`, us(cost.personalUs), cost.personalMessages.toFixed(0), (cost.personalUs / userCount).toFixed(1)],
+  ])
+  console.log(`\n   personalised / legacy: ${(cost.personalUs / cost.legacyUs).toFixed(1)} x`)
+}
+
+// ---------------------------------------------------------------------------------------------------------------
 
 async function main(): Promise<void> {
   const unpinnedWhy = pinningUnavailable()
@@ -460,12 +653,14 @@ async function main(): Promise<void> {
     requireBinary()
     delivery = await measureDelivery(pin)
   }
+  const cost = parts.has('cost') ? measureCost() : null
   const pinning = unpinnedWhy ? `unpinned (${unpinnedWhy})` : `server pinned to CPU ${SERVER_CPU}, this process (simulator, subscribers) to CPU ${CLIENT_CPU}`
   console.log(`\npersonalised presence bench: loopback; ${pinning}; Bun ${Bun.version}`)
   if (delivery) printDelivery(delivery)
+  if (cost) printCost(cost)
   if (options.json) {
     const settings = { userCount, perUser, activeCallsPerUser, legacyCount, calls, groupSize, snapshots, snapshotCalls, pinning, bun: Bun.version }
-    console.log(JSON.stringify({ settings, delivery }, null, 2))
+    console.log(JSON.stringify({ settings, delivery, cost }, null, 2))
   }
 }
 
