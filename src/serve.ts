@@ -18,7 +18,7 @@ import { externalJwtSettings } from './config/load'
 import type { Config } from './config/schema'
 import { DirectoryAdminCredentials, MikoPbxAdminCredentials } from './core-api/admin-credentials'
 import { CachedDirectory } from './directory/cached'
-import type { Directory } from './directory/directory'
+import type { Directory, DirectoryUser } from './directory/directory'
 import { EmbeddedDirectory } from './directory/embedded'
 import { cdrDatabasePath } from './history/cdr-location'
 import { CdrSource } from './history/cdr-reader'
@@ -98,12 +98,32 @@ export function recordingsAccessLine(mode: Config['recordings_access'], cdrPath:
     : 'recordings: no call-history source, so only admins open recordings (recordings_access = "owner")'
 }
 
+/** How long the mobile numbers' index is used before the directory is listed again. */
+const MOBILE_INDEX_MS = 30_000
+
+/**
+ * The user whose directory `mobile` a dialed number ends with (its last 10 digits, as call history
+ * matches them): a leg to that number is that user's (README "Presence snapshots, schema version 2").
+ */
+function mobileOwners(listUsers: () => DirectoryUser[], clock: Clock): (number: string) => string | null {
+  let index = new Map<string, string>()
+  let builtAt = -Infinity
+  return (number) => {
+    if (clock.now() - builtAt > MOBILE_INDEX_MS) {
+      index = new Map(listUsers().flatMap((user) => (user.mobile && !user.disabled ? [[user.mobile.slice(-10), user.username] as [string, string]] : [])))
+      builtAt = clock.now()
+    }
+    const digits = number.replace(/\D/g, '')
+    return digits.length >= 5 ? (index.get(digits.slice(-10)) ?? null) : null
+  }
+}
+
 /**
  * With `ami = "on"`, the AMI client and the state engine that publishes `users-state` and
  * `active-calls` from it (README "Live PBX state"); null otherwise. Connecting starts at once and
  * never delays the start: AMI may come up later.
  */
-function startPbxState(config: Config, directory: Directory, hub: PresenceHub, feed: PersonalFeed, clock: Clock) {
+function startPbxState(config: Config, directory: Directory, feed: PersonalFeed, clock: Clock, listUsers: (() => DirectoryUser[]) | null) {
   const settings = amiSettings(config)
   if (!settings) return null
   const log = (line: string) => console.log(line)
@@ -116,12 +136,9 @@ function startPbxState(config: Config, directory: Directory, hub: PresenceHub, f
       const user = directory.findByUsername(extension)
       return user && !user.disabled ? user.displayName : null
     },
+    userOfMobile: listUsers ? mobileOwners(listUsers, clock) : () => null,
     // Only the source that owns presence feeds the channels (README "Personalised presence").
-    publish: (name, body) => {
-      if (config.presence_source !== 'ami') return
-      if (feed.legacy) hub.publish(hub.channel(name)!, body, 'application/json')
-      feed.published(name, body)
-    },
+    sink: config.presence_source === 'ami' ? feed : { full: () => {} },
   })
   engine.start()
   link.start()
@@ -226,7 +243,7 @@ export async function serve(config: Config, clock: Clock = systemClock, reloadCo
   const feed = new PersonalFeed({ hub, clock, directory, rules: scopeRules(config), legacy: config.presence_legacy_channels === 'on' })
 
   const cdr = new CdrSource(cdrDatabasePath(config.cdr_db))
-  const pbxState = startPbxState(config, directory, hub, feed, clock)
+  const pbxState = startPbxState(config, directory, feed, clock, users.embedded ? () => users.embedded!.list() : null)
   // README "Metrics": counted only with metrics = "on"; served on the main listener or on metrics_port.
   const eventLoopLag = config.metrics === 'on' ? new EventLoopLag().start() : null
   const metrics = eventLoopLag

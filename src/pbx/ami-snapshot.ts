@@ -1,10 +1,10 @@
 /**
  * One full read of the PBX state through AMI list actions (README "Live PBX state"): endpoints,
- * contacts, outbound registrations and channels. The engine loads it at every login and
- * reconciliation.
+ * contacts, outbound registrations, channels, bridges and queues. The engine loads it at every
+ * login and reconciliation.
  */
 import type { AmiLink, AmiMessage, AmiReply } from './ami/ami-link'
-import { snapshotOf, type ChannelSnapshot } from './channel-table'
+import { snapshotOf, type ChannelSnapshot } from './call-graph'
 import { deviceStateText } from './device-state'
 import type { ContactDetail, OutboundRegistration } from './pbx-state'
 
@@ -17,12 +17,18 @@ export interface LoadedEndpoint {
 export interface LoadedChannel {
   snapshot: ChannelSnapshot
   bridge: string | null
+  /** Application `AppDial`: the channel was created by a Dial, so it is that Dial's destination. */
+  dialDestination: boolean
 }
 
 export interface PbxSnapshot {
   endpoints: Map<string, LoadedEndpoint>
   registrations: Map<string, OutboundRegistration>
   channels: LoadedChannel[]
+  /** BridgeList's bridges by BridgeUniqueid; their members come from CoreShowChannel's BridgeId. */
+  bridges: Set<string>
+  /** QueueStatus's QueueParams, QueueMember and QueueEntry events, in order. */
+  queueEvents: AmiMessage[]
 }
 
 const NOT_DETAILS = new Set(['event', 'actionid', 'objecttype'])
@@ -68,7 +74,7 @@ const failed = (reply: AmiReply): boolean => reply.response.get('Response')?.toL
  */
 function eventsNamed(action: string, reply: AmiReply, name: string): AmiMessage[] {
   if (failed(reply) && /permission denied/i.test(reply.response.get('Message') ?? '')) throw new AmiPermissionDenied(`${action}: permission denied`)
-  return reply.events.filter((event) => event.get('Event') === name)
+  return name ? reply.events.filter((event) => event.get('Event') === name) : reply.events
 }
 
 async function listed(link: AmiLink, action: string, eventName: string, timeoutMs: number): Promise<AmiMessage[]> {
@@ -117,7 +123,17 @@ export async function loadPbxSnapshot(link: AmiLink, timeoutMs: number): Promise
   const channels: LoadedChannel[] = []
   for (const event of await listed(link, 'CoreShowChannels', 'CoreShowChannel', timeoutMs)) {
     const snapshot = snapshotOf(event)
-    if (snapshot) channels.push({ snapshot, bridge: event.get('BridgeId') || null })
+    if (snapshot) channels.push({ snapshot, bridge: event.get('BridgeId') || null, dialDestination: event.get('Application') === 'AppDial' })
   }
-  return { endpoints, registrations, channels }
+  const bridges = new Set<string>()
+  for (const event of await listed(link, 'BridgeList', 'BridgeListItem', timeoutMs)) {
+    const bridge = event.get('BridgeUniqueid')
+    if (bridge) bridges.add(bridge)
+  }
+  const queueEvents = (await link.action('QueueStatus', {}, timeoutMs).then((reply) => eventsNamed('QueueStatus', reply, ''))).filter((event) =>
+    QUEUE_STATUS_EVENTS.has(event.get('Event') ?? ''),
+  )
+  return { endpoints, registrations, channels, bridges, queueEvents }
 }
+
+const QUEUE_STATUS_EVENTS = new Set(['QueueParams', 'QueueMember', 'QueueEntry'])

@@ -1,30 +1,15 @@
 /**
- * The `active-calls` snapshot (README "Live PBX state"): one entry per Linkedid, in the shape
- * ModuleMonitorActiveCalls published.
+ * The `active-calls` snapshot body (README "Live PBX state"): one entry per call, its linkedid the
+ * earliest of the linkedids pickups and transfers joined, in the shape ModuleMonitorActiveCalls
+ * published plus the version 2 leg fields.
  */
 import { endpointOfChannel, extensionOfEndpoint } from './device-state'
-import { knownNumber, type CallRecord, type Channel, type ChannelTable } from './channel-table'
+import { compareUniqueids, isLocalName, knownNumber, type CallGraph, type CallRecord, type Channel } from './call-graph'
+import { channelIdOf, isStrictChannelName, type ActiveCall, type CallLeg } from '../presence/snapshot'
 
 export type NameOf = (ext: string) => string | null
-
-export interface Leg {
-  channel: string
-  number: string
-}
-
-export interface ActiveCall {
-  start: number
-  answer: number | ''
-  typeCall: 'inner' | 'outgoing' | 'incoming'
-  src_chan: string
-  src_num: string
-  dst_chan: string
-  dst_num: string
-  did: string
-  linkedid: string
-  calledChannels: Leg[]
-  bridgeChannels: Leg[]
-}
+/** The user extension whose mobile number this is, or null. */
+export type UserOfMobile = (number: string) => string | null
 
 /** The user extension a channel belongs to (`PJSIP/201-WS-…` → `201`), or null for providers, unknown endpoints and Local channels. */
 export function userOfChannel(name: string, nameOf: NameOf): string | null {
@@ -52,35 +37,39 @@ function typeOfCall(src: string | null, others: readonly Channel[], srcExten: st
   return looksInternal(srcExten, nameOf) ? 'inner' : 'outgoing'
 }
 
-function buildCall(call: CallRecord, table: ChannelTable, nameOf: NameOf): ActiveCall | null {
-  const legs = [...call.members].map((uniqueid) => table.channels.get(uniqueid)).filter((leg): leg is Channel => leg !== undefined && !table.isLocal(leg))
+function buildCall(call: CallRecord, graph: CallGraph, nameOf: NameOf): ActiveCall | null {
+  const legs = [...call.members]
+    .map((uniqueid) => graph.channels.get(uniqueid))
+    .filter((leg): leg is Channel => leg !== undefined && !isLocalName(leg.name))
+    .sort((a, b) => compareUniqueids(a.uniqueid, b.uniqueid))
   if (legs.length === 0) return null
-  const source = table.channels.get(call.srcUniqueid)
+  const source = graph.channels.get(call.srcUniqueid)
   const others = legs.filter((leg) => leg.uniqueid !== call.srcUniqueid)
   const srcUser = userOfChannel(call.srcName, nameOf)
-  const dst = source ? table.talkingTo(source) : null
-  const asLeg = (leg: Channel): Leg => ({ channel: leg.name, number: numberOfChannel(leg, nameOf) })
+  const dst = source ? graph.talkingTo(source) : null
+  const asLeg = (leg: Channel): CallLeg => ({ channel: leg.name, number: numberOfChannel(leg, nameOf), uniqueid: leg.uniqueid, channelId: channelIdOf(leg.name), answerState: graph.answerStateOf(leg) })
   const typeCall = typeOfCall(srcUser, others, call.srcExten, nameOf)
   return {
     start: call.start,
     answer: call.answer ?? '',
     typeCall,
-    src_chan: call.srcName,
+    src_chan: isStrictChannelName(call.srcName) ? call.srcName : '',
     src_num: source ? numberOfChannel(source, nameOf) : (srcUser ?? ''),
     dst_chan: dst?.name ?? '',
     dst_num: dst ? numberOfChannel(dst, nameOf) : '',
     did: typeCall === 'incoming' ? call.srcExten : '',
     linkedid: call.linkedid,
-    calledChannels: others.filter((leg) => table.talkingTo(leg) === null).map(asLeg),
-    bridgeChannels: legs.filter((leg) => table.talkingTo(leg) !== null).map(asLeg),
+    calledChannels: others.filter((leg) => graph.talkingTo(leg) === null).map(asLeg),
+    bridgeChannels: legs.filter((leg) => graph.talkingTo(leg) !== null).map(asLeg),
   }
 }
 
-export function buildActiveCalls(table: ChannelTable, nameOf: NameOf): { calls: ActiveCall[] } {
+/** Oldest call first, so equal graphs give equal JSON. */
+export function buildActiveCalls(graph: CallGraph, nameOf: NameOf): ActiveCall[] {
   const calls: ActiveCall[] = []
-  for (const call of table.calls.values()) {
-    const built = buildCall(call, table, nameOf)
+  for (const call of graph.calls.values()) {
+    const built = buildCall(call, graph, nameOf)
     if (built) calls.push(built)
   }
-  return { calls }
+  return calls.sort((a, b) => compareUniqueids(a.linkedid, b.linkedid))
 }

@@ -1,16 +1,19 @@
 /**
  * The live PBX state engine (README "Live PBX state"): loads the state through AMI at every login,
- * follows events, reconciles every minute, and publishes `users-state` and `active-calls` when they
- * change. Implements the cache the routes read (PbxStateView).
+ * follows events in a call graph, reconciles every 20 s, and hands full `users-state` and
+ * `active-calls` snapshots (schema version 2) to a sink when an entry changed. Implements the
+ * cache the routes read (PbxStateView).
  */
 import type { AmiLink, AmiMessage, AmiStatus } from './ami/ami-link'
 import { loadPbxSnapshot, type PbxSnapshot } from './ami-snapshot'
-import { buildActiveCalls, type NameOf } from './calls'
-import { ChannelTable, snapshotOf, type Channel, type ChannelSnapshot } from './channel-table'
+import { buildActiveCalls, type NameOf, type UserOfMobile } from './calls'
+import { CallGraph, snapshotOf, type Channel, type ChannelSnapshot } from './call-graph'
 import { derivedDeviceState, deviceStateText, endpointOfChannel, userStateOfHint } from './device-state'
 import type { ContactDetail, EndpointState, OutboundRegistration, PbxStateView } from './pbx-state'
+import { QueueTable } from './queues'
 import { buildUsersState, type EndpointRecord, type HintState } from './users-state'
 import { systemClock, type Clock } from '../clock'
+import { isStrictChannelName, SnapshotStamper, type ActiveCall, type EmployeeEntry, type SnapshotSink } from '../presence/snapshot'
 
 export const ENGINE_CHANNELS = ['users-state', 'active-calls'] as const
 export type EngineChannel = (typeof ENGINE_CHANNELS)[number]
@@ -29,7 +32,10 @@ export interface StateEngineOptions {
   link: AmiLink
   /** The directory's display name of a user extension; null for anything that is not a user. */
   nameOf: NameOf
-  publish: (channel: EngineChannel, body: string) => void
+  /** The user whose mobile number this is: a leg dialed to it belongs to that user's entry. */
+  userOfMobile?: UserOfMobile
+  /** Where full snapshots go (README "Presence snapshots, schema version 2"). */
+  sink: SnapshotSink
   clock?: Clock
   timers?: Timers
   log?: (line: string) => void
@@ -39,25 +45,19 @@ export interface StateEngineOptions {
   actionTimeoutMs?: number
 }
 
-export const RECONCILE_MS = 60_000
+export const RECONCILE_MS = 20_000
 export const DEBOUNCE_MS = 100
 /** The first change after a quiet window is published this soon: long enough to gather one AMI read's events. */
 export const COALESCE_MS = 10
 export const MAX_CHANNELS = 10_000
+const MAX_QUEUES = 1_000
+/** Events a load may have to apply again after its lists; more means a PBX far too busy to list consistently. */
+const MAX_REPLAY = 50_000
 const ACTION_TIMEOUT_MS = 10_000
 const PUBLISH_RETRY_MS = 1_000
 
-interface LiveEndpoint extends EndpointRecord {
+interface LiveEndpoint extends Omit<EndpointRecord, 'contactStatuses'> {
   contacts: Map<string, ContactDetail>
-}
-
-/**
- * What events changed while a load was under way. Events and list replies share one ordered
- * connection, so for these the engine already holds something at least as new as the lists.
- */
-interface Touched {
-  endpoints: Set<string>
-  channels: Set<string>
 }
 
 export interface Drift {
@@ -66,16 +66,20 @@ export interface Drift {
   channels: number
 }
 
+/** What a reconciliation compares: one text per endpoint, registration and channel. */
+interface StateSummary {
+  endpoints: Map<string, string>
+  registrations: Map<string, string>
+  channels: Map<string, string>
+}
+
 const contactsKey = (contacts: ReadonlyMap<string, ContactDetail>): string =>
   JSON.stringify([...contacts.values()].map((contact) => [contact.URI, contact.Status]).sort())
 
-function countDiffering<A, B>(current: ReadonlyMap<string, A>, loaded: ReadonlyMap<string, B>, same: (a: A, b: B) => boolean): number {
+function countDiffering(current: ReadonlyMap<string, string>, rebuilt: ReadonlyMap<string, string>): number {
   let differing = 0
-  for (const [key, value] of current) {
-    const other = loaded.get(key)
-    if (other === undefined || !same(value, other)) differing++
-  }
-  for (const key of loaded.keys()) if (!current.has(key)) differing++
+  for (const [key, value] of current) if (rebuilt.get(key) !== value) differing++
+  for (const key of rebuilt.keys()) if (!current.has(key)) differing++
   return differing
 }
 
@@ -85,49 +89,23 @@ const eventSeconds = (event: AmiMessage, clock: Clock): number => {
   return Number.isFinite(stamp) && stamp > 0 ? Math.floor(stamp) : Math.floor(clock.now() / 1000)
 }
 
-/** The endpoints and channels an event may change: its device, endpoint and channels, and theirs as callee (DialBegin's Dest*). */
-function noteTouched(touched: Touched, event: AmiMessage): void {
-  const device = event.get('Device')
-  if (device?.startsWith('PJSIP/')) touched.endpoints.add(device.slice('PJSIP/'.length))
-  for (const key of ['EndpointName', 'AOR']) {
-    const name = event.get(key)
-    if (name) touched.endpoints.add(name)
-  }
-  for (const prefix of ['', 'Dest']) {
-    const name = endpointOfChannel(event.get(`${prefix}Channel`) ?? '')
-    if (name !== null) touched.endpoints.add(name)
-    const uniqueid = event.get(`${prefix}Uniqueid`)
-    if (uniqueid) touched.channels.add(uniqueid)
-  }
-}
-
-/**
- * The snapshot with what events touched during the load taken from the live state instead: a
- * channel hung up meanwhile stays gone, one created after the list stays (README "Live PBX state").
- */
-function withoutTouched(snapshot: PbxSnapshot, touched: Touched, live: ReadonlyMap<string, LiveEndpoint>, channels: ReadonlyMap<string, Channel>): PbxSnapshot {
-  if (touched.endpoints.size === 0 && touched.channels.size === 0) return snapshot
-  const endpoints = new Map(snapshot.endpoints)
-  for (const name of touched.endpoints) {
-    const known = live.get(name)
-    if (known && endpoints.has(name)) endpoints.set(name, { ...endpoints.get(name)!, deviceState: known.deviceState, contacts: new Map(known.contacts) })
-  }
-  const kept = snapshot.channels.filter((loaded) => !touched.channels.has(loaded.snapshot.uniqueid))
-  const fromEvents = [...touched.channels].flatMap((uniqueid) => {
-    const channel = channels.get(uniqueid)
-    return channel ? [{ snapshot: channel, bridge: channel.bridge }] : []
-  })
-  return { ...snapshot, endpoints, channels: [...kept, ...fromEvents] }
-}
+/** Keys sorted, so equal entries give equal JSON whatever order they were built in. */
+const sortedStates = (states: ReadonlyMap<string, EmployeeEntry>): Record<string, EmployeeEntry> =>
+  Object.fromEntries([...states].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
 
 export class StateEngine implements PbxStateView {
   /** `eventsReceived` counts every AMI event the link delivered, handled or not (README "Metrics"). */
   readonly counters = { reconciliations: 0, driftCorrected: 0, ignoredEvents: 0, eventsReceived: 0 }
+  /** One boot UUID and one sequence for every snapshot this engine publishes. */
+  readonly stamper: SnapshotStamper
   private readonly live = new Map<string, LiveEndpoint>()
   private liveRegistrations = new Map<string, OutboundRegistration>()
   private readonly hints = new Map<string, HintState>()
-  private readonly table: ChannelTable
-  private readonly lastPublished = new Map<EngineChannel, string>()
+  private readonly graph: CallGraph
+  private readonly queues = new QueueTable(MAX_QUEUES)
+  /** The JSON of each users-state entry and of the calls, as last published. */
+  private lastEntries: Map<string, string> | null = null
+  private lastCalls: string | null = null
   private readonly clock: Clock
   private readonly timers: Timers
   private readonly log: (line: string) => void
@@ -138,13 +116,19 @@ export class StateEngine implements PbxStateView {
   private loadedOnce = false
   private capLogged = false
   private publishFailing = false
+  /** The next publication goes out even if no entry changed: a login's load starts a new sequence. */
+  private publishAll = false
   private flushTimer: unknown = null
   /** Runs for a debounce window after each publication; changes meanwhile wait for its end. */
   private windowTimer: unknown = null
   private changedInWindow = false
   private reconcileTimer: unknown = null
   private reconciling: Promise<void> | null = null
-  private touched: Touched | null = null
+  /** Events that arrived while a load ran: applied live, and again on top of the load's lists. */
+  private replay: AmiMessage[] | null = null
+  private replayOverflow = false
+  /** True while replaying: the events were counted the first time. */
+  private replaying = false
   private readonly handlers: Readonly<Record<string, (event: AmiMessage) => void>> = {
     DeviceStateChange: (event) => this.onDeviceState(event),
     ContactStatus: (event) => this.onContactStatus(event),
@@ -154,18 +138,37 @@ export class StateEngine implements PbxStateView {
     Newstate: (event) => this.onChannelUpdate(event),
     NewCallerid: (event) => this.onChannelUpdate(event),
     NewConnectedLine: (event) => this.onChannelUpdate(event),
+    HangupRequest: (event) => this.onHangupRequest(event),
+    SoftHangupRequest: (event) => this.onHangupRequest(event),
     Hangup: (event) => this.onHangup(event),
     DialBegin: (event) => this.onDialBegin(event),
-    DialEnd: (event) => this.onChannelUpdate(event),
+    DialEnd: (event) => this.onDialEnd(event),
+    Hold: (event) => this.onHold(event, true),
+    Unhold: (event) => this.onHold(event, false),
+    BridgeCreate: (event) => this.onBridgeCreate(event),
+    BridgeDestroy: (event) => this.onBridgeDestroy(event),
     BridgeEnter: (event) => this.onBridge(event, true),
     BridgeLeave: (event) => this.onBridge(event, false),
+    QueueCallerJoin: (event) => this.counted(this.queues.callerJoined(event)),
+    QueueCallerLeave: (event) => this.counted(this.queues.callerLeft(event)),
+    QueueCallerAbandon: (event) => this.counted(this.queues.callerLeft(event)),
+    QueueMemberAdded: (event) => this.counted(this.queues.member(event)),
+    QueueMemberStatus: (event) => this.counted(this.queues.member(event)),
+    QueueMemberRemoved: (event) => this.counted(this.queues.memberRemoved(event)),
+    AgentCalled: (event) => this.counted(this.queues.member(event)),
+    AgentConnect: (event) => {
+      this.queues.member(event)
+      this.queues.callerLeft(event)
+    },
+    AgentComplete: (event) => this.counted(this.queues.member(event)),
   }
 
   constructor(private readonly options: StateEngineOptions) {
     this.clock = options.clock ?? systemClock
     this.timers = options.timers ?? systemTimers
     this.log = options.log ?? ((line) => console.log(line))
-    this.table = new ChannelTable(options.maxChannels ?? MAX_CHANNELS)
+    this.graph = new CallGraph(options.maxChannels ?? MAX_CHANNELS)
+    this.stamper = new SnapshotStamper(this.clock)
   }
 
   /** Subscribes to the link; loads at once when it is already up. */
@@ -189,7 +192,7 @@ export class StateEngine implements PbxStateView {
 
   /** How many channels are in memory (README "Live PBX state": they leave with their Hangup). */
   get trackedChannels(): number {
-    return this.table.size
+    return this.graph.size
   }
 
   /** With AMI on, these channels are the engine's: `pub/` refuses them (README "Live PBX state"). */
@@ -207,12 +210,21 @@ export class StateEngine implements PbxStateView {
     return this.liveRegistrations
   }
 
-  usersState(): string {
-    return JSON.stringify(buildUsersState(this.live.values(), this.hints, this.table, this.options.nameOf))
+  /** The users-state body now: users by extension, then queues. */
+  usersState(): Map<string, EmployeeEntry> {
+    const endpoints = [...this.live.values()].map((endpoint) => ({ ...endpoint, contactStatuses: [...endpoint.contacts.values()].map((contact) => contact.Status ?? '') }))
+    return buildUsersState({
+      endpoints,
+      hints: this.hints,
+      graph: this.graph,
+      queues: this.queues.entries(),
+      nameOf: this.options.nameOf,
+      userOfMobile: this.options.userOfMobile ?? (() => null),
+    })
   }
 
-  activeCalls(): string {
-    return JSON.stringify(buildActiveCalls(this.table, this.options.nameOf))
+  activeCalls(): ActiveCall[] {
+    return buildActiveCalls(this.graph, this.options.nameOf)
   }
 
   /** Settles when the reconciliation under way, if any, has finished. */
@@ -226,9 +238,9 @@ export class StateEngine implements PbxStateView {
   }
 
   /** A load begun before a reconnect read the old connection, so a login queues a fresh one behind it. */
-  private loadAfterCurrent(): Promise<void> {
+  private loadAfterCurrent(fresh = false): Promise<void> {
     const load: Promise<void> = (this.reconciling ?? Promise.resolve())
-      .then(() => this.loadAndReplace())
+      .then(() => this.loadAndReplace(fresh))
       .finally(() => {
         if (this.reconciling === load) this.reconciling = null
       })
@@ -239,7 +251,7 @@ export class StateEngine implements PbxStateView {
   private onStatus(status: AmiStatus): void {
     if (status === 'up') {
       this.everUp = true
-      void this.loadAfterCurrent()
+      void this.loadAfterCurrent(true)
       this.armReconcileTimer()
       return
     }
@@ -262,40 +274,61 @@ export class StateEngine implements PbxStateView {
     }, this.options.reconcileMs ?? RECONCILE_MS)
   }
 
-  private async loadAndReplace(): Promise<void> {
+  /**
+   * Lists everything while following events; then rebuilds from the lists and applies the events
+   * that arrived meanwhile again, so nothing newer than a list is undone (README "Live PBX state").
+   * A failed list changes nothing: it never means "all calls ended".
+   */
+  private async loadAndReplace(fresh: boolean): Promise<void> {
     let snapshot: PbxSnapshot
-    const touched: Touched = { endpoints: new Set(), channels: new Set() }
-    this.touched = touched
+    this.replay = []
+    this.replayOverflow = false
     try {
       snapshot = await loadPbxSnapshot(this.options.link, this.options.actionTimeoutMs ?? ACTION_TIMEOUT_MS)
+      if (this.replayOverflow) throw Object.assign(new Error(`more than ${MAX_REPLAY} events during the load`), { name: 'AmiLoadOverrun' })
     } catch (error) {
+      this.replay = null
       this.log(`AMI_RECONCILE_FAILED ${(error as Error).name}: ${(error as Error).message}`)
       return
-    } finally {
-      this.touched = null
     }
-    snapshot = withoutTouched(snapshot, touched, this.live, this.table.channels)
-    const drift = this.loadedOnce ? this.driftFrom(snapshot) : null
+    const events = this.replay ?? []
+    this.replay = null
+    const before = this.loadedOnce ? this.summary() : null
     this.replaceWith(snapshot)
+    this.replayEvents(events)
     this.loadedOnce = true
     this.counters.reconciliations++
+    const drift = before ? this.driftFrom(before, this.summary()) : null
     const total = drift ? drift.endpoints + drift.registrations + drift.channels : 0
     if (drift && total > 0) {
       this.counters.driftCorrected += total
       this.log(`AMI_RECONCILED drift=${total} endpoints=${drift.endpoints} registrations=${drift.registrations} channels=${drift.channels}`)
     }
+    if (fresh) this.publishAll = true
     this.changed()
   }
 
-  private driftFrom(snapshot: PbxSnapshot): Drift {
+  private replayEvents(events: readonly AmiMessage[]): void {
+    this.replaying = true
+    try {
+      for (const event of events) this.handlers[event.get('Event') ?? '']?.(event)
+    } finally {
+      this.replaying = false
+    }
+  }
+
+  private summary(): StateSummary {
+    const endpoints = new Map([...this.live].map(([name, endpoint]) => [name, `${endpoint.deviceState}|${contactsKey(endpoint.contacts)}`]))
+    const registrations = new Map([...this.liveRegistrations].map(([name, registration]) => [name, registration.status]))
+    const channels = new Map([...this.graph.channels].map(([uniqueid, channel]) => [uniqueid, `${channel.state}|${channel.bridge}|${channel.linkedid}`]))
+    return { endpoints, registrations, channels }
+  }
+
+  private driftFrom(before: StateSummary, after: StateSummary): Drift {
     return {
-      endpoints: countDiffering(this.live, snapshot.endpoints, (a, b) => a.deviceState === b.deviceState && contactsKey(a.contacts) === contactsKey(b.contacts)),
-      registrations: countDiffering(this.liveRegistrations, snapshot.registrations, (a, b) => a.status === b.status),
-      channels: countDiffering(
-        this.table.channels,
-        new Map(snapshot.channels.map((loaded) => [loaded.snapshot.uniqueid, loaded])),
-        (a, b) => a.state === b.snapshot.state && a.bridge === b.bridge && a.linkedid === b.snapshot.linkedid,
-      ),
+      endpoints: countDiffering(before.endpoints, after.endpoints),
+      registrations: countDiffering(before.registrations, after.registrations),
+      channels: countDiffering(before.channels, after.channels),
     }
   }
 
@@ -307,15 +340,22 @@ export class StateEngine implements PbxStateView {
       this.live.set(name, { name, deviceState: loaded.deviceState, stateSeq, contacts: loaded.contacts })
     }
     this.liveRegistrations = snapshot.registrations
+    // A channel Asterisk no longer lists is gone, even if its Hangup was lost.
     const loadedIds = new Set(snapshot.channels.map((loaded) => loaded.snapshot.uniqueid))
-    for (const uniqueid of [...this.table.channels.keys()]) if (!loadedIds.has(uniqueid)) this.table.remove(uniqueid)
+    for (const uniqueid of [...this.graph.channels.keys()]) if (!loadedIds.has(uniqueid)) this.graph.remove(uniqueid, false)
+    for (const bridge of snapshot.bridges) this.graph.createBridge(bridge)
+    this.graph.keepBridges(snapshot.bridges)
     const now = Math.floor(this.clock.now() / 1000)
     for (const loaded of snapshot.channels) {
+      if (!isStrictChannelName(loaded.snapshot.name) || this.graph.hasEnded(loaded.snapshot.uniqueid)) continue
       const channel = this.track(loaded.snapshot, now)
       if (!channel) continue
-      if (loaded.bridge) this.table.enterBridge(channel.uniqueid, loaded.bridge)
-      else this.table.leaveBridge(channel.uniqueid)
+      if (loaded.dialDestination) channel.dialDestination = true
+      if (loaded.bridge) this.graph.enterBridge(channel.uniqueid, loaded.bridge)
+      else this.graph.leaveBridge(channel.uniqueid)
     }
+    this.queues.replaceWith(snapshot.queueEvents)
+    if (!this.deviceEventsSeen) for (const endpoint of this.live.values()) if (this.graph.channelsOfEndpoint(endpoint.name).length > 0) this.rederiveEndpoint(endpoint)
   }
 
   /** Nothing arrives while the link is down; whatever a dropping link still hands over is left to the next load. */
@@ -324,53 +364,104 @@ export class StateEngine implements PbxStateView {
     if (this.options.link.status !== 'up') return
     const handler = this.handlers[event.get('Event') ?? '']
     if (!handler) return
-    if (this.touched) noteTouched(this.touched, event)
+    if (this.replay) {
+      if (this.replay.length < MAX_REPLAY) this.replay.push(event)
+      else this.replayOverflow = true
+    }
     handler(event)
     this.changed()
   }
 
   private ignored(): void {
-    this.counters.ignoredEvents++
+    if (!this.replaying) this.counters.ignoredEvents++
+  }
+
+  private counted(handled: boolean): void {
+    if (!handled) this.ignored()
   }
 
   private track(snapshot: ChannelSnapshot, seconds: number): Channel | undefined {
-    const channel = this.table.upsert(snapshot, seconds)
+    const channel = this.graph.upsert(snapshot, seconds)
     if (!channel && !this.capLogged) {
       this.capLogged = true
-      this.log(`AMI_CHANNEL_CAP channels=${this.table.size}: new channels are not tracked until some hang up`)
+      this.log(`AMI_CHANNEL_CAP channels=${this.graph.size}: new channels are not tracked until some hang up`)
     }
     return channel
   }
 
+  /** A channel an event may create or update: strict names only, and never one whose Hangup was seen. */
+  private trackable(snapshot: ChannelSnapshot | null): snapshot is ChannelSnapshot {
+    return snapshot !== null && isStrictChannelName(snapshot.name) && !this.graph.hasEnded(snapshot.uniqueid)
+  }
+
+  private known(event: AmiMessage): Channel | undefined {
+    return this.graph.channels.get(event.get('Uniqueid') ?? '')
+  }
+
   private onChannelUpdate(event: AmiMessage): void {
     const snapshot = snapshotOf(event)
-    if (!snapshot) return this.ignored()
+    if (!this.trackable(snapshot)) return this.ignored()
     if (this.track(snapshot, eventSeconds(event, this.clock))) this.rederive(snapshot.name)
+  }
+
+  private onHangupRequest(event: AmiMessage): void {
+    const channel = this.known(event)
+    if (!channel) return this.ignored()
+    channel.ending = true
   }
 
   private onHangup(event: AmiMessage): void {
     const uniqueid = event.get('Uniqueid') ?? ''
-    if (!this.table.remove(uniqueid)) return this.ignored()
-    this.rederive(event.get('Channel') ?? '')
+    const name = event.get('Channel') ?? ''
+    this.queues.channelGone(uniqueid, name)
+    if (!this.graph.remove(uniqueid)) return this.ignored()
+    this.rederive(name)
   }
 
   private onDialBegin(event: AmiMessage): void {
     const destSnapshot = snapshotOf(event, 'Dest')
-    if (!destSnapshot) return this.ignored()
+    if (!this.trackable(destSnapshot)) return this.ignored()
     const seconds = eventSeconds(event, this.clock)
     const callerSnapshot = snapshotOf(event)
-    const caller = callerSnapshot ? this.track(callerSnapshot, seconds) : undefined
+    const caller = this.trackable(callerSnapshot) ? this.track(callerSnapshot, seconds) : undefined
     const dest = this.track(destSnapshot, seconds)
-    if (dest) this.table.dial(caller, dest)
+    if (dest) this.graph.dialBegin(caller, dest)
     this.rederive(destSnapshot.name)
   }
 
-  private onBridge(event: AmiMessage, entering: boolean): void {
-    const uniqueid = event.get('Uniqueid') ?? ''
+  /** DialEnd closes the edge; a second one for the same destination changes nothing more. */
+  private onDialEnd(event: AmiMessage): void {
+    const destSnapshot = snapshotOf(event, 'Dest')
+    const dest = destSnapshot ? this.graph.channels.get(destSnapshot.uniqueid) : undefined
+    if (!destSnapshot || !dest) return this.ignored()
+    this.track(destSnapshot, eventSeconds(event, this.clock))
+    this.graph.dialEnd(dest, event.get('DialStatus') ?? '')
+    this.rederive(destSnapshot.name)
+  }
+
+  private onHold(event: AmiMessage, held: boolean): void {
+    const channel = this.known(event)
+    if (!channel) return this.ignored()
+    channel.held = held
+  }
+
+  private onBridgeCreate(event: AmiMessage): void {
     const bridge = event.get('BridgeUniqueid') ?? ''
-    if (!this.table.channels.has(uniqueid) || !bridge) return this.ignored()
-    if (entering) this.table.enterBridge(uniqueid, bridge)
-    else this.table.leaveBridge(uniqueid)
+    if (!bridge) return this.ignored()
+    this.graph.createBridge(bridge)
+  }
+
+  private onBridgeDestroy(event: AmiMessage): void {
+    if (!this.graph.destroyBridge(event.get('BridgeUniqueid') ?? '')) this.ignored()
+  }
+
+  private onBridge(event: AmiMessage, entering: boolean): void {
+    const channel = this.known(event)
+    const bridge = event.get('BridgeUniqueid') ?? ''
+    if (!channel || !bridge) return this.ignored()
+    if (entering) return this.graph.enterBridge(channel.uniqueid, bridge)
+    if (channel.bridge !== bridge) return this.ignored()
+    this.graph.leaveBridge(channel.uniqueid)
   }
 
   private setDeviceState(endpoint: LiveEndpoint, text: string): void {
@@ -388,7 +479,7 @@ export class StateEngine implements PbxStateView {
   }
 
   private rederiveEndpoint(endpoint: LiveEndpoint): void {
-    const states = [...this.table.channels.values()].filter((channel) => endpointOfChannel(channel.name) === endpoint.name).map((channel) => channel.state)
+    const states = this.graph.channelsOfEndpoint(endpoint.name).map((channel) => channel.state)
     const contacts = [...endpoint.contacts.values()].map((contact) => contact.Status ?? '')
     this.setDeviceState(endpoint, derivedDeviceState(states, contacts))
   }
@@ -459,14 +550,13 @@ export class StateEngine implements PbxStateView {
     }, this.options.debounceMs ?? DEBOUNCE_MS)
   }
 
-  /** The directory (names) or the hub may fail for a while: log the first failure of a run and try again later. */
+  /** The directory (names) or the sink may fail for a while: log the first failure of a run and try again later. */
   private flush(): void {
     this.flushTimer = null
     if (this.options.link.status !== 'up') return
     this.openWindow()
     try {
-      this.publishIfChanged('users-state', this.usersState())
-      this.publishIfChanged('active-calls', this.activeCalls())
+      this.publishChanged()
       this.publishFailing = false
     } catch (error) {
       if (!this.publishFailing) this.log(`AMI_PUBLISH_FAILED ${(error as Error).name}: ${(error as Error).message}`)
@@ -475,9 +565,28 @@ export class StateEngine implements PbxStateView {
     }
   }
 
-  private publishIfChanged(channel: EngineChannel, body: string): void {
-    if (this.lastPublished.get(channel) === body) return
-    this.lastPublished.set(channel, body)
-    this.options.publish(channel, body)
+  /**
+   * Each entry's JSON is compared with the one last published: a change that leaves every entry
+   * the same publishes nothing and uses no sequence number (README "Presence snapshots, schema version 2").
+   */
+  private publishChanged(): void {
+    const states = sortedStates(this.usersState())
+    const entries = new Map(Object.entries(states).map(([key, entry]) => [key, JSON.stringify(entry)]))
+    const calls = this.activeCalls()
+    const callsJson = JSON.stringify(calls)
+    const all = this.publishAll
+    const statesChanged = all || !this.lastEntries || !sameEntries(this.lastEntries, entries)
+    const callsChanged = all || callsJson !== this.lastCalls
+    if (statesChanged) this.options.sink.full('users-state', this.stamper.stamp<'users-state'>({ states }))
+    this.lastEntries = entries
+    if (callsChanged) this.options.sink.full('active-calls', this.stamper.stamp<'active-calls'>({ calls }))
+    this.lastCalls = callsJson
+    this.publishAll = false
   }
+}
+
+function sameEntries(a: ReadonlyMap<string, string>, b: ReadonlyMap<string, string>): boolean {
+  if (a.size !== b.size) return false
+  for (const [key, json] of a) if (b.get(key) !== json) return false
+  return true
 }

@@ -5,6 +5,7 @@ import { amiMessage } from '../../src/pbx/ami/ami-message'
 import { StateEngine, type EngineChannel } from '../../src/pbx/state-engine'
 import { FakeAmiLink, listReply, ManualTimers, type Fields } from '../fake-ami-link'
 import { ManualClock } from '../helpers'
+import type { SnapshotSink } from '../../src/presence/snapshot'
 
 const NAMES: Record<string, string> = { '201': 'Alice', '202': 'Bob', '203': 'Carol' }
 const nameOf = (ext: string): string | null => NAMES[ext] ?? null
@@ -67,13 +68,31 @@ interface Setup {
   engine: StateEngine
   timers: ManualTimers
   pbx: Pbx
+  /** Each snapshot's body without its envelope (schemaVersion, instanceId, sequence, generatedAt). */
   published: Array<{ channel: EngineChannel; body: unknown }>
+  snapshots: Array<{ channel: EngineChannel; snapshot: any }>
   logs: string[]
   /** The last published body of a channel. */
   last(channel: EngineChannel): any
   /** Sends events, then lets the debounce window pass. */
   send(...events: Fields[]): void
 }
+
+/** Keeps every snapshot, and its body as a legacy client reads it: the envelope stripped, through JSON. */
+function recordingSink(published: Setup['published'], snapshots: Setup['snapshots'] = []): SnapshotSink {
+  return {
+    full(kind, snapshot) {
+      const { schemaVersion, instanceId, sequence, generatedAt, ...body } = JSON.parse(JSON.stringify(snapshot))
+      snapshots.push({ channel: kind, snapshot: { schemaVersion, instanceId, sequence, generatedAt } })
+      published.push({ channel: kind, body })
+    },
+  }
+}
+
+/** A channel entry of users-state with at least these fields. */
+const entry = (fields: Record<string, unknown>) => expect.objectContaining(fields)
+/** An active-calls leg: the version 1 fields, whatever the version 2 ones say. */
+const callLeg = (channel: string, number: string) => expect.objectContaining({ channel, number })
 
 async function setup(options: { maxChannels?: number; pbx?: Partial<Pbx> } = {}): Promise<Setup> {
   const link = new FakeAmiLink()
@@ -84,11 +103,12 @@ async function setup(options: { maxChannels?: number; pbx?: Partial<Pbx> } = {})
   link.script.set('PJSIPShowRegistrationsOutbound', () => listReply(pbx.registrations))
   link.script.set('CoreShowChannels', () => listReply(pbx.channels))
   const published: Setup['published'] = []
+  const snapshots: Setup['snapshots'] = []
   const logs: string[] = []
   const engine = new StateEngine({
     link,
     nameOf,
-    publish: (channel, body) => published.push({ channel, body: JSON.parse(body) }),
+    sink: recordingSink(published, snapshots),
     clock: new ManualClock(),
     timers,
     log: (line) => logs.push(line),
@@ -104,6 +124,7 @@ async function setup(options: { maxChannels?: number; pbx?: Partial<Pbx> } = {})
     timers,
     pbx,
     published,
+    snapshots,
     logs,
     last: (channel) => published.filter((entry) => entry.channel === channel).at(-1)?.body,
     send(...events) {
@@ -154,9 +175,9 @@ const hungUp201to202: Fields[] = [
 describe('initial load', () => {
   test('builds users-state from the endpoints and contacts, with names from the directory and no provider', async () => {
     const { last, link } = await setup()
-    expect(link.actions.map((action) => action.name)).toEqual(['PJSIPShowEndpoints', 'PJSIPShowContacts', 'PJSIPShowRegistrationsOutbound', 'CoreShowChannels'])
+    expect(link.actions.map((action) => action.name)).toEqual(['PJSIPShowEndpoints', 'PJSIPShowContacts', 'PJSIPShowRegistrationsOutbound', 'CoreShowChannels', 'BridgeList', 'QueueStatus'])
     expect(last('users-state')).toEqual({
-      states: { '201': { name: 'Alice', state: 'Idle' }, '202': { name: 'Bob', state: 'Idle' }, '203': { name: 'Carol', state: 'Unavailable' } },
+      states: { '201': { name: 'Alice', state: 'Idle', channels: {} }, '202': { name: 'Bob', state: 'Idle', channels: {} }, '203': { name: 'Carol', state: 'Unavailable', channels: {} } },
     })
     expect(last('active-calls')).toEqual({ calls: [] })
   })
@@ -188,7 +209,7 @@ describe('initial load', () => {
         { Event: 'ContactStatusDetail', AOR: '201', URI: 'sip:201@10.0.0.9:5060', Status: 'Reachable', EndpointName: '201', UserAgent: 'Desk' },
       ]),
     )
-    const engine = new StateEngine({ link, nameOf, publish: () => {}, timers: new ManualTimers(), log: () => {} })
+    const engine = new StateEngine({ link, nameOf, sink: { full: () => {} }, timers: new ManualTimers(), log: () => {} })
     engine.start()
     link.setStatus('up')
     await engine.settled()
@@ -206,9 +227,21 @@ describe('a call from 201 to 202 without DeviceStateChange', () => {
   test('ringing: 202 Ringing and 201 Up, each channel with its peer and direction; the call lists the dialed leg', () => {
     s.send(...ringing201to202)
     expect(s.last('users-state').states).toEqual({
-      '201': { name: 'Alice', state: 'Up', channels: { [CALLER]: { channel: CALLEE, number: '202', direction: 'outgoing' } } },
-      '202': { name: 'Bob', state: 'Ringing', channels: { [CALLEE]: { channel: CALLER, number: '201', direction: 'incoming' } } },
-      '203': { name: 'Carol', state: 'Unavailable' },
+      '201': {
+        name: 'Alice',
+        state: 'Up',
+        channels: {
+          [CALLER]: { channel: CALLEE, number: '202', direction: 'outgoing', linkedid: A, uniqueid: A, channelId: '0000001a', answerState: 'dialing', pickupAvailable: false },
+        },
+      },
+      '202': {
+        name: 'Bob',
+        state: 'Ringing',
+        channels: {
+          [CALLEE]: { channel: CALLER, number: '201', direction: 'incoming', linkedid: A, uniqueid: B, channelId: '0000001b', answerState: 'ringing', pickupAvailable: true },
+        },
+      },
+      '203': { name: 'Carol', state: 'Unavailable', channels: {} },
     })
     expect(s.last('active-calls')).toEqual({
       calls: [
@@ -222,7 +255,7 @@ describe('a call from 201 to 202 without DeviceStateChange', () => {
           dst_num: '',
           did: '',
           linkedid: A,
-          calledChannels: [{ channel: CALLEE, number: '202' }],
+          calledChannels: [callLeg(CALLEE, '202')],
           bridgeChannels: [],
         },
       ],
@@ -232,7 +265,11 @@ describe('a call from 201 to 202 without DeviceStateChange', () => {
   test('answered: both Up, the call has its answer time, destination and bridged legs', () => {
     s.send(...ringing201to202, ...answered201to202)
     const states = s.last('users-state').states
-    expect(states['202']).toEqual({ name: 'Bob', state: 'Up', channels: { [CALLEE]: { channel: CALLER, number: '201', direction: 'incoming' } } })
+    expect(states['202']).toEqual({
+      name: 'Bob',
+      state: 'Up',
+      channels: { [CALLEE]: { channel: CALLER, number: '201', direction: 'incoming', linkedid: A, uniqueid: B, channelId: '0000001b', answerState: 'bridged', pickupAvailable: false } },
+    })
     expect(states['201'].state).toBe('Up')
     expect(s.last('active-calls').calls).toEqual([
       expect.objectContaining({
@@ -241,8 +278,8 @@ describe('a call from 201 to 202 without DeviceStateChange', () => {
         dst_num: '202',
         calledChannels: [],
         bridgeChannels: [
-          { channel: CALLER, number: '201' },
-          { channel: CALLEE, number: '202' },
+          callLeg(CALLER, '201'),
+          callLeg(CALLEE, '202'),
         ],
       }),
     ])
@@ -250,8 +287,8 @@ describe('a call from 201 to 202 without DeviceStateChange', () => {
 
   test('hung up: both Idle without channels, no call, nothing left in memory', () => {
     s.send(...ringing201to202, ...answered201to202, ...hungUp201to202)
-    expect(s.last('users-state').states['201']).toEqual({ name: 'Alice', state: 'Idle' })
-    expect(s.last('users-state').states['202']).toEqual({ name: 'Bob', state: 'Idle' })
+    expect(s.last('users-state').states['201']).toEqual({ name: 'Alice', state: 'Idle', channels: {} })
+    expect(s.last('users-state').states['202']).toEqual({ name: 'Bob', state: 'Idle', channels: {} })
     expect(s.last('active-calls')).toEqual({ calls: [] })
     expect(s.engine.trackedChannels).toBe(0)
     expect(s.engine.counters.ignoredEvents).toBe(0)
@@ -296,9 +333,9 @@ describe('merging and who appears', () => {
     )
     const states = s.last('users-state').states
     expect(Object.keys(states)).toEqual(['201', '202', '203'])
-    expect(states['201'].channels).toEqual({ 'PJSIP/201-00000006': { channel: trunk, number: '79991234567', direction: 'incoming' } })
+    expect(states['201'].channels).toEqual({ 'PJSIP/201-00000006': entry({ channel: trunk, number: '79991234567', direction: 'incoming', answerState: 'ringing', pickupAvailable: true }) })
     expect(s.last('active-calls').calls).toEqual([
-      expect.objectContaining({ typeCall: 'incoming', src_chan: trunk, src_num: '79991234567', did: '74950000000', calledChannels: [{ channel: 'PJSIP/201-00000006', number: '201' }] }),
+      expect.objectContaining({ typeCall: 'incoming', src_chan: trunk, src_num: '79991234567', did: '74950000000', calledChannels: [callLeg('PJSIP/201-00000006', '201')] }),
     ])
   })
 
@@ -314,9 +351,9 @@ describe('merging and who appears', () => {
       },
     )
     expect(s.last('active-calls').calls).toEqual([
-      expect.objectContaining({ typeCall: 'outgoing', src_num: '201', did: '', calledChannels: [{ channel: 'PJSIP/SIP-PROVIDER-1-00000008', number: '79991234567' }] }),
+      expect.objectContaining({ typeCall: 'outgoing', src_num: '201', did: '', calledChannels: [callLeg('PJSIP/SIP-PROVIDER-1-00000008', '79991234567')] }),
     ])
-    expect(s.last('users-state').states['201'].channels['PJSIP/201-00000007']).toEqual({ channel: 'PJSIP/SIP-PROVIDER-1-00000008', number: '79991234567', direction: 'outgoing' })
+    expect(s.last('users-state').states['201'].channels['PJSIP/201-00000007']).toEqual(entry({ channel: 'PJSIP/SIP-PROVIDER-1-00000008', number: '79991234567', direction: 'outgoing' }))
   })
 })
 
@@ -332,8 +369,8 @@ test('a call through a Local pair (queue, follow-me): peers and legs are the rea
     { Event: 'DialBegin', ...leg(half2, 33, 'Ring', { Exten: '201' }), ...leg(callee, 34, 'Down', {}, 'Dest') },
     { Event: 'Newstate', ...leg(callee, 34, 'Ringing') },
   )
-  expect(s.last('users-state').states['201'].channels).toEqual({ [callee]: { channel: caller, number: '203', direction: 'incoming' } })
-  expect(s.last('active-calls').calls).toEqual([expect.objectContaining({ typeCall: 'inner', calledChannels: [{ channel: callee, number: '201' }], bridgeChannels: [] })])
+  expect(s.last('users-state').states['201'].channels).toEqual({ [callee]: entry({ channel: caller, number: '203', direction: 'incoming' }) })
+  expect(s.last('active-calls').calls).toEqual([expect.objectContaining({ typeCall: 'inner', calledChannels: [callLeg(callee, '201')], bridgeChannels: [] })])
   s.send(
     { Event: 'BridgeEnter', BridgeUniqueid: 'b-1', ...leg(caller, 31, 'Up') },
     { Event: 'BridgeEnter', BridgeUniqueid: 'b-1', ...leg(half1, 32, 'Up') },
@@ -346,12 +383,12 @@ test('a call through a Local pair (queue, follow-me): peers and legs are the rea
       dst_num: '201',
       calledChannels: [],
       bridgeChannels: [
-        { channel: caller, number: '203' },
-        { channel: callee, number: '201' },
+        callLeg(caller, '203'),
+        callLeg(callee, '201'),
       ],
     }),
   ])
-  expect(s.last('users-state').states['203'].channels[caller]).toEqual({ channel: callee, number: '201', direction: 'outgoing' })
+  expect(s.last('users-state').states['203'].channels[caller]).toEqual(entry({ channel: callee, number: '201', direction: 'outgoing' }))
 })
 
 describe('device state sources', () => {
@@ -439,24 +476,24 @@ describe('reconciliation', () => {
     s.timers.advance(100)
     expect(s.logs).toEqual(['AMI_RECONCILED drift=2 endpoints=1 registrations=0 channels=1'])
     expect(s.engine.counters.driftCorrected).toBe(2)
-    expect(s.last('users-state').states['202']).toEqual({ name: 'Bob', state: 'Up', channels: { [CALLEE]: { channel: '', number: '', direction: 'outgoing' } } })
+    expect(s.last('users-state').states['202']).toEqual({ name: 'Bob', state: 'Up', channels: { [CALLEE]: entry({ channel: '', number: '', direction: 'outgoing' }) } })
     expect(s.last('active-calls').calls).toEqual([expect.objectContaining({ src_chan: CALLEE, linkedid: B, start: 1795435201 })])
   })
 
-  test('every 60 s: a missed Hangup is corrected; a reconciliation that finds nothing logs nothing', async () => {
+  test('every 20 s: a missed Hangup is corrected; a reconciliation that finds nothing logs nothing', async () => {
     const s = await setup()
     s.send(...ringing201to202)
     // The Hangup of 202's leg never came: Asterisk has only 201's channel left.
     s.pbx.endpoints = s.pbx.endpoints.map((entry) => (entry.ObjectName === '201' ? endpoint('201', 'In use') : entry))
     s.pbx.channels = [{ Event: 'CoreShowChannel', ...channelFields(CALLER, A, 'Ring', { CallerIDNum: '201', Exten: '202' }), BridgeId: '' }]
-    s.timers.advance(60_000)
+    s.timers.advance(20_000)
     await s.engine.settled()
     s.timers.advance(100)
     expect(s.logs).toEqual(['AMI_RECONCILED drift=2 endpoints=1 registrations=0 channels=1'])
     expect(s.last('users-state').states['202'].state).toBe('Idle')
-    expect(Object.keys(s.last('users-state').states['202'])).not.toContain('channels')
+    expect(s.last('users-state').states['202'].channels).toEqual({})
     expect(s.last('active-calls').calls[0].calledChannels).toEqual([])
-    s.timers.advance(60_000)
+    s.timers.advance(20_000)
     await s.engine.settled()
     expect(s.logs).toHaveLength(1)
     expect(s.engine.counters.reconciliations).toBe(3)
@@ -585,7 +622,7 @@ describe('robustness', () => {
         if (directoryDown) throw Object.assign(new Error('database is locked'), { name: 'SQLiteError' })
         return nameOf(ext)
       },
-      publish: (_, body) => published.push(body),
+      sink: { full: (_, snapshot) => published.push(JSON.stringify({ ...snapshot, schemaVersion: undefined, instanceId: undefined, sequence: undefined, generatedAt: undefined })) },
       timers,
       log: (line) => logs.push(line),
     })
@@ -596,7 +633,7 @@ describe('robustness', () => {
     expect(logs).toEqual(['AMI_PUBLISH_FAILED SQLiteError: database is locked'])
     directoryDown = false
     timers.advance(1_000)
-    expect(published).toEqual(['{"states":{"201":{"name":"Alice","state":"Idle"}}}', '{"calls":[]}'])
+    expect(published).toEqual(['{"states":{"201":{"name":"Alice","state":"Idle","channels":{}}}}', '{"calls":[]}'])
   })
 
   test('Registry updates the registration it names by client and server URI', async () => {
