@@ -12,6 +12,10 @@
  *    sequence, so the client's parsing doesn't delay the last arrival. `me/active-calls` counts only the subscribers of
  *    users who see the call (the caller, the callee and their group-mates, presence_scope_calls = "own"); the others
  *    must get nothing. Phases are spaced past the engine's publication window, so each is a lone event.
+ *    The feed hands the legacy channel its message first, but every subscriber's frame is queued in the same turn and
+ *    nothing is written before that turn ends: in one run the legacy subscribers wait for the personalised fan-out too.
+ *    The shared channel as it was before the me channels, every subscriber on it, is the run with
+ *    `--per-user 0 --active-calls-per-user 0 --legacy 1000`.
  * 2. cost: in this process, a PersonalFeed (src/presence/personal/) with `--users` users subscribed to both me channels
  *    (one subscriber each, plus one on each legacy channel), fed `--snapshots` full snapshots of `--users` employees with
  *    `--snapshot-calls` calls, each snapshot moving one call a step (ring, answer, hangup, as the engine publishes them):
@@ -32,7 +36,7 @@ import type { Channel } from '../src/presence/channel'
 import { channelSpecs, PresenceHub, type Subscription } from '../src/presence/hub'
 import { PersonalFeed } from '../src/presence/personal/personal-feed'
 import { scopeRules } from '../src/presence/personal/scope'
-import { SNAPSHOT_KINDS, SnapshotStamper, type ActiveCall, type ActiveCallsSnapshot, type ChannelEntry, type EmployeeEntry, type UsersStateSnapshot } from '../src/presence/snapshot'
+import { SNAPSHOT_KINDS, SnapshotStamper, type SnapshotKind, type SnapshotOf, type ActiveCall, type ActiveCallsSnapshot, type ChannelEntry, type EmployeeEntry, type UsersStateSnapshot } from '../src/presence/snapshot'
 import { AmiSimulator, SIM_SECRET, SIM_USERNAME, type SimContact } from '../test/ami-simulator'
 import { BASE, type ServerProcess } from '../test/binary/server-process'
 import {
@@ -86,7 +90,7 @@ const { values: options } = parseArgs({
   },
 })
 const userCount = positiveInt('--users', options.users)
-const perUser = positiveInt('--per-user', options['per-user'])
+const perUser = countOf('--per-user', options['per-user'])
 const activeCallsPerUser = countOf('--active-calls-per-user', options['active-calls-per-user'])
 const legacyCount = countOf('--legacy', options.legacy)
 const calls = positiveInt('--calls', options.calls)
@@ -218,6 +222,9 @@ class SseProbe {
   status = ''
   arrivals: Arrival[] = []
   watch: Watch | null = null
+  /** The last body, kept only when asked for (a message that should not have come, shown in the report). */
+  keepLast = false
+  lastBody = ''
   socket!: Socket<SseProbe>
   private head = ''
   private pending = ''
@@ -254,6 +261,7 @@ class SseProbe {
     const body = block.slice(start + 'data: '.length, end < 0 ? undefined : end)
     const arrival = { at, sequence: sequenceOf(body) }
     this.arrivals.push(arrival)
+    if (this.keepLast) this.lastBody = body
     if (this.watch?.match(body)) {
       const { resolve } = this.watch
       this.watch = null
@@ -334,7 +342,11 @@ interface Delivery {
   phases: number
   /** Messages to me/active-calls subscribers of users who don't see the call: must be 0. */
   strayActiveCalls: number
+  /** One of them, with its user, when there were any. */
+  strayExample: string
   serverCpuMsPerPhase: number
+  /** This process's: the simulator and every subscriber's reads. */
+  selfCpuMsPerPhase: number
   serverStderr: string
 }
 
@@ -369,6 +381,31 @@ async function timePhase(groups: Group[], phase: Phase, write: () => void, recor
   await Bun.sleep(GAP_MS.min + Math.random() * (GAP_MS.max - GAP_MS.min))
 }
 
+/**
+ * Warm-up calls, then `--calls` timed ones, phase by phase; `beforeTimed` runs between the two.
+ * The server's CPU per timed phase comes back.
+ */
+async function playCalls(pbx: Pbx, groups: Group[], beforeTimed: () => void): Promise<{ cpuMsPerPhase: number; selfCpuMsPerPhase: number }> {
+  progress(`delivery: ${WARMUP_CALLS} warm-up + ${calls} calls ${CALLER} → ${CALLEE}, ring, answer and hangup each timed`)
+  const cpuBefore = { server: 0, self: 0 }
+  for (let i = 0; i < WARMUP_CALLS + calls; i++) {
+    const record = i >= WARMUP_CALLS
+    if (i === WARMUP_CALLS) {
+      beforeTimed()
+      Object.assign(cpuBefore, { server: cpuMs(pbx.server.pid!), self: cpuMs(process.pid) })
+    }
+    let call!: ReturnType<AmiSimulator['startCall']>
+    const writes: Record<Phase, () => void> = {
+      ring: () => (call = pbx.simulator.startCall(CALLER, CALLEE)),
+      answer: () => call.answer(),
+      hangup: () => call.hangup(),
+    }
+    for (const phase of PHASES) await timePhase(groups, phase, writes[phase], record)
+  }
+  const perPhase = (used: number) => used / (calls * PHASES.length)
+  return { cpuMsPerPhase: perPhase(cpuMs(pbx.server.pid!) - cpuBefore.server), selfCpuMsPerPhase: perPhase(cpuMs(process.pid) - cpuBefore.self) }
+}
+
 async function measureDelivery(pin: (pid: number) => void): Promise<Delivery> {
   return withServer(async (server) => {
     const pbx = await startPbx(server, pin)
@@ -391,27 +428,12 @@ async function measureDelivery(pin: (pid: number) => void): Promise<Delivery> {
     ]
     const bystanders = meActiveCalls.filter((probe) => !seesTheCall(probe.user))
 
-    progress(`delivery: ${WARMUP_CALLS} warm-up + ${calls} calls ${CALLER} → ${CALLEE}, ring, answer and hangup each timed`)
-    let stray = 0
-    let cpuBefore = 0
-    for (let i = 0; i < WARMUP_CALLS + calls; i++) {
-      const record = i >= WARMUP_CALLS
-      if (i === WARMUP_CALLS) cpuBefore = cpuMs(server.pid!)
-      let call!: ReturnType<AmiSimulator['startCall']>
-      const writes: Record<Phase, () => void> = {
-        ring: () => (call = pbx.simulator.startCall(CALLER, CALLEE)),
-        answer: () => call.answer(),
-        hangup: () => call.hangup(),
-      }
-      for (const phase of PHASES) {
-        await timePhase(groups, phase, writes[phase], record)
-        if (record) stray += bystanders.reduce((sum, probe) => sum + probe.arrivals.length, 0)
-      }
-    }
-    const serverCpuMsPerPhase = (cpuMs(server.pid!) - cpuBefore) / (calls * PHASES.length)
-    for (const probe of bystanders) probe.arrivals = []
+    for (const probe of bystanders) probe.keepLast = true
+    const { cpuMsPerPhase, selfCpuMsPerPhase } = await playCalls(pbx, groups, () => {
+      for (const probe of bystanders) probe.arrivals = []
+    })
     await Bun.sleep(SETTLE_MS)
-    stray += bystanders.reduce((sum, probe) => sum + probe.arrivals.length, 0)
+    const strays = bystanders.filter((probe) => probe.arrivals.length > 0)
     const closed = probes.filter((probe) => probe.closed).length
     if (closed > 0) throw new Error(`${closed} subscribers were closed during the run`)
     for (const probe of probes) probe.socket.end()
@@ -424,8 +446,10 @@ async function measureDelivery(pin: (pid: number) => void): Promise<Delivery> {
         reachedMin: Math.min(...g.samples.map((s) => s.reached)),
       })),
       phases: calls * PHASES.length,
-      strayActiveCalls: stray,
-      serverCpuMsPerPhase,
+      strayActiveCalls: strays.reduce((sum, probe) => sum + probe.arrivals.length, 0),
+      strayExample: strays[0] ? `${strays[0].user}: ${strays[0].lastBody.slice(0, 300)}` : '',
+      serverCpuMsPerPhase: cpuMsPerPhase,
+      selfCpuMsPerPhase,
       serverStderr: server.stderr.trim(),
     }
   })
@@ -436,8 +460,10 @@ function printDelivery(delivery: Delivery): void {
   console.log(`\n1. AMI event → personalised EventSource message (simulator write → message read at a group's first / last subscriber, ms)`)
   console.log(`   ${userCount} users, groups of ${groupSize || 'none'}; ${perUser} me/users-state + ${activeCallsPerUser} me/active-calls subscribers per user, ${legacyCount} on the legacy users-state`)
   console.log(`   ${calls} calls ${CALLER} → ${CALLEE}: ${delivery.phases} phases (ring, answer, hangup), each spaced past the ${DEBOUNCE_MS} ms publication window`)
-  console.log(`   server CPU per phase: ${delivery.serverCpuMsPerPhase.toFixed(1)} ms (the engine, the feed, and every subscriber's write)`)
-  console.log(`   me/active-calls subscribers of users who don't see the call: ${delivery.strayActiveCalls} messages (must be 0)\n`)
+  console.log(`   CPU per phase: server ${delivery.serverCpuMsPerPhase.toFixed(1)} ms (the engine, the feed, every subscriber's frame and write), this process ${delivery.selfCpuMsPerPhase.toFixed(1)} ms (the reads)`)
+  console.log(`   me/active-calls subscribers of users who don't see the call: ${delivery.strayActiveCalls} messages (must be 0)`)
+  if (delivery.strayExample) console.log(`   one of them: ${delivery.strayExample}`)
+  console.log()
   const ms = (value: number) => value.toFixed(1)
   printTable([
     ['group', 'subscribers', 'reached (min)', 'first p50', 'first p99', 'last p50', 'last p99', 'last max'],
@@ -449,6 +475,8 @@ function printDelivery(delivery: Delivery): void {
     const ratio = (a: number, b: number) => `${(a / b).toFixed(2)} x`
     console.log(`\n   me/legacy (${subscribers('me/users-state')} vs ${subscribers('legacy')} subscribers): first p50 ${ratio(me.first.p50, legacy.first.p50)}, p99 ${ratio(me.first.p99, legacy.first.p99)};`)
     console.log(`   last p50 ${ratio(me.last.p50, legacy.last.p50)}, p99 ${ratio(me.last.p99, legacy.last.p99)}`)
+    console.log(`   (the legacy frames are queued in the same turn as the personalised ones, so the legacy first waits for the whole fan-out;`)
+    console.log(`   every subscriber on the shared channel instead: --per-user 0 --active-calls-per-user 0 --legacy ${perUser * userCount})`)
   }
   if (delivery.serverStderr) console.log(`   server stderr: ${JSON.stringify(delivery.serverStderr.slice(0, 300))}`)
 }
@@ -548,12 +576,16 @@ function buildSnapshots(count: number): SnapshotPair[] {
 /** Every user, a plain user of the embedded directory. */
 const directoryUser = (username: string, id: number): DirectoryUser => ({ id, username, displayName: `User ${username}`, role: 'user', mobile: '', disabled: false })
 
-interface Cost {
-  /** CPU µs per snapshot pair (users-state and active-calls), median over the rounds. */
+interface KindCost {
+  /** CPU µs per snapshot, median over the rounds: the legacy publish, and the feed's personalisation for every user. */
   legacyUs: number
   personalUs: number
-  /** Messages the personalised channels published per snapshot pair. */
+  /** Messages the personalised channels published per snapshot (bodies that changed). */
   personalMessages: number
+}
+
+interface Cost {
+  byKind: Record<SnapshotKind, KindCost>
   rounds: number
 }
 
@@ -582,61 +614,81 @@ function cpuMicros(run: () => void): number {
   return used.user + used.system
 }
 
-function measureCost(): Cost {
-  progress(`cost: building ${snapshots} snapshots of ${userCount} employees with ${snapshotCalls} calls`)
-  const pairs = buildSnapshots(snapshots)
+/** The feed and the shared channels on one hub, every user subscribed to both me channels and both legacy ones. */
+function feedWithSubscribers(): { hub: PresenceHub; feed: PersonalFeed; personal: Record<SnapshotKind, { messages: number }> } {
   // The hub's sweep never runs during the measure, so its guard is never asked.
   const hub = new PresenceHub({ channels: channelSpecs([]), maxPerUser: 10, sweepMs: 3_600_000 }, {} as AccessGuard, systemClock)
   const users = new Map(EXTENSIONS.map((username, i) => [username, directoryUser(username, i + 1)]))
   const rules = scopeRules({ presence_scope_states: 'all', presence_scope_calls: 'own', presence_groups: GROUPS.map((group) => group.join(' ')) })
   const feed = new PersonalFeed({ hub, clock: systemClock, directory: { findByUsername: (name) => users.get(name) ?? null }, rules, legacy: false })
-  const personal = { messages: 0 }
+  const personal = { 'users-state': { messages: 0 }, 'active-calls': { messages: 0 } }
   const legacy = { messages: 0 }
   for (const username of EXTENSIONS) {
     for (const kind of SNAPSHOT_KINDS) {
-      countingSubscription(hub, username, feed.channelFor(kind, username), personal)
+      countingSubscription(hub, username, feed.channelFor(kind, username), personal[kind])
       countingSubscription(hub, username, hub.channel(kind)!, legacy)
     }
   }
-  const legacyPass = () =>
-    cpuMicros(() => {
-      for (const { usersState, activeCalls } of pairs) {
-        hub.publish(hub.channel('users-state')!, JSON.stringify(usersState), 'application/json')
-        hub.publish(hub.channel('active-calls')!, JSON.stringify(activeCalls), 'application/json')
-      }
+  return { hub, feed, personal }
+}
+
+function measureCost(): Cost {
+  progress(`cost: building ${snapshots} snapshots of ${userCount} employees with ${snapshotCalls} calls`)
+  const pairs = buildSnapshots(snapshots)
+  const { hub, feed, personal } = feedWithSubscribers()
+  const snapshotsOf = <K extends SnapshotKind>(kind: K) => pairs.map((pair) => (kind === 'users-state' ? pair.usersState : pair.activeCalls) as SnapshotOf<K>)
+  const legacyPass = (kind: SnapshotKind) => {
+    const list = snapshotsOf(kind)
+    return cpuMicros(() => {
+      for (const snapshot of list) hub.publish(hub.channel(kind)!, JSON.stringify(snapshot), 'application/json')
     })
-  const personalPass = () =>
-    cpuMicros(() => {
-      for (const { usersState, activeCalls } of pairs) {
-        feed.full('users-state', usersState)
-        feed.full('active-calls', activeCalls)
-      }
+  }
+  const personalPass = (kind: SnapshotKind) => {
+    const list = snapshotsOf(kind)
+    return cpuMicros(() => {
+      for (const snapshot of list) feed.full(kind, snapshot)
     })
-  progress(`cost: a warm-up pass, then ${COST_ROUNDS} rounds of ${snapshots} snapshots, legacy and personalised alternating`)
-  legacyPass()
-  personalPass()
-  const legacyUs: number[] = []
-  const personalUs: number[] = []
-  personal.messages = 0
-  for (let round = 0; round < COST_ROUNDS; round++) {
-    legacyUs.push(legacyPass() / snapshots)
-    personalUs.push(personalPass() / snapshots)
+  }
+  progress(`cost: a warm-up pass, then ${COST_ROUNDS} rounds of ${snapshots} snapshots of each kind, legacy and personalised alternating`)
+  const samples = Object.fromEntries(SNAPSHOT_KINDS.map((kind) => [kind, { legacy: [] as number[], personal: [] as number[] }]))
+  for (let round = 0; round <= COST_ROUNDS; round++) {
+    for (const kind of SNAPSHOT_KINDS) {
+      if (round === 1) personal[kind].messages = 0
+      const [legacyUs, personalUs] = [legacyPass(kind) / snapshots, personalPass(kind) / snapshots]
+      // Round 0 is the warm-up: the JIT, and the feed's first look at every channel.
+      if (round === 0) continue
+      samples[kind]!.legacy.push(legacyUs)
+      samples[kind]!.personal.push(personalUs)
+    }
   }
   hub.shutdown()
-  return { legacyUs: median(legacyUs), personalUs: median(personalUs), personalMessages: personal.messages / (snapshots * COST_ROUNDS), rounds: COST_ROUNDS }
+  const costOf = (kind: SnapshotKind): KindCost => ({
+    legacyUs: median(samples[kind]!.legacy),
+    personalUs: median(samples[kind]!.personal),
+    personalMessages: personal[kind].messages / (snapshots * COST_ROUNDS),
+  })
+  return { byKind: { 'users-state': costOf('users-state'), 'active-calls': costOf('active-calls') }, rounds: COST_ROUNDS }
 }
 
 function printCost(cost: Cost): void {
-  console.log(`\n2. personalisation in process: a PersonalFeed with ${userCount} users each subscribed to both me channels and both legacy ones`)
-  console.log(`   ${snapshots} full snapshots (users-state and active-calls) of ${userCount} employees, ${snapshotCalls} calls, one call moved a step each;`)
-  console.log(`   CPU per snapshot pair, median of ${cost.rounds} rounds; subscribers only count messages (their transports' writes are in part 1)\n`)
+  console.log(`\n2. personalisation in process: a PersonalFeed with ${userCount} users, each subscribed to both me channels and both legacy ones`)
+  console.log(`   ${snapshots} full snapshots of each kind, ${userCount} employees and ${snapshotCalls} calls, one call moved a step each;`)
+  console.log(`   CPU µs per snapshot, median of ${cost.rounds} rounds; subscribers only count messages (their transports' writes are in part 1)\n`)
   const us = (value: number) => value.toFixed(0)
+  const total = (pick: (c: KindCost) => number) => SNAPSHOT_KINDS.reduce((sum, kind) => sum + pick(cost.byKind[kind]), 0)
+  const row = (name: string, legacyUs: number, personalUs: number, messages: number) => [
+    name,
+    us(legacyUs),
+    us(personalUs),
+    messages.toFixed(0),
+    (personalUs / userCount).toFixed(1),
+    `${(personalUs / legacyUs).toFixed(1)} x`,
+  ]
   printTable([
-    ['publish', 'CPU µs per snapshot pair', 'messages per pair', 'µs per user'],
-    ['legacy: JSON once, to the shared channels', us(cost.legacyUs), '2', '-'],
-    [`personalised: ${userCount} users × 2 me channels`, us(cost.personalUs), cost.personalMessages.toFixed(0), (cost.personalUs / userCount).toFixed(1)],
+    ['snapshot', 'legacy µs (JSON once, shared channel)', `personalised µs (${userCount} users)`, 'me messages', 'µs per user', 'personalised / legacy'],
+    ...SNAPSHOT_KINDS.map((kind) => row(kind, cost.byKind[kind].legacyUs, cost.byKind[kind].personalUs, cost.byKind[kind].personalMessages)),
+    row('both (one event)', total((c) => c.legacyUs), total((c) => c.personalUs), total((c) => c.personalMessages)),
   ])
-  console.log(`\n   personalised / legacy: ${(cost.personalUs / cost.legacyUs).toFixed(1)} x`)
 }
 
 // ---------------------------------------------------------------------------------------------------------------
