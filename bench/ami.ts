@@ -19,7 +19,7 @@
  *    default is 2 and CI/notes use shorter runs); VmRSS sampled every 2 s. The GC makes RSS a sawtooth of 20-30 s teeth,
  *    so the verdict is on the floor (each sample's minimum over the last 30 s): its least-squares growth over the second
  *    half must stay < 5 %; the samples' own slope is printed beside it. After it every channel must be gone
- *    (`active-calls` publishes `{"calls":[]}`). `--only` runs some of the three parts.
+ *    (`active-calls` publishes `calls: []`). `--only` runs some of the three parts.
  * The server is pinned to CPU 0, and this process (simulator, subscribers) and wrk to CPU 1, when possible.
  *   node_modules/.bin/bun bench/ami.ts [--duration 10] [--rounds 3] [--connections 64] [--flood-rate 10000]
  *                                      [--events 200] [--calls 50] [--soak-seconds 120] [--only latency,flood,soak] [--json]
@@ -375,6 +375,8 @@ async function subscribe(pbx: Pbx, channel: string): Promise<Subscriber> {
   }
 }
 
+/** An active-calls snapshot (schema version 2, README "Presence snapshots, schema version 2") with no call. */
+const noCalls = (body: string): boolean => (JSON.parse(body) as { calls: unknown[] }).calls.length === 0
 const stateOf201 = (state: string) => (body: string) => (JSON.parse(body) as { states: Record<string, { state: string }> }).states['201']?.state === state
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -571,7 +573,7 @@ interface Soak {
   callsPlayed: number
   usersStateMessages: number
   activeCallsMessages: number
-  /** Whether active-calls published `{"calls":[]}` after every call was hung up. */
+  /** Whether active-calls published `calls: []` after every call was hung up. */
   channelsGone: boolean
 }
 
@@ -670,9 +672,9 @@ async function soak(pin: (pid: number) => void): Promise<Soak> {
     }
     standing.hangup()
     const channelsGone = await activeCalls
-      .next((body) => body === '{"calls":[]}', BOUND_MS)
+      .next(noCalls, BOUND_MS)
       .then(() => true)
-      .catch(() => activeCalls.last?.body === '{"calls":[]}')
+      .catch(() => activeCalls.last !== null && noCalls(activeCalls.last.body))
     const result = {
       samples,
       startMiB,
@@ -794,7 +796,7 @@ function printFlood(flood: FloodResult): void {
 function printSoak(soaked: Soak): void {
   console.log(`\n3. server RSS over a ${soakSeconds}s soak (the issue's 30 minutes: --soak-seconds 1800): ${floodRate} events/s asked,`)
   console.log(`   ${soaked.floodRate.toFixed(0)} written, plus ${soaked.callsPlayed} calls started, answered and hung up; sampled every ${SAMPLE_MS / 1000}s`)
-  console.log(`   subscribers got ${soaked.usersStateMessages} users-state and ${soaked.activeCallsMessages} active-calls messages; after the last hangup active-calls ${soaked.channelsGone ? 'published {"calls":[]}' : 'did NOT publish {"calls":[]}'}`)
+  console.log(`   subscribers got ${soaked.usersStateMessages} users-state and ${soaked.activeCallsMessages} active-calls messages; after the last hangup active-calls ${soaked.channelsGone ? 'published calls: []' : 'did NOT publish calls: []'}`)
   const quarter = (q: number) => soaked.samples.filter((s) => s.seconds > (soakSeconds * q) / 4 && s.seconds <= (soakSeconds * (q + 1)) / 4).map((s) => s.rssMiB)
   const quarters = [0, 1, 2, 3].map((q) => quarter(q)).map((values) => (values.length ? `${Math.min(...values).toFixed(0)}-${Math.max(...values).toFixed(0)}` : '-'))
   console.log(`   RSS by quarter of the soak, min-max MiB: ${quarters.join(', ')} (the GC's sawtooth: the samples' slope is mostly where the run cut a tooth)`)

@@ -27,6 +27,7 @@ import { openAtStart } from './directory/mikopbx-file'
 import { MikoPbxProviders } from './directory/mikopbx-providers'
 import { AmiClient } from './pbx/ami/ami-client'
 import { amiSettings } from './pbx/ami/ami-config'
+import { mobileOwners } from './pbx/mobile-owners'
 import { StateEngine } from './pbx/state-engine'
 import { DEFAULT_LOG_LIMITS, SecurityLog } from './security-log/security-log'
 import { startNotifier } from './systemd/notify'
@@ -96,26 +97,6 @@ export function recordingsAccessLine(mode: Config['recordings_access'], cdrPath:
   return cdrPath
     ? 'recordings: a user opens only its own calls\' recordings, admins any (recordings_access = "owner")'
     : 'recordings: no call-history source, so only admins open recordings (recordings_access = "owner")'
-}
-
-/** How long the mobile numbers' index is used before the directory is listed again. */
-const MOBILE_INDEX_MS = 30_000
-
-/**
- * The user whose directory `mobile` a dialed number ends with (its last 10 digits, as call history
- * matches them): a leg to that number is that user's (README "Presence snapshots, schema version 2").
- */
-function mobileOwners(listUsers: () => DirectoryUser[], clock: Clock): (number: string) => string | null {
-  let index = new Map<string, string>()
-  let builtAt = -Infinity
-  return (number) => {
-    if (clock.now() - builtAt > MOBILE_INDEX_MS) {
-      index = new Map(listUsers().flatMap((user) => (user.mobile && !user.disabled ? [[user.mobile.slice(-10), user.username] as [string, string]] : [])))
-      builtAt = clock.now()
-    }
-    const digits = number.replace(/\D/g, '')
-    return digits.length >= 5 ? (index.get(digits.slice(-10)) ?? null) : null
-  }
 }
 
 /**

@@ -1,6 +1,6 @@
 /**
  * A TCP server speaking AMI as Asterisk 18/20 does, for tests: the banner, Login, Ping, Logoff, the
- * PJSIP and channel list actions answered from scriptable state, broadcast events with `Privilege`
+ * PJSIP, channel, bridge (BridgeList, BridgeInfo) and QueueStatus list actions answered from scriptable state, broadcast events with `Privilege`
  * and `Timestamp` (timestampevents=yes, as MikoPBX sets), and faults: split or slow frames,
  * disconnects (also in the middle of a list), refused logins, garbage, oversized frames, floods
  * and restarts. Message shapes are in ami-transcripts.ts with the documentation page of each.
@@ -9,9 +9,9 @@ import { createServer, type Server, type Socket } from 'node:net'
 import { AmiParser } from '../src/pbx/ami/ami-parser'
 import type { FieldsMessage } from '../src/pbx/ami/ami-message'
 import * as wire from './ami-transcripts'
-import type { Fields, SimChannel, SimContact, SimEndpoint, SimRegistration } from './ami-transcripts'
+import type { Fields, SimChannel, SimContact, SimEndpoint, SimQueue, SimRegistration } from './ami-transcripts'
 
-export type { SimChannel, SimContact, SimEndpoint, SimRegistration } from './ami-transcripts'
+export type { SimChannel, SimContact, SimEndpoint, SimQueue, SimQueueEntry, SimQueueMember, SimRegistration } from './ami-transcripts'
 
 export const SIM_USERNAME = 'softphone-backend'
 export const SIM_SECRET = 'sim-secret-7f3a9c1e'
@@ -40,6 +40,8 @@ export class AmiSimulator {
   readonly endpoints = new Map<string, SimEndpoint>()
   readonly registrations: SimRegistration[] = []
   readonly channels: SimChannel[] = []
+  /** What QueueStatus lists, in order. */
+  readonly queues: SimQueue[] = []
   faults: SimFaults = {}
   /** Every action received, in order, over all connections. */
   readonly actions: FieldsMessage[] = []
@@ -259,6 +261,12 @@ export class AmiSimulator {
         return this.list(connection, id, wire.registrationList(id, this.registrations))
       case 'coreshowchannels':
         return this.list(connection, id, wire.channelList(id, this.channels))
+      case 'bridgelist':
+        return this.list(connection, id, wire.bridgeList(id, this.channels))
+      case 'bridgeinfo':
+        return this.bridgeInfo(connection, id, action.get('BridgeUniqueid') ?? '')
+      case 'queuestatus':
+        return this.list(connection, id, wire.queueStatus(id, this.queues))
       default:
         return this.reply(connection, wire.error(id, 'Invalid/unknown command'))
     }
@@ -283,6 +291,14 @@ export class AmiSimulator {
     this.list(connection, id, wire.endpointDetail(id, endpoint))
   }
 
+  /** As manager_bridges.c answers: an error for a missing or unknown bridge, else its channels. */
+  private bridgeInfo(connection: Connection, id: Fields, bridge: string): void {
+    if (!bridge) return this.reply(connection, wire.error(id, 'BridgeUniqueid must be provided'))
+    const info = wire.bridgeInfo(id, this.channels, bridge)
+    if (!info) return this.reply(connection, wire.error(id, 'Specified BridgeUniqueid not found'))
+    this.list(connection, id, info)
+  }
+
   /** The Success response with `EventList: start`, the events, the Complete event; or a drop midway. */
   private list(connection: Connection, id: Fields, list: wire.ListReply): void {
     this.reply(connection, [['Response', 'Success'], ...id, ['EventList', 'start'], ['Message', list.message]])
@@ -294,7 +310,7 @@ export class AmiSimulator {
       }
       this.reply(connection, event)
     }
-    this.reply(connection, [['Event', list.complete], ...id, ['EventList', 'Complete'], ['ListItems', String(list.events.length)]])
+    this.reply(connection, [['Event', list.complete], ...id, ['EventList', 'Complete'], ['ListItems', String(list.events.length)], ...(list.completeExtra ?? [])])
   }
 }
 

@@ -54,6 +54,34 @@ export interface ListReply {
   message: string
   events: Fields[]
   complete: string
+  /** Fields the Complete event carries after `ListItems` (BridgeInfoComplete's bridge snapshot). */
+  completeExtra?: Fields
+}
+
+export interface SimQueueMember {
+  /** `Local/201@internal/n` on MikoPBX, or `PJSIP/201`. */
+  location: string
+  stateInterface: string
+  name: string
+  /** AST_DEVICE_* number: 1 not in use, 2 in use, 6 ringing… */
+  status: number
+  paused: boolean
+}
+
+export interface SimQueueEntry {
+  channel: string
+  uniqueid: string
+  callerNum: string
+  callerName: string
+  /** Seconds waited. */
+  wait: number
+}
+
+export interface SimQueue {
+  name: string
+  strategy: string
+  members: SimQueueMember[]
+  entries: SimQueueEntry[]
 }
 
 export const frame = (fields: Fields): string => `${fields.map(([key, value]) => `${key}: ${value}`).join('\r\n')}\r\n\r\n`
@@ -256,6 +284,124 @@ export function channelList(id: Fields, channels: SimChannel[]): ListReply {
   return { message: 'Channels will follow', complete: 'CoreShowChannelsComplete', events }
 }
 
+/** The bridge snapshot keys of AMI_Events/BridgeListItem, BridgeEnter… (ast_manager_build_bridge_state_string). */
+export const bridgeSnapshot = (bridge: string, channels: number): Fields => [
+  ['BridgeUniqueid', bridge],
+  ['BridgeType', 'basic'],
+  ['BridgeTechnology', channels > 2 ? 'softmix' : 'simple_bridge'],
+  ['BridgeCreator', '<unknown>'],
+  ['BridgeName', '<unknown>'],
+  ['BridgeNumChannels', String(channels)],
+  ['BridgeVideoSourceMode', 'none'],
+]
+
+/** The bridges the channels are in, by BridgeId, in the order first seen. */
+function bridgesOf(channels: SimChannel[]): Map<string, SimChannel[]> {
+  const bridges = new Map<string, SimChannel[]>()
+  for (const channel of channels) if (channel.bridgeId) bridges.set(channel.bridgeId, [...(bridges.get(channel.bridgeId) ?? []), channel])
+  return bridges
+}
+
+/** AMI_Actions/BridgeList → AMI_Events/BridgeListItem, BridgeListComplete. */
+export function bridgeList(id: Fields, channels: SimChannel[]): ListReply {
+  const events = [...bridgesOf(channels)].map(([bridge, members]): Fields => [['Event', 'BridgeListItem'], ...id, ...bridgeSnapshot(bridge, members.length)])
+  return { message: 'Bridge listing will follow', complete: 'BridgeListComplete', events }
+}
+
+/** The channel snapshot keys (ast_manager_build_channel_state_string) of a listed channel. */
+const channelSnapshot = (channel: SimChannel): Fields => [
+  ['Channel', channel.channel],
+  ['ChannelState', CHANNEL_STATE[channel.state]],
+  ['ChannelStateDesc', channel.state],
+  ['CallerIDNum', channel.callerNum],
+  ['CallerIDName', channel.callerName],
+  ['ConnectedLineNum', channel.connectedNum],
+  ['ConnectedLineName', channel.connectedName],
+  ['Language', 'en'],
+  ['AccountCode', ''],
+  ['Context', 'internal'],
+  ['Exten', channel.exten],
+  ['Priority', '1'],
+  ['Uniqueid', channel.uniqueid],
+  ['Linkedid', channel.linkedid],
+]
+
+/** AMI_Actions/BridgeInfo → AMI_Events/BridgeInfoChannel, BridgeInfoComplete (with the bridge snapshot); null for an unknown bridge. */
+export function bridgeInfo(id: Fields, channels: SimChannel[], bridge: string): ListReply | null {
+  const members = bridgesOf(channels).get(bridge)
+  if (!members) return null
+  return {
+    message: 'Bridge channel listing will follow',
+    complete: 'BridgeInfoComplete',
+    events: members.map((channel): Fields => [['Event', 'BridgeInfoChannel'], ...id, ...channelSnapshot(channel)]),
+    completeExtra: bridgeSnapshot(bridge, members.length),
+  }
+}
+
+/**
+ * AMI_Actions/QueueStatus → AMI_Events/QueueParams, QueueMember, QueueEntry, QueueStatusComplete.
+ * app_queue writes the ActionID last in these three, unlike res_pjsip's lists.
+ */
+export function queueStatus(id: Fields, queues: SimQueue[]): ListReply {
+  const events: Fields[] = []
+  for (const queue of queues) {
+    events.push([
+      ['Event', 'QueueParams'],
+      ['Queue', queue.name],
+      ['Max', '0'],
+      ['Strategy', queue.strategy],
+      ['Calls', String(queue.entries.length)],
+      ['Holdtime', '0'],
+      ['TalkTime', '0'],
+      ['Completed', '0'],
+      ['Abandoned', '0'],
+      ['ServiceLevel', '60'],
+      ['ServicelevelPerf', '0.0'],
+      ['ServicelevelPerf2', '0.0'],
+      ['Weight', '0'],
+      ...id,
+    ])
+    for (const member of queue.members) {
+      events.push([
+        ['Event', 'QueueMember'],
+        ['Queue', queue.name],
+        ['Name', member.name],
+        ['Location', member.location],
+        ['StateInterface', member.stateInterface],
+        ['Membership', 'static'],
+        ['Penalty', '0'],
+        ['CallsTaken', '0'],
+        ['LastCall', '0'],
+        ['LastPause', '0'],
+        ['LoginTime', '1795431600'],
+        ['InCall', '0'],
+        ['Status', String(member.status)],
+        ['Paused', member.paused ? '1' : '0'],
+        ['PausedReason', ''],
+        ['Wrapuptime', '0'],
+        ...id,
+      ])
+    }
+    for (const [index, entry] of queue.entries.entries()) {
+      events.push([
+        ['Event', 'QueueEntry'],
+        ['Queue', queue.name],
+        ['Position', String(index + 1)],
+        ['Channel', entry.channel],
+        ['Uniqueid', entry.uniqueid],
+        ['CallerIDNum', entry.callerNum],
+        ['CallerIDName', entry.callerName],
+        ['ConnectedLineNum', '<unknown>'],
+        ['ConnectedLineName', '<unknown>'],
+        ['Wait', String(entry.wait)],
+        ['Priority', '0'],
+        ...id,
+      ])
+    }
+  }
+  return { message: 'Queue status will follow', complete: 'QueueStatusComplete', events }
+}
+
 export interface CallParty {
   channel: string
   number: string
@@ -291,15 +437,7 @@ function snapshot(party: CallParty, state: SimChannel['state'], connected: CallP
 }
 
 /** AMI_Events/BridgeEnter and BridgeLeave: the bridge snapshot keys. */
-const bridgeFields = (call: Call, channels: number): Fields => [
-  ['BridgeUniqueid', call.bridge],
-  ['BridgeType', 'basic'],
-  ['BridgeTechnology', 'simple_bridge'],
-  ['BridgeCreator', '<unknown>'],
-  ['BridgeName', '<unknown>'],
-  ['BridgeNumChannels', String(channels)],
-  ['BridgeVideoSourceMode', 'none'],
-]
+const bridgeFields = (call: Call, channels: number): Fields => bridgeSnapshot(call.bridge, channels)
 
 export type CallEvent = [name: string, privilege: string, fields: Fields]
 

@@ -54,6 +54,8 @@ export interface CallRecord {
 /** A CallerIDNum/ConnectedLineNum Asterisk really knows, not `<unknown>`. */
 export const knownNumber = (value: string | undefined): string => (value && !value.startsWith('<') ? value : '')
 
+const MAX_NUMBER_LENGTH = 80
+
 export function snapshotOf(message: AmiMessage, prefix = ''): ChannelSnapshot | null {
   const field = (key: string) => message.get(prefix + key) ?? ''
   const uniqueid = field('Uniqueid')
@@ -64,9 +66,10 @@ export function snapshotOf(message: AmiMessage, prefix = ''): ChannelSnapshot | 
     name,
     linkedid: field('Linkedid') || uniqueid,
     state: field('ChannelStateDesc'),
-    callerNum: field('CallerIDNum'),
-    connectedNum: field('ConnectedLineNum'),
-    exten: field('Exten'),
+    // Numbers end up in snapshots, whose schema caps them (README "Presence snapshots, schema version 2").
+    callerNum: field('CallerIDNum').slice(0, MAX_NUMBER_LENGTH),
+    connectedNum: field('ConnectedLineNum').slice(0, MAX_NUMBER_LENGTH),
+    exten: field('Exten').slice(0, MAX_NUMBER_LENGTH),
   }
 }
 

@@ -27,6 +27,9 @@ export function numberOfChannel(channel: Channel, nameOf: NameOf): string {
   return knownNumber(channel.callerNum)
 }
 
+/** The schema's cap per list of legs (README "Presence snapshots, schema version 2"); the oldest legs are kept. */
+const MAX_LEGS = 100
+
 /** Numbers of up to 4 digits are extensions on MikoPBX, as the legacy producer assumed for a call with no leg yet. */
 const looksInternal = (exten: string, nameOf: NameOf): boolean => nameOf(exten) !== null || /^\d{1,4}$/.test(exten)
 
@@ -59,8 +62,8 @@ function buildCall(call: CallRecord, graph: CallGraph, nameOf: NameOf): ActiveCa
     dst_num: dst ? numberOfChannel(dst, nameOf) : '',
     did: typeCall === 'incoming' ? call.srcExten : '',
     linkedid: call.linkedid,
-    calledChannels: others.filter((leg) => graph.talkingTo(leg) === null).map(asLeg),
-    bridgeChannels: legs.filter((leg) => graph.talkingTo(leg) !== null).map(asLeg),
+    calledChannels: others.filter((leg) => graph.talkingTo(leg) === null).slice(0, MAX_LEGS).map(asLeg),
+    bridgeChannels: legs.filter((leg) => graph.talkingTo(leg) !== null).slice(0, MAX_LEGS).map(asLeg),
   }
 }
 

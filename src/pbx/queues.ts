@@ -30,6 +30,9 @@ function memberExtension(event: AmiMessage): string | null {
   return null
 }
 
+/** What a users-state key may be (README "Presence snapshots, schema version 2"); other queues are not published. */
+const QUEUE_NAME = /^[A-Za-z0-9_.+=-]{1,80}$/
+
 const callerKey = (event: AmiMessage): string => event.get('Uniqueid') || event.get('Channel') || ''
 
 export class QueueTable {
@@ -38,7 +41,7 @@ export class QueueTable {
   constructor(private readonly maxQueues: number) {}
 
   private queue(name: string): QueueRecord | undefined {
-    if (!name) return undefined
+    if (!QUEUE_NAME.test(name)) return undefined
     let queue = this.queues.get(name)
     if (!queue && this.queues.size < this.maxQueues) {
       queue = { name, members: new Map(), waiting: new Set() }

@@ -89,6 +89,13 @@ const eventSeconds = (event: AmiMessage, clock: Clock): number => {
   return Number.isFinite(stamp) && stamp > 0 ? Math.floor(stamp) : Math.floor(clock.now() / 1000)
 }
 
+/** Longest Uniqueid or Linkedid kept (the snapshot schema's limit); Asterisk's are about 25 characters. */
+const MAX_ID_LENGTH = 80
+
+/** A channel the snapshots may name: a strict channel name and ids within the schema's limits. */
+const isTrackable = (snapshot: ChannelSnapshot): boolean =>
+  isStrictChannelName(snapshot.name) && snapshot.uniqueid.length <= MAX_ID_LENGTH && snapshot.linkedid.length <= MAX_ID_LENGTH
+
 /** Keys sorted, so equal entries give equal JSON whatever order they were built in. */
 const sortedStates = (states: ReadonlyMap<string, EmployeeEntry>): Record<string, EmployeeEntry> =>
   Object.fromEntries([...states].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
@@ -101,6 +108,8 @@ export class StateEngine implements PbxStateView {
   private readonly live = new Map<string, LiveEndpoint>()
   private liveRegistrations = new Map<string, OutboundRegistration>()
   private readonly hints = new Map<string, HintState>()
+  /** Endpoints whose derived device state is due (rederive). */
+  private readonly dirtyEndpoints = new Set<string>()
   private readonly graph: CallGraph
   private readonly queues = new QueueTable(MAX_QUEUES)
   /** The JSON of each users-state entry and of the calls, as last published. */
@@ -127,6 +136,8 @@ export class StateEngine implements PbxStateView {
   /** Events that arrived while a load ran: applied live, and again on top of the load's lists. */
   private replay: AmiMessage[] | null = null
   private replayOverflow = false
+  /** True while a login's load runs: nothing is published until the lists and the events meanwhile are in. */
+  private bootstrapping = false
   /** True while replaying: the events were counted the first time. */
   private replaying = false
   private readonly handlers: Readonly<Record<string, (event: AmiMessage) => void>> = {
@@ -201,6 +212,7 @@ export class StateEngine implements PbxStateView {
   }
 
   endpoints(): ReadonlyMap<string, EndpointState> {
+    this.rederiveDirty()
     const view = new Map<string, EndpointState>()
     for (const [name, endpoint] of this.live) view.set(name, { name, deviceState: endpoint.deviceState, contacts: [...endpoint.contacts.values()] })
     return view
@@ -212,6 +224,7 @@ export class StateEngine implements PbxStateView {
 
   /** The users-state body now: users by extension, then queues. */
   usersState(): Map<string, EmployeeEntry> {
+    this.rederiveDirty()
     const endpoints = [...this.live.values()].map((endpoint) => ({ ...endpoint, contactStatuses: [...endpoint.contacts.values()].map((contact) => contact.Status ?? '') }))
     return buildUsersState({
       endpoints,
@@ -280,19 +293,18 @@ export class StateEngine implements PbxStateView {
    * A failed list changes nothing: it never means "all calls ended".
    */
   private async loadAndReplace(fresh: boolean): Promise<void> {
-    let snapshot: PbxSnapshot
     this.replay = []
     this.replayOverflow = false
-    try {
-      snapshot = await loadPbxSnapshot(this.options.link, this.options.actionTimeoutMs ?? ACTION_TIMEOUT_MS)
-      if (this.replayOverflow) throw Object.assign(new Error(`more than ${MAX_REPLAY} events during the load`), { name: 'AmiLoadOverrun' })
-    } catch (error) {
-      this.replay = null
-      this.log(`AMI_RECONCILE_FAILED ${(error as Error).name}: ${(error as Error).message}`)
-      return
-    }
+    this.bootstrapping = fresh
+    const snapshot = await this.loadOrLog()
+    this.bootstrapping = false
     const events = this.replay ?? []
     this.replay = null
+    if (!snapshot) {
+      // What the events built is all there is: publish it rather than nothing.
+      if (fresh) this.changed()
+      return
+    }
     const before = this.loadedOnce ? this.summary() : null
     this.replaceWith(snapshot)
     this.replayEvents(events)
@@ -308,6 +320,17 @@ export class StateEngine implements PbxStateView {
     this.changed()
   }
 
+  private async loadOrLog(): Promise<PbxSnapshot | null> {
+    try {
+      const snapshot = await loadPbxSnapshot(this.options.link, this.options.actionTimeoutMs ?? ACTION_TIMEOUT_MS)
+      if (this.replayOverflow) throw Object.assign(new Error(`more than ${MAX_REPLAY} events during the load`), { name: 'AmiLoadOverrun' })
+      return snapshot
+    } catch (error) {
+      this.log(`AMI_RECONCILE_FAILED ${(error as Error).name}: ${(error as Error).message}`)
+      return null
+    }
+  }
+
   private replayEvents(events: readonly AmiMessage[]): void {
     this.replaying = true
     try {
@@ -318,6 +341,7 @@ export class StateEngine implements PbxStateView {
   }
 
   private summary(): StateSummary {
+    this.rederiveDirty()
     const endpoints = new Map([...this.live].map(([name, endpoint]) => [name, `${endpoint.deviceState}|${contactsKey(endpoint.contacts)}`]))
     const registrations = new Map([...this.liveRegistrations].map(([name, registration]) => [name, registration.status]))
     const channels = new Map([...this.graph.channels].map(([uniqueid, channel]) => [uniqueid, `${channel.state}|${channel.bridge}|${channel.linkedid}`]))
@@ -347,7 +371,7 @@ export class StateEngine implements PbxStateView {
     this.graph.keepBridges(snapshot.bridges)
     const now = Math.floor(this.clock.now() / 1000)
     for (const loaded of snapshot.channels) {
-      if (!isStrictChannelName(loaded.snapshot.name) || this.graph.hasEnded(loaded.snapshot.uniqueid)) continue
+      if (!isTrackable(loaded.snapshot) || this.graph.hasEnded(loaded.snapshot.uniqueid)) continue
       const channel = this.track(loaded.snapshot, now)
       if (!channel) continue
       if (loaded.dialDestination) channel.dialDestination = true
@@ -355,7 +379,7 @@ export class StateEngine implements PbxStateView {
       else this.graph.leaveBridge(channel.uniqueid)
     }
     this.queues.replaceWith(snapshot.queueEvents)
-    if (!this.deviceEventsSeen) for (const endpoint of this.live.values()) if (this.graph.channelsOfEndpoint(endpoint.name).length > 0) this.rederiveEndpoint(endpoint)
+    if (!this.deviceEventsSeen) for (const endpoint of this.live.values()) if (this.graph.channelsOfEndpoint(endpoint.name).length > 0) this.dirtyEndpoints.add(endpoint.name)
   }
 
   /** Nothing arrives while the link is down; whatever a dropping link still hands over is left to the next load. */
@@ -391,7 +415,7 @@ export class StateEngine implements PbxStateView {
 
   /** A channel an event may create or update: strict names only, and never one whose Hangup was seen. */
   private trackable(snapshot: ChannelSnapshot | null): snapshot is ChannelSnapshot {
-    return snapshot !== null && isStrictChannelName(snapshot.name) && !this.graph.hasEnded(snapshot.uniqueid)
+    return snapshot !== null && isTrackable(snapshot) && !this.graph.hasEnded(snapshot.uniqueid)
   }
 
   private known(event: AmiMessage): Channel | undefined {
@@ -470,12 +494,22 @@ export class StateEngine implements PbxStateView {
     endpoint.stateSeq = ++this.seq
   }
 
-  /** Without DeviceStateChange, an endpoint's state follows its channels and contacts. */
+  /**
+   * Without DeviceStateChange, an endpoint's state follows its channels and contacts. Derived when
+   * read, not per event: a trunk with thousands of channels costs one pass per publication.
+   */
   private rederive(channelName: string): void {
     if (this.deviceEventsSeen) return
     const name = endpointOfChannel(channelName)
-    const endpoint = name === null ? undefined : this.live.get(name)
-    if (endpoint) this.rederiveEndpoint(endpoint)
+    if (name !== null && this.live.has(name)) this.dirtyEndpoints.add(name)
+  }
+
+  private rederiveDirty(): void {
+    for (const name of this.dirtyEndpoints) {
+      const endpoint = this.live.get(name)
+      if (endpoint && !this.deviceEventsSeen) this.rederiveEndpoint(endpoint)
+    }
+    this.dirtyEndpoints.clear()
   }
 
   private rederiveEndpoint(endpoint: LiveEndpoint): void {
@@ -500,7 +534,7 @@ export class StateEngine implements PbxStateView {
     const change = event.get('ContactStatus') ?? ''
     if (change === 'Removed') endpoint.contacts.delete(uri)
     else endpoint.contacts.set(uri, this.contactAfter(endpoint.contacts.get(uri), event, change))
-    if (!this.deviceEventsSeen) this.rederiveEndpoint(endpoint)
+    if (!this.deviceEventsSeen) this.dirtyEndpoints.add(endpoint.name)
   }
 
   /** `Created`/`Updated` change the registration, the others its status. */
@@ -537,7 +571,7 @@ export class StateEngine implements PbxStateView {
    * a change after a quiet window goes out within COALESCE_MS, later ones at the window's end.
    */
   private changed(): void {
-    if (this.options.link.status !== 'up') return
+    if (this.options.link.status !== 'up' || this.bootstrapping) return
     if (this.windowTimer !== null) this.changedInWindow = true
     else if (this.flushTimer === null) this.flushTimer = this.timers.setTimeout(() => this.flush(), COALESCE_MS)
   }

@@ -4,7 +4,7 @@
  * `<ext>`), then the queues.
  */
 import { betterState, extensionOfEndpoint, userStateOfDevice, type UserState } from './device-state'
-import { knownNumber, type CallGraph, type Channel } from './call-graph'
+import { compareUniqueids, knownNumber, type CallGraph, type Channel } from './call-graph'
 import { numberOfChannel, userOfChannel, type NameOf, type UserOfMobile } from './calls'
 import { channelIdOf, type ChannelEntry, type EmployeeEntry } from '../presence/snapshot'
 
@@ -91,6 +91,16 @@ function aggregateState(channels: readonly ChannelEntry[], device: DeviceSide, h
   return hint && hint.seq > device.seq ? hint.state : device.state
 }
 
+/** The schema's cap per entry; beyond it the live legs are kept over the finished ones, then the newest. */
+export const MAX_CHANNELS_PER_ENTRY = 100
+const FINISHED: ReadonlySet<string> = new Set(['cancelled', 'ended'])
+
+function mostRelevant(channels: Array<[string, ChannelEntry]>): Array<[string, ChannelEntry]> {
+  if (channels.length <= MAX_CHANNELS_PER_ENTRY) return channels
+  const rank = ([, entry]: [string, ChannelEntry]) => (FINISHED.has(entry.answerState) ? 1 : 0)
+  return [...channels].sort((a, b) => rank(a) - rank(b) || compareUniqueids(b[1].uniqueid, a[1].uniqueid)).slice(0, MAX_CHANNELS_PER_ENTRY)
+}
+
 /** Object keys in sorted order, so equal entries give equal JSON. */
 const sortedRecord = <T>(pairs: Array<[string, T]>): Record<string, T> => Object.fromEntries(pairs.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
 
@@ -121,7 +131,7 @@ export function buildUsersState(input: UsersStateInput): Map<string, EmployeeEnt
       device,
       input.hints.get(ext),
     )
-    states.set(ext, { name: nameOf(ext)!, state, channels: sortedRecord(channels) })
+    states.set(ext, { name: nameOf(ext)!, state, channels: sortedRecord(mostRelevant(channels)) })
   }
   for (const [name, queue] of input.queues) if (!states.has(name)) states.set(name, queue)
   return states

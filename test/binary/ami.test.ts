@@ -21,6 +21,13 @@ async function within(ms: number, check: () => boolean | Promise<boolean>): Prom
   }
 }
 
+interface Envelope {
+  schemaVersion: number
+  instanceId: string
+  sequence: number
+  generatedAt: number
+}
+
 const amiEnv = (port: number, secret = SIM_SECRET) => ({
   SOFTPHONE_AMI: 'on',
   SOFTPHONE_AMI_PORT: String(port),
@@ -64,19 +71,31 @@ describe('a call between 201 and 202', () => {
 
   const health = async () => (await (await fetch(`${server.baseUrl}/health`)).json()) as { ami: string }
   const get = (path: string) => fetch(`${server.baseUrl}/${path}`, { headers: { authorization: `Bearer ${token}` } })
+  /** The body without its envelope, as a version 1 client reads it; the envelope is checked apart. */
+  const bodyOf = <T>({ schemaVersion, instanceId, sequence, generatedAt, ...body }: Envelope & T) => body as T
+  const lastSnapshot = async <T>(kind: string) => {
+    const response = await fetch(`${server.baseUrl}/sub/${kind}?authorization=${token}`)
+    return response.status === 200 ? ((await response.json()) as Envelope & T) : null
+  }
   const lastUsersState = async () => {
-    const response = await fetch(`${server.baseUrl}/sub/users-state?authorization=${token}`)
-    return response.status === 200 ? ((await response.json()) as { states: Record<string, { name: string; state: string; channels?: object }> }) : null
+    const snapshot = await lastSnapshot<{ states: Record<string, { name: string; state: string; channels: Record<string, Record<string, unknown>> }> }>('users-state')
+    return snapshot && bodyOf(snapshot)
   }
   const lastCalls = async () => {
-    const response = await fetch(`${server.baseUrl}/sub/active-calls?authorization=${token}`)
-    return response.status === 200 ? ((await response.json()) as { calls: Array<Record<string, unknown>> }) : null
+    const snapshot = await lastSnapshot<{ calls: Array<Record<string, unknown>> }>('active-calls')
+    return snapshot && bodyOf(snapshot)
   }
 
   test('the engine logs in, loads the endpoints and publishes users-state with the directory names', async () => {
     await within(BOUND_MS, async () => (await health()).ami === 'up')
     await within(BOUND_MS, async () => (await lastUsersState())?.states['202']?.state === 'Idle')
-    expect(await lastUsersState()).toEqual({ states: { '201': { name: 'Alice', state: 'Idle' }, '202': { name: 'Bob', state: 'Idle' } } })
+    expect(await lastUsersState()).toEqual({ states: { '201': { name: 'Alice', state: 'Idle', channels: {} }, '202': { name: 'Bob', state: 'Idle', channels: {} } } })
+    const envelope = (await lastSnapshot<object>('users-state'))!
+    expect([envelope.schemaVersion, typeof envelope.sequence, typeof envelope.generatedAt]).toEqual([2, 'number', 'number'])
+    expect(envelope.instanceId).toMatch(/^[0-9a-f-]{36}$/)
+    const calls = (await lastSnapshot<object>('active-calls'))!
+    expect(calls.instanceId).toBe(envelope.instanceId)
+    expect(calls.sequence).not.toBe(envelope.sequence)
     const peers = await (await get('peers')).json()
     expect(peers).toMatchObject({ success: true, ami: 'up', stale: false })
     expect(server.stdout).toContain('AMI: connecting to 127.0.0.1')
@@ -98,18 +117,32 @@ describe('a call between 201 and 202', () => {
     await within(BOUND_MS, () => frames.some((frame) => frame.includes('"typeCall":"inner"')))
     const ringing = JSON.parse(frames.findLast((frame) => frame.includes('"calls":[{'))!) as { calls: Array<Record<string, unknown>> }
     expect(ringing.calls[0]).toMatchObject({ typeCall: 'inner', src_num: '201', src_chan: call.call.caller.channel })
+    expect(ringing.calls[0]!.calledChannels).toEqual([
+      { channel: call.call.callee.channel, number: '202', uniqueid: call.call.callee.uniqueid, channelId: call.call.callee.channel.slice(-8), answerState: 'ringing' },
+    ])
 
     call.answer()
-    await within(BOUND_MS, async () => (await lastUsersState())?.states['201']?.state === 'Up')
+    // 201 is Up from its Dial on (a user dialing out is busy); the call is set up once both are bridged.
+    const bothBridged = (states: Awaited<ReturnType<typeof lastUsersState>>) =>
+      ['201', '202'].every((ext) => Object.values(states?.states[ext]?.channels ?? {}).some((channel) => channel.answerState === 'bridged'))
+    await within(BOUND_MS, async () => bothBridged(await lastUsersState()))
     const up = (await lastUsersState())!
-    expect(up.states['201']!.channels).toEqual({ [call.call.caller.channel]: { channel: call.call.callee.channel, number: '202', direction: 'outgoing' } })
-    expect(up.states['202']!.channels).toEqual({ [call.call.callee.channel]: { channel: call.call.caller.channel, number: '201', direction: 'incoming' } })
+    expect(up.states['201']!.state).toBe('Up')
+    expect(up.states['202']!.state).toBe('Up')
+    const { caller, callee } = call.call
+    const linkedid = caller.uniqueid
+    expect(up.states['201']!.channels).toEqual({
+      [caller.channel]: { channel: callee.channel, number: '202', direction: 'outgoing', linkedid, uniqueid: caller.uniqueid, channelId: caller.channel.slice(-8), answerState: 'bridged', pickupAvailable: false },
+    })
+    expect(up.states['202']!.channels).toEqual({
+      [callee.channel]: { channel: caller.channel, number: '201', direction: 'incoming', linkedid, uniqueid: callee.uniqueid, channelId: callee.channel.slice(-8), answerState: 'bridged', pickupAvailable: false },
+    })
     await within(BOUND_MS, async () => ((await lastCalls())?.calls[0]?.bridgeChannels as unknown[] | undefined)?.length === 2)
 
     call.hangup()
     await within(BOUND_MS, async () => (await lastCalls())?.calls.length === 0)
-    await within(BOUND_MS, () => stream.text().includes('"Idle"') && frames.at(-1) === '{"calls":[]}')
-    expect(await lastUsersState()).toEqual({ states: { '201': { name: 'Alice', state: 'Idle' }, '202': { name: 'Bob', state: 'Idle' } } })
+    await within(BOUND_MS, () => stream.text().includes('"Idle"') && (JSON.parse(frames.at(-1)!) as { calls: unknown[] }).calls.length === 0)
+    expect(await lastUsersState()).toEqual({ states: { '201': { name: 'Alice', state: 'Idle', channels: {} }, '202': { name: 'Bob', state: 'Idle', channels: {} } } })
     socket.close()
     await stream.stop()
   })

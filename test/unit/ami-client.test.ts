@@ -157,6 +157,67 @@ describe('AMI client: login and actions', () => {
     expect(channels.response.get('Message')).toBe('Channels will follow')
   })
 
+  test('BridgeList, BridgeInfo and QueueStatus as Asterisk 18/20 answers them: key order, ActionID place, errors', async () => {
+    simulator.addEndpoint({ name: '202', deviceState: 'Not in use' })
+    simulator.queues.push({
+      name: 'support',
+      strategy: 'ringall',
+      members: [{ name: '201', location: 'Local/201@internal/n', stateInterface: 'PJSIP/201', status: 1, paused: false }],
+      entries: [{ channel: 'PJSIP/203-00000009', uniqueid: '1795435200.9', callerNum: '203', callerName: 'Carol', wait: 4 }],
+    })
+    await connected()
+    const keys = (event: AmiMessage) => event.fields.map(([key]) => key)
+    expect((await client.action('BridgeList')).events).toEqual([])
+    const call = simulator.startCall('201', '202')
+    call.answer()
+    const bridges = await client.action('BridgeList')
+    expect(bridges.response.get('Message')).toBe('Bridge listing will follow')
+    expect(bridges.events.map(keys)).toEqual([
+      ['Event', 'ActionID', 'BridgeUniqueid', 'BridgeType', 'BridgeTechnology', 'BridgeCreator', 'BridgeName', 'BridgeNumChannels', 'BridgeVideoSourceMode'],
+    ])
+    expect(bridges.events[0]!.get('BridgeNumChannels')).toBe('2')
+    const info = await client.action('BridgeInfo', { BridgeUniqueid: call.call.bridge })
+    expect(info.response.get('Message')).toBe('Bridge channel listing will follow')
+    expect(info.events.map((event) => [event.get('Event'), event.get('Channel')])).toEqual([
+      ['BridgeInfoChannel', call.call.caller.channel],
+      ['BridgeInfoChannel', call.call.callee.channel],
+    ])
+    expect(keys(info.events[0]!).slice(0, 3)).toEqual(['Event', 'ActionID', 'Channel'])
+    expect((await client.action('BridgeInfo', { BridgeUniqueid: 'nope' })).response.get('Message')).toBe('Specified BridgeUniqueid not found')
+    expect((await client.action('BridgeInfo')).response.get('Message')).toBe('BridgeUniqueid must be provided')
+    const queues = await client.action('QueueStatus')
+    expect(queues.response.get('Message')).toBe('Queue status will follow')
+    expect(queues.events.map((event) => [event.get('Event'), keys(event).at(-1)])).toEqual([
+      ['QueueParams', 'ActionID'],
+      ['QueueMember', 'ActionID'],
+      ['QueueEntry', 'ActionID'],
+    ])
+    expect(queues.events[1]!.get('StateInterface')).toBe('PJSIP/201')
+    expect(queues.events[2]!.get('Uniqueid')).toBe('1795435200.9')
+  })
+
+  test('BridgeInfoComplete carries the bridge snapshot after ListItems, byte for byte', async () => {
+    simulator.addEndpoint({ name: '202', deviceState: 'Not in use' })
+    const call = simulator.startCall('201', '202')
+    call.answer()
+    let received = ''
+    const socket = await Bun.connect({
+      hostname: '127.0.0.1',
+      port: simulator.port,
+      socket: { data: (_, chunk) => void (received += chunk.toString()) },
+    })
+    socket.write(`Action: Login\r\nActionID: l\r\nUsername: ${SIM_USERNAME}\r\nSecret: ${SIM_SECRET}\r\n\r\nAction: BridgeInfo\r\nActionID: b\r\nBridgeUniqueid: ${call.call.bridge}\r\n\r\n`)
+    await until(() => received.includes('Event: BridgeInfoComplete'), 'BridgeInfoComplete')
+    await until(() => received.endsWith('\r\n\r\n'), 'the end of the frame')
+    const complete = received.slice(received.indexOf('Event: BridgeInfoComplete'))
+    expect(complete).toBe(
+      `Event: BridgeInfoComplete\r\nActionID: b\r\nEventList: Complete\r\nListItems: 2\r\nBridgeUniqueid: ${call.call.bridge}\r\nBridgeType: basic\r\n` +
+        'BridgeTechnology: simple_bridge\r\nBridgeCreator: <unknown>\r\nBridgeName: <unknown>\r\nBridgeNumChannels: 2\r\nBridgeVideoSourceMode: none\r\n\r\n',
+    )
+    expect(received).toContain('Response: Success\r\nActionID: b\r\nEventList: start\r\nMessage: Bridge channel listing will follow\r\n\r\n')
+    socket.end()
+  })
+
   test('two concurrent actions, byte-by-byte and slow, with a call interleaved: each gets its own reply, the call goes to listeners', async () => {
     await connected()
     await until(() => events.length === 1, 'FullyBooted')

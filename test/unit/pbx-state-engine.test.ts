@@ -5,7 +5,8 @@ import { amiMessage } from '../../src/pbx/ami/ami-message'
 import { StateEngine, type EngineChannel } from '../../src/pbx/state-engine'
 import { FakeAmiLink, listReply, ManualTimers, type Fields } from '../fake-ami-link'
 import { ManualClock } from '../helpers'
-import type { SnapshotSink } from '../../src/presence/snapshot'
+import * as v from 'valibot'
+import { ActiveCallsSnapshot, UsersStateSnapshot, type SnapshotSink } from '../../src/presence/snapshot'
 
 const NAMES: Record<string, string> = { '201': 'Alice', '202': 'Bob', '203': 'Carol' }
 const nameOf = (ext: string): string | null => NAMES[ext] ?? null
@@ -295,14 +296,47 @@ describe('a call from 201 to 202 without DeviceStateChange', () => {
   })
 })
 
-test('the README examples are what the engine publishes for this call, ringing and answered', async () => {
+test('the README examples are what the engine publishes for this call, ringing and answered, with the envelope of schema version 2', async () => {
   const section = readFileSync('README.md', 'utf8').split('\n## Live PBX state\n')[1]!.split('\n## ')[0]!
   const [usersState, activeCalls] = [...section.matchAll(/^```json\n([\s\S]*?)^```$/gm)].map((match) => JSON.parse(match[1]!))
+  const withoutEnvelope = ({ schemaVersion, instanceId, sequence, generatedAt, ...body }: Record<string, unknown>) => body
   const s = await setup()
   s.send(...ringing201to202)
-  expect(s.last('users-state')).toEqual(usersState)
+  expect(s.last('users-state')).toEqual(withoutEnvelope(usersState))
   s.send(...answered201to202)
-  expect(s.last('active-calls')).toEqual(activeCalls)
+  expect(s.last('active-calls')).toEqual(withoutEnvelope(activeCalls))
+  for (const example of [usersState, activeCalls]) expect(v.is(v.object({ schemaVersion: v.literal(2), instanceId: v.pipe(v.string(), v.uuid()), sequence: v.number(), generatedAt: v.number() }), example)).toBe(true)
+  expect(v.is(UsersStateSnapshot, usersState)).toBe(true)
+  expect(v.is(ActiveCallsSnapshot, activeCalls)).toBe(true)
+})
+
+test('a version 1 client, parsing with the fields it knew, reads the same values from a version 2 snapshot', async () => {
+  // The shapes ModuleMonitorActiveCalls' clients parse; unknown keys are ignored as such clients do.
+  const LegacyUsersState = v.object({
+    states: v.record(v.string(), v.object({ name: v.string(), state: v.string(), channels: v.optional(v.record(v.string(), v.object({ channel: v.string(), number: v.string(), direction: v.picklist(['incoming', 'outgoing']) }))) })),
+  })
+  const LegacyCalls = v.object({
+    calls: v.array(v.object({ linkedid: v.string(), src_chan: v.string(), dst_chan: v.string(), calledChannels: v.array(v.object({ channel: v.string(), number: v.string() })), bridgeChannels: v.array(v.object({ channel: v.string(), number: v.string() })) })),
+  })
+  const snapshots: Array<{ channel: EngineChannel; snapshot: unknown }> = []
+  const link = new FakeAmiLink()
+  link.script.set('PJSIPShowEndpoints', () => listReply(initialPbx().endpoints))
+  link.script.set('PJSIPShowContacts', () => listReply(initialPbx().contacts))
+  const timers = new ManualTimers()
+  const engine = new StateEngine({ link, nameOf, sink: { full: (channel, snapshot) => snapshots.push({ channel, snapshot: JSON.parse(JSON.stringify(snapshot)) }) }, timers, log: () => {} })
+  engine.start()
+  link.setStatus('up')
+  await engine.settled()
+  for (const event of [...ringing201to202, ...answered201to202]) link.emit(event)
+  timers.advance(200)
+  const usersState = v.parse(LegacyUsersState, snapshots.findLast((entry) => entry.channel === 'users-state')!.snapshot)
+  expect(usersState.states['202']!.channels).toEqual({ [CALLEE]: { channel: CALLER, number: '201', direction: 'incoming' } })
+  expect(usersState.states['203']).toEqual({ name: 'Carol', state: 'Unavailable', channels: {} })
+  const calls = v.parse(LegacyCalls, snapshots.findLast((entry) => entry.channel === 'active-calls')!.snapshot)
+  expect(calls.calls[0]!.bridgeChannels).toEqual([
+    { channel: CALLER, number: '201' },
+    { channel: CALLEE, number: '202' },
+  ])
 })
 
 describe('merging and who appears', () => {
