@@ -1,7 +1,8 @@
 /**
- * The personalised channels `sub/me/users-state` and `sub/me/active-calls` (README "Personalised
- * presence"). Every full snapshot, whoever produced it, comes here: it goes on to the legacy shared
- * channel while those are on, and each user's channel gets the snapshot cut to its scope.
+ * The personalised channels `sub/me/users-state` and `sub/me/active-calls`
+ * (README "Personalised presence"). Every full snapshot, whoever produced it, comes here: it goes
+ * on to the legacy shared channel while those are on, and each user's channel gets the snapshot
+ * cut to its scope.
  *
  * One channel per kind and user, keeping only its last body. A snapshot is personalised at once
  * only for channels someone listens to; the others are marked stale and personalised when someone

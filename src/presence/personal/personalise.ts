@@ -27,6 +27,8 @@ interface PreparedEntry {
   entry: EmployeeEntry
   /** `"201":{…}`, the whole entry. */
   json: string
+  /** The entry with only some of its channels, by their names: many users share one view. */
+  views: Map<string, string>
 }
 
 interface PreparedCall {
@@ -45,8 +47,6 @@ interface PreparedBase {
 export interface PreparedStates extends PreparedBase {
   kind: 'users-state'
   entries: PreparedEntry[]
-  /** Entries shown with only some of their channels, by entry and channel names: many users share them. */
-  views: Map<string, string>
 }
 
 export interface PreparedCalls extends PreparedBase {
@@ -62,9 +62,9 @@ export function prepare<K extends SnapshotKind>(kind: K, snapshot: SnapshotOf<K>
   if (kind === 'users-state') {
     const entries = Object.entries((snapshot as UsersStateSnapshot).states).map(([key, entry]) => {
       const clean = cleanEntry(entry)
-      return { key, entry: clean, json: `${JSON.stringify(key)}:${JSON.stringify(clean)}` }
+      return { key, entry: clean, json: `${JSON.stringify(key)}:${JSON.stringify(clean)}`, views: new Map() }
     })
-    return { kind, envelope, envelopeText, entries, views: new Map(), fullPayload: statesPayload(entries.map((entry) => entry.json)) }
+    return { kind, envelope, envelopeText, entries, fullPayload: statesPayload(entries.map((entry) => entry.json)) }
   }
   const calls = (snapshot as ActiveCallsSnapshot).calls.map((call) => {
     const clean = cleanCall(call)
@@ -77,7 +77,7 @@ export function prepare<K extends SnapshotKind>(kind: K, snapshot: SnapshotOf<K>
 export function personalPayload(prepared: Prepared, scope: Scope): string {
   if (scope.admin) return prepared.fullPayload
   if (prepared.kind === 'active-calls') return callsPayload(visibleCalls(prepared.calls, scope).map((call) => call.json))
-  return statesPayload(visibleStates(prepared.entries, scope).map((view) => viewJson(prepared, view)))
+  return statesPayload(visibleStates(prepared.entries, scope).map(viewJson))
 }
 
 export const bodyOf = (prepared: Prepared, payload: string): string => prepared.envelopeText + payload
@@ -101,14 +101,14 @@ interface StateView {
   channels: 'all' | string[]
 }
 
-function viewJson(prepared: PreparedStates, { entry, channels }: StateView): string {
+function viewJson({ entry, channels }: StateView): string {
   if (channels === 'all') return entry.json
-  const viewKey = `${entry.json}\n${channels.join('\n')}`
-  let json = prepared.views.get(viewKey)
+  const viewKey = channels.join('\n')
+  let json = entry.views.get(viewKey)
   if (json === undefined) {
     const shown = Object.fromEntries(channels.map((name) => [name, entry.entry.channels[name]]))
     json = `${JSON.stringify(entry.key)}:${JSON.stringify({ ...entry.entry, channels: shown })}`
-    prepared.views.set(viewKey, json)
+    entry.views.set(viewKey, json)
   }
   return json
 }
