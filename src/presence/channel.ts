@@ -31,6 +31,10 @@ export function parseId(text: string): MessageId | null {
   return match ? { time: Number(match[1]), tag: Number(match[2]) } : null
 }
 
+export function messageOf(id: MessageId, contentType: string, body: string): Message {
+  return { id, idText: formatId(id), contentType, body }
+}
+
 const isAfter = (id: MessageId, cursor: MessageId) => id.time > cursor.time || (id.time === cursor.time && id.tag > cursor.tag)
 
 export class Channel {
@@ -50,14 +54,25 @@ export class Channel {
     // A clock that stepped back must not produce ids that sort before the buffer's last one.
     const time = Math.max(now, last?.id.time ?? 0)
     const id = { time, tag: last && last.id.time === time ? last.id.tag + 1 : 0 }
-    const message = { id, idText: formatId(id), contentType, body }
+    const message = messageOf(id, contentType, body)
+    this.accept(message)
+    return message
+  }
+
+  /**
+   * Stores and delivers a message whose id was given elsewhere (presence/bus.ts). One not newer
+   * than the last stored is a repeat and is dropped: false.
+   */
+  accept(message: Message): boolean {
+    const last = this.messages.at(-1)
+    if (last && !isAfter(message.id, last.id)) return false
     this.published++
     this.messages.push(message)
     if (this.messages.length > this.capacity) this.messages.shift()
     for (const subscriber of this.subscribers) {
       if (!subscriber.deliver(message)) this.subscribers.delete(subscriber)
     }
-    return message
+    return true
   }
 
   /** The oldest buffered message after `cursor`, or the oldest of all without one. */
