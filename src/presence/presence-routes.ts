@@ -152,6 +152,7 @@ export function presenceRoutes({ clock, guard, clientIpOf, hub, settings, peerOf
     }
     if ('timeout' in result) return new Response(null, { status: 304 })
     if (result.closed === 'shutdown') return status(503, fail(ERRORS.shuttingDown))
+    if (result.closed === 'unavailable') return status(503, fail(ERRORS.storeUnavailable))
     return status(401, fail(ERRORS.unauthorized))
   }
 
@@ -191,6 +192,7 @@ export function presenceRoutes({ clock, guard, clientIpOf, hub, settings, peerOf
 
 function socketRefusal(outcome: Extract<AccessOutcome, { ok: false }>): [number, string] {
   if (outcome.failure === 'missing') return [CLOSE.noToken, 'token required']
+  if (outcome.failure === 'unavailable') return [CLOSE.tryAgainLater, 'try again later']
   if (outcome.reason === 'TokenExpiredError') return [CLOSE.tokenExpired, 'token expired']
   return [CLOSE.authFailed, 'authentication failed']
 }
