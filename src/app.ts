@@ -32,6 +32,7 @@ import type { ProviderSource } from './pbx/peer-state'
 import { RecordingOwners, type RecordingsAccess } from './media/recording-owners'
 import type { PresenceHub } from './presence/hub'
 import { ingestRoutes, type PresenceSource } from './presence/ingest-routes'
+import type { PresenceBus } from './presence/bus'
 import type { PersonalFeed } from './presence/personal/personal-feed'
 import { presenceRoutes, type PresenceSettings } from './presence/presence-routes'
 import type { SnapshotSink } from './presence/snapshot'
@@ -63,6 +64,8 @@ export interface AppDeps {
   presence: PresenceSettings
   /** Where full presence snapshots go: the personalised `sub/me/*` channels and the legacy shared ones (README "Personalised presence"). */
   feed: PersonalFeed
+  /** Shared channels' publishes (README "Several nodes"); the feed must use the same one. */
+  bus: PresenceBus
   /** MikoPBX's CDR file (README "Call history"); without it `history` and `calls` are empty. */
   cdr?: CdrSource
   /** README "Recordings: check-media-access"; default `owner`. */
@@ -131,7 +134,7 @@ export function buildApp(deps: AppDeps) {
     .use(mediaRoutes({ clock, guard, securityLog, clientIpOf, owners }))
     .use(healthRoutes({ clock, pbx, storeStatus, deepChecks: deps.deepChecks ?? [], peerOf }))
     .use(ingestRoutes({ clock, peerOf, ...ingest }))
-    .use(presenceRoutes({ clock, guard, clientIpOf, hub, settings: deps.presence, peerOf, keepOpen, upgrade, producedHere: deps.producedHere, feed: deps.feed }))
+    .use(presenceRoutes({ clock, guard, clientIpOf, hub, settings: deps.presence, peerOf, keepOpen, upgrade, producedHere: deps.producedHere, feed: deps.feed, bus: deps.bus }))
     .use(pbxRoutes({ clock, auth, directory, pbx, providers }))
     .use(spaceRoutes({ clock, auth, spaces, securityLog, clientIpOf }))
     .use(

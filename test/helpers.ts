@@ -174,7 +174,8 @@ export async function createHarness({
     guard,
     clock,
   )
-  const feed = new PersonalFeed({ hub, clock, directory: served, rules: scopeRules, legacy: legacyChannels === 'on' })
+  const bus = store.bus((name) => hub.channel(name))
+  const feed = new PersonalFeed({ hub, clock, directory: served, rules: scopeRules, legacy: legacyChannels === 'on', bus })
   const cdr = new CdrSource(cdrPath ?? null)
   const eventLoopLag = { seconds: 0 }
   const metrics = serverMetrics({ clock, basePath: BASE, hub, pbx, services, eventLoopLag: () => eventLoopLag.seconds })
@@ -185,6 +186,7 @@ export async function createHarness({
     server: listen ? undefined : () => ({ requestIP: (request: Request) => ({ address: peers.get(request) ?? '127.0.0.1' }) }),
     hub,
     feed,
+    bus,
     presence: { longPollHoldMs: 300, heartbeatMs: 50 },
     basePath: BASE,
     trustedProxies: ['127.0.0.1', '::1'],
