@@ -11,6 +11,7 @@ import { ROTATION_MODES } from '../sessions/sessions'
 import { RECORDINGS_ACCESS_MODES } from '../media/recording-owners'
 import { EXTERNAL_ALGORITHMS, hmacAlgorithmIn } from '../auth/external-jwt-keys'
 import { isRedisUrlError, parseRedisUrl } from '../store/redis/redis-url'
+import { STORE_KINDS } from '../store/state-store'
 
 type Kind = 'string' | 'integer' | 'boolean' | 'list'
 
@@ -37,7 +38,6 @@ export const METRICS_MODES = ['on', 'off'] as const
 export const ON_OFF = ['on', 'off'] as const
 export const PRESENCE_SOURCES = ['ami', 'ingest', 'pub'] as const
 export const PRESENCE_SCOPES = ['all', 'own'] as const
-export const STORES = ['sqlite', 'redis'] as const
 
 const AbsolutePath = v.pipe(v.string('must be a string'), v.startsWith('/', 'must be an absolute path'))
 const Seconds = (min: number, max: number) =>
@@ -251,7 +251,7 @@ export const CONFIG_KEYS = {
   ),
   store: key(
     'string',
-    v.picklist(STORES, 'must be "sqlite" or "redis"'),
+    v.picklist(STORE_KINDS, 'must be "sqlite" or "redis"'),
     'Where sessions, revocations, throttle counters and the presence bus live (README "Several nodes"). Default "sqlite": the database in data_dir, one node. "redis": shared with every node using the same redis_url; users stay in the directory.',
   ),
   redis_url: key(
