@@ -161,6 +161,33 @@ describe('every form of redis_url reaches the server', () => {
   })
 })
 
+describe('rediss:// (TLS)', () => {
+  let server: RedisServer
+  beforeAll(async () => {
+    server = await RedisServer.start({ password: PASSWORD, tls: true })
+  })
+  afterAll(() => server.stop())
+
+  test('with the server\'s certificate trusted: commands run over TLS, in the DB asked for', async () => {
+    const where = target(`rediss://:${ENCODED}@127.0.0.1:${server.tlsPort}/4`)
+    expect(where.tls).toBe(true)
+    const { link, lines } = await connected(where, { tls: { ca: server.certificate } })
+    await link.send('SET', ['softphone:test:tls', 'sealed'])
+    expect(server.cli('-n', '4', 'GET', 'softphone:test:tls')).toBe('sealed')
+    expect(lines).toEqual([`redis: connected to rediss://127.0.0.1:${server.tlsPort}/4`])
+  })
+
+  test('a certificate nobody vouches for is refused: the link stays down', async () => {
+    const timer = new ManualRetryTimer()
+    const { link, lines } = linkTo(target(`rediss://:${ENCODED}@127.0.0.1:${server.tlsPort}`), { retryTimer: timer })
+    link.start()
+    await until(() => timer.armed, 'the retry')
+    expect(link.state).toBe('down')
+    expect(lines).toHaveLength(1)
+    expect(lines[0]).not.toContain('S3cret')
+  })
+})
+
 describe('scripts', () => {
   let server: RedisServer
   beforeAll(async () => {
