@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { ConfigError, externalJwtSettings, loadConfig, unknownEnvironmentVariables } from '../../src/config/load'
 import { CONFIG_KEYS } from '../../src/config/schema'
+import { checkConfig, REDACTED } from '../../src/cli/config-command'
 import { channelSpecs } from '../../src/presence/hub'
 import { amiSettings } from '../../src/pbx/ami/ami-config'
 
@@ -318,7 +319,11 @@ describe('the shared store (README "Several nodes")', () => {
     })
   }
 
-  test('redis_url is marked secret, so config check prints it redacted', () => {
-    expect(CONFIG_KEYS.redis_url.secret).toBe(true)
+  test('config check names the store and the server without the password, and prints redis_url redacted', () => {
+    expect(checkConfig(loadWithFile({ flags: { data_dir: dir } }))).toContain('\nstore: sqlite\n')
+    const report = checkConfig(loadWithFile({ flags: { data_dir: dir, store: 'redis', redis_url: `redis://:${PASSWORD}@10.0.0.5:6380/2` } }))
+    expect(report).toContain('\nstore: redis at redis://10.0.0.5:6380/2\n')
+    expect(report).toContain(`"redis_url": "${REDACTED}"`)
+    expect(report).not.toContain(PASSWORD)
   })
 })
