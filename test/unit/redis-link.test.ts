@@ -203,6 +203,15 @@ describe('scripts', () => {
     expect(link.state).toBe('up')
   })
 
+  test('start() twice opens one pair of connections', async () => {
+    const { link } = linkTo(target(server.url()))
+    link.start()
+    link.start()
+    await until(() => link.state === 'up', 'the connect')
+    // The link's two connections and redis-cli's own, once those of earlier tests' closed links are gone.
+    await until(() => server.cli('CLIENT', 'LIST').split('\n').length === 3, 'three clients')
+  })
+
   test('a script Redis no longer knows (SCRIPT FLUSH) is sent again by its source', async () => {
     const { link } = await connected(target(server.url()))
     const increment = new RedisScript("return redis.call('INCR', KEYS[1])")

@@ -96,6 +96,7 @@ export class RedisLink {
   private lostAt: number | null = null
   /** The current outage has been logged; cleared when the link is up again. */
   private outageLogged = false
+  private started = false
   private attempt = 0
   private readonly retryTimer: RetryTimer
 
@@ -135,7 +136,10 @@ export class RedisLink {
     if (generation?.ready) this.subscribeOn(generation, channel).catch((error) => this.failed(generation, error))
   }
 
+  /** Connects, and keeps reconnecting until close(); a second call does nothing. */
   start(): void {
+    if (this.started) return
+    this.started = true
     void this.connect()
   }
 
