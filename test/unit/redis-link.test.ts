@@ -144,6 +144,18 @@ describe('every form of redis_url reaches the server', () => {
     expect(lines.join('\n')).not.toContain('S3cret')
   })
 
+  test('an ACL user with its password, over TCP and over the socket', async () => {
+    expect(plain.cli('ACL', 'SETUSER', 'softphone', 'on', `>${PASSWORD}`, '~softphone:*', '&*', '+@all')).toBe('OK')
+    for (const url of [`redis://softphone:${ENCODED}@127.0.0.1:${plain.port}/5`, `redis+unix://softphone:${ENCODED}@${plain.socket}?db=5`]) {
+      const { link, lines } = await connected(target(url))
+      expect(await link.send('INCR', ['softphone:test:acl'])).toBeGreaterThan(0)
+      expect(await link.send('ACL', ['WHOAMI'])).toBe('softphone')
+      expect(lines[0]).toContain('softphone@')
+      expect(lines.join('\n')).not.toContain('S3cret')
+    }
+    expect(plain.cli('-n', '5', 'GET', 'softphone:test:acl')).toBe('2')
+  })
+
   test('a URL Bun refuses does not throw: one line without the password, then retries', async () => {
     const timer = new ManualRetryTimer()
     // Unparsed on purpose: the constructor of Bun's client throws for it.
