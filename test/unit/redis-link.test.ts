@@ -302,6 +302,28 @@ describe('Redis killed with kill -9 and started again', () => {
     expect(received).toEqual(['one', 'two'])
   })
 
+  test('a listener or a down hook that throws costs a log line, not the subscription or the reconnect', async () => {
+    const { link, lines } = await connected(target(`redis://:${ENCODED}@127.0.0.1:${server.port}`))
+    const received: string[] = []
+    link.subscribe('softphone:test:fragile', (message) => {
+      if (message === 'bad') throw new Error('unexpected message')
+      received.push(message)
+    })
+    link.onDown(() => {
+      throw new Error('down hook bug')
+    })
+    await until(() => server.cli('PUBSUB', 'NUMSUB', 'softphone:test:fragile').endsWith('1'), 'the subscription')
+    server.cli('PUBLISH', 'softphone:test:fragile', 'bad')
+    server.cli('PUBLISH', 'softphone:test:fragile', 'good')
+    await until(() => received.length === 1, 'the good message')
+    expect(lines).toContain('redis: a message on softphone:test:fragile was dropped: its listener failed (unexpected message)')
+    await server.kill9()
+    await until(() => link.state === 'down', 'the loss')
+    expect(lines).toContain('redis: a down hook failed (down hook bug)')
+    await server.start()
+    await until(() => link.state === 'up', 'the reconnect')
+  })
+
   test('a hook that throws makes the link reconnect instead of coming up', async () => {
     const timer = new ManualRetryTimer()
     const { link } = linkTo(target(`redis://:${ENCODED}@127.0.0.1:${server.port}`), { retryTimer: timer })

@@ -215,7 +215,16 @@ export class RedisLink {
   private async subscribeOn(generation: Generation, channel: string): Promise<void> {
     if (generation.subscribed.has(channel)) return
     generation.subscribed.add(channel)
-    await generation.subscriber.subscribe(channel, (message) => this.channels.get(channel)?.(message))
+    await generation.subscriber.subscribe(channel, (message) => this.deliver(channel, message))
+  }
+
+  /** A listener's bug costs its message, not the process: Bun treats a throw here as uncaught. */
+  private deliver(channel: string, message: string): void {
+    try {
+      this.channels.get(channel)?.(message)
+    } catch (error) {
+      this.options.log(`redis: a message on ${channel} was dropped: its listener failed (${describe(error)})`)
+    }
   }
 
   private up(): void {
@@ -235,8 +244,19 @@ export class RedisLink {
     this.linkState = 'down'
     this.lostAt ??= this.options.clock.now()
     this.logOutage(wasUp, error)
-    if (wasUp) for (const hook of this.downHooks) hook()
+    if (wasUp) this.runDownHooks()
     this.scheduleRetry()
+  }
+
+  /** Called from Bun's close event, where a throw would be uncaught. */
+  private runDownHooks(): void {
+    for (const hook of this.downHooks) {
+      try {
+        hook()
+      } catch (error) {
+        this.options.log(`redis: a down hook failed (${this.redacted(describe(error))})`)
+      }
+    }
   }
 
   private logOutage(wasUp: boolean, error: unknown): void {
