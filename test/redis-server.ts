@@ -96,6 +96,15 @@ export class RedisServer {
     this.process = null
   }
 
+  /** A server that stops answering but keeps its sockets open, like one cut off without a reset. */
+  pause(): void {
+    this.process?.kill('SIGSTOP')
+  }
+
+  resume(): void {
+    this.process?.kill('SIGCONT')
+  }
+
   /** redis-cli against this server; the reply as text. */
   cli(...args: string[]): string {
     const auth = this.options.password ? ['-a', this.options.password, '--no-auth-warning'] : []
@@ -103,6 +112,7 @@ export class RedisServer {
   }
 
   async stop(): Promise<void> {
+    this.process?.kill('SIGCONT')
     this.process?.kill('SIGTERM')
     await this.process?.exited
     this.process = null

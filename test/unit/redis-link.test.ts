@@ -324,6 +324,27 @@ describe('Redis killed with kill -9 and started again', () => {
     await until(() => link.state === 'up', 'the reconnect')
   })
 
+  test('a server that stops answering: the command fails with StoreUnavailableError after its deadline and the link goes down', async () => {
+    const timer = new ManualRetryTimer()
+    const { link, lines } = await connected(target(`redis://:${ENCODED}@127.0.0.1:${server.port}`), { retryTimer: timer, commandTimeoutMs: 100 })
+    server.pause()
+    try {
+      const error = await rejection(link.send('SET', ['softphone:test:paused', 'x']))
+      expect(error).toBeInstanceOf(StoreUnavailableError)
+      expect(error.message).toBe('redis: no reply within 100 ms')
+      expect(link.state).toBe('down')
+      expect(timer.armed).toBe(true)
+    } finally {
+      server.resume()
+    }
+    timer.fire()
+    await until(() => link.state === 'up', 'the reconnect')
+    expect(lines.slice(1)).toEqual([
+      `redis: connection to redis://127.0.0.1:${server.port} lost (redis: no reply within 100 ms); reconnecting`,
+      `redis: connected to redis://127.0.0.1:${server.port}`,
+    ])
+  })
+
   test('a hook that throws makes the link reconnect instead of coming up', async () => {
     const timer = new ManualRetryTimer()
     const { link } = linkTo(target(`redis://:${ENCODED}@127.0.0.1:${server.port}`), { retryTimer: timer })

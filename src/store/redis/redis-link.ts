@@ -16,6 +16,7 @@ import { StoreUnavailableError } from '../outage'
 const BACKOFF_FIRST_MS = 100
 const BACKOFF_MAX_MS = 5000
 const CONNECT_TIMEOUT_MS = 3000
+const COMMAND_TIMEOUT_MS = 3000
 /** Replies that mean "not now" rather than "wrong": retried by clients like an unreachable server. */
 const TRANSIENT_REPLY = /^(LOADING|BUSY|MASTERDOWN|READONLY|TRYAGAIN|CLUSTERDOWN)\b/
 
@@ -41,6 +42,8 @@ export interface RedisLinkOptions {
   log: (line: string) => void
   /** Schedules the next attempt; tests pass a manual one. */
   retryTimer?: RetryTimer
+  /** How long a reply may take before the server counts as gone; 3 s unless a test shortens it. */
+  commandTimeoutMs?: number
 }
 
 /** Holds at most one pending attempt. */
@@ -151,9 +154,32 @@ export class RedisLink {
     const generation = this.current
     if (!generation?.ready || !generation.commands.connected) throw new StoreUnavailableError('redis unreachable')
     try {
-      return await generation.commands.send(command, [...args])
+      return await this.withinDeadline(generation, generation.commands.send(command, [...args]))
     } catch (error) {
       throw asOutage(error)
+    }
+  }
+
+  /**
+   * A server that stops answering (paused, or cut off without a reset) leaves the socket open, so
+   * a reply gets a deadline; missing it drops the connections, on which later replies could no
+   * longer be matched to their commands.
+   */
+  private async withinDeadline<T>(generation: Generation, reply: Promise<T>): Promise<T> {
+    let timer: ReturnType<typeof setTimeout> | undefined
+    const timeoutMs = this.options.commandTimeoutMs ?? COMMAND_TIMEOUT_MS
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        const error = new StoreUnavailableError(`redis: no reply within ${timeoutMs} ms`)
+        // Rejected first: closing the connections rejects the reply too, with a vaguer reason.
+        reject(error)
+        this.failed(generation, error)
+      }, timeoutMs)
+    })
+    try {
+      return await Promise.race([reply, deadline])
+    } finally {
+      clearTimeout(timer)
     }
   }
 
@@ -187,7 +213,7 @@ export class RedisLink {
     this.current = generation
     try {
       await Promise.all([generation.commands.connect(), generation.subscriber.connect()])
-      if (this.options.db) await generation.commands.send('SELECT', [String(this.options.db)])
+      if (this.options.db) await this.withinDeadline(generation, generation.commands.send('SELECT', [String(this.options.db)]))
       generation.ready = true
       for (const channel of this.channels.keys()) await this.subscribeOn(generation, channel)
       for (const hook of this.upHooks) {
@@ -285,6 +311,7 @@ export class RedisLink {
 }
 
 function asOutage(error: unknown): Error {
+  if (error instanceof StoreUnavailableError) return error
   const code = (error as { code?: string }).code
   const message = String((error as Error).message)
   // A server's error reply (a script's redis.error_reply, a wrong type, NOSCRIPT) is an answer, not an outage.
