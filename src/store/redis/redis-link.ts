@@ -4,7 +4,8 @@
  * protocol; this class owns reconnecting, with backoff, so that after every reconnect the DB is
  * selected, the channels are subscribed and the `onUp` hooks (reload revocations) have finished,
  * in that order, before the link reports itself up again.
- * Commands never queue while down: they fail at once with StoreUnavailableError, a 503 to clients.
+ * Commands never queue while down: they fail at once with StoreUnavailableError, a 503 to clients,
+ * and a reply that takes over 3 s counts as an outage too.
  * An outage logs two lines whatever its length: one when it starts, one when the link is back.
  * Tests: test/unit/redis-link.test.ts, against a real redis-server.
  */
