@@ -39,6 +39,7 @@ import type { SnapshotSink } from './presence/snapshot'
 import type { Upgrade } from './presence/websocket'
 import type { SecurityLogSink } from './security-log/security-log'
 import type { StoreOutage } from './store/database'
+import type { StoreHealth } from './store/state-store'
 import type { TokenService } from './tokens/tokens'
 import type { SessionService } from './sessions/sessions'
 import { sessionRoutes } from './sessions/session-routes'
@@ -88,6 +89,8 @@ export interface AppDeps {
   metrics?: { registry: Metrics; onMainListener: boolean }
   /** The database's last-known state for `health`; a fresh one when absent. */
   storeStatus?: StoreStatus
+  /** The shared store's state for `health` (README "Several nodes"): StateStore.health; "ok" when absent. */
+  storeHealth?: () => StoreHealth
   /** What `health?deep=1` reads: the store, and the MikoPBX file when that directory is active. */
   deepChecks?: readonly DeepCheck[]
   /**
@@ -132,7 +135,7 @@ export function buildApp(deps: AppDeps) {
     .use(apiKeyRoutes({ clock, auth, apiKeys: deps.apiKeys, directory, securityLog, clientIpOf }))
     .use(historyRoutes({ clock, auth, history }))
     .use(mediaRoutes({ clock, guard, securityLog, clientIpOf, owners }))
-    .use(healthRoutes({ clock, pbx, storeStatus, deepChecks: deps.deepChecks ?? [], peerOf }))
+    .use(healthRoutes({ clock, pbx, storeStatus, storeHealth: deps.storeHealth ?? (() => 'ok'), deepChecks: deps.deepChecks ?? [], peerOf }))
     .use(ingestRoutes({ clock, peerOf, ...ingest }))
     .use(presenceRoutes({ clock, guard, clientIpOf, hub, settings: deps.presence, peerOf, keepOpen, upgrade, producedHere: deps.producedHere, feed: deps.feed, bus: deps.bus }))
     .use(pbxRoutes({ clock, auth, directory, pbx, providers }))

@@ -110,6 +110,8 @@ export interface HarnessOptions extends Partial<ServiceSettings> {
   metricsOnMainListener?: boolean
   /** health?deep=1's checks; the store's own by default. */
   deepChecks?: AppDeps['deepChecks']
+  /** The shared store's state for health; "ok" (SQLite) by default. */
+  storeHealth?: AppDeps['storeHealth']
   /** `api_key_idle_minutes`; 60 by default, as in production. */
   apiKeyIdleMinutes?: number
   /** The API keys' table; a test may pass one that counts writes. */
@@ -138,6 +140,7 @@ export async function createHarness({
   metrics: metricsOn = true,
   metricsOnMainListener = true,
   deepChecks,
+  storeHealth,
   apiKeyIdleMinutes = 60,
   apiKeyStore = (db) => new ApiKeyStore(db),
   externalIssuer,
@@ -183,6 +186,7 @@ export async function createHarness({
     guard,
     metrics: metricsOn ? { registry: metrics, onMainListener: metricsOnMainListener } : undefined,
     deepChecks: deepChecks ?? [{ name: 'db', run: () => readSchema(db) }],
+    storeHealth,
     server: listen ? undefined : () => ({ requestIP: (request: Request) => ({ address: peers.get(request) ?? '127.0.0.1' }) }),
     hub,
     feed,
