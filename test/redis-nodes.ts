@@ -4,6 +4,7 @@
  */
 import type { Clock } from '../src/clock'
 import { RedisLink } from '../src/store/redis/redis-link'
+import type { RedisServer } from './redis-server'
 
 /** Polls until `condition` holds; fails after `timeoutMs` of real time. */
 export async function until(condition: () => boolean, what = 'condition', timeoutMs = 10_000): Promise<void> {
@@ -28,4 +29,36 @@ export async function openLink({ url, clock, prepare }: LinkOptions): Promise<Re
   link.start()
   await until(() => link.state === 'up', `link to ${url}`)
   return link
+}
+
+/**
+ * A node that logs in as its own ACL user, so that a test can cut it off alone (`cutOff`) and let
+ * it back (`letIn`). ACL users are not in the AOF: `add` again after a restart.
+ */
+export class NodeUser {
+  constructor(
+    private readonly server: RedisServer,
+    readonly name: string,
+    private readonly password = `${name}-password`,
+  ) {
+    this.add()
+  }
+
+  add(): void {
+    this.server.cli('ACL', 'SETUSER', this.name, 'on', `>${this.password}`, '~*', '&*', '+@all')
+  }
+
+  url(): string {
+    return `redis://${this.name}:${this.password}@127.0.0.1:${this.server.port}`
+  }
+
+  /** Its connections are closed, and it can't log in again until `letIn`. */
+  cutOff(): void {
+    this.server.cli('ACL', 'SETUSER', this.name, 'off')
+    this.server.cli('CLIENT', 'KILL', 'USER', this.name)
+  }
+
+  letIn(): void {
+    this.server.cli('ACL', 'SETUSER', this.name, 'on')
+  }
 }

@@ -4,7 +4,7 @@ import { RedisBus, type BusLink } from '../../src/presence/redis-bus'
 import { StoreUnavailableError } from '../../src/store/outage'
 import type { RedisLink } from '../../src/store/redis/redis-link'
 import { ManualClock } from '../helpers'
-import { openLink, until } from '../redis-nodes'
+import { NodeUser, openLink, until } from '../redis-nodes'
 import { RedisServer } from '../redis-server'
 
 /** One node: its link, its own shared channels, what their subscribers got. */
@@ -21,8 +21,8 @@ let nodes: Node[]
 
 /** The link's backoff may wait a few seconds before it tries again. */
 const RECONNECT_TIMEOUT_MS = 15_000
-const CUT_OFF_USER = 'node-c'
-const CUT_OFF_PASSWORD = 'node-c-password'
+/** Node C logs in as its own user, so that a test can cut it off alone. */
+let nodeC: NodeUser
 
 beforeAll(async () => {
   server = await RedisServer.start()
@@ -34,30 +34,15 @@ afterAll(async () => {
 beforeEach(async () => {
   for (const node of nodes ?? []) node.link.close()
   server.cli('FLUSHALL')
-  addCutOffUser()
+  nodeC = new NodeUser(server, 'node-c')
   clock = new ManualClock()
-  nodes = await Promise.all([server.url(), server.url(), cutOffUrl()].map((url) => startNode(url)))
+  nodes = await Promise.all([server.url(), server.url(), nodeC.url()].map((url) => startNode(url)))
 })
-
-/** Node C logs in as its own ACL user, so that a test can cut it off alone. ACLs are not in the AOF. */
-function addCutOffUser(): void {
-  server.cli('ACL', 'SETUSER', CUT_OFF_USER, 'on', `>${CUT_OFF_PASSWORD}`, '~*', '&*', '+@all')
-}
-
-/** Node C's connections are closed and it may not log in again until its user is on again. */
-function cutOff(): void {
-  server.cli('ACL', 'SETUSER', CUT_OFF_USER, 'off')
-  server.cli('CLIENT', 'KILL', 'USER', CUT_OFF_USER)
-}
 
 async function restartRedis(): Promise<void> {
   await server.start()
-  addCutOffUser()
+  nodeC.add()
   await until(() => nodes.every((node) => node.link.state === 'up'), 'reconnect')
-}
-
-function cutOffUrl(): string {
-  return `redis://${CUT_OFF_USER}:${CUT_OFF_PASSWORD}@127.0.0.1:${server.port}`
 }
 
 function recorder(into: Message[]): Subscriber {
@@ -151,12 +136,12 @@ describe('RedisBus', () => {
     const [a, b, c] = nodes
     await a!.bus.publish(a!.channels.contacts, 'before', 'text/plain')
     await until(() => c!.received.contacts.length === 1, 'first message on C')
-    cutOff()
+    nodeC.cutOff()
     await until(() => c!.link.state === 'down', 'C down')
     for (let i = 0; i < 5; i++) await nodes[i % 2]!.bus.publish(nodes[i % 2]!.channels.contacts, `missed${i}`, 'text/plain')
     await until(() => b!.received.contacts.length === 6, 'B got all')
     expect(c!.received.contacts).toHaveLength(1)
-    server.cli('ACL', 'SETUSER', CUT_OFF_USER, 'on')
+    nodeC.letIn()
     await until(() => c!.link.state === 'up', 'C up again')
     expect(ids(c!.received.contacts)).toEqual(ids(b!.received.contacts))
     const after = await c!.bus.publish(c!.channels.contacts, 'after', 'text/plain')
@@ -176,13 +161,13 @@ describe('RedisBus', () => {
       await a!.bus.publish(a!.channels.contacts, 'during', 'text/plain')
       await until(() => arrivals > seen, 'the message on C by pub/sub')
     }
-    const c = await startNode(cutOffUrl(), { beforeReload, onPubSub: () => arrivals++ })
+    const c = await startNode(nodeC.url(), { beforeReload, onPubSub: () => arrivals++ })
     nodes.push(c)
-    cutOff()
+    nodeC.cutOff()
     await until(() => c.link.state === 'down', 'C down')
     for (let i = 0; i < 3; i++) await b!.bus.publish(b!.channels.contacts, `missed${i}`, 'text/plain')
     armed = true
-    server.cli('ACL', 'SETUSER', CUT_OFF_USER, 'on')
+    nodeC.letIn()
     await until(() => c.link.state === 'up', 'C up again')
     expect(c.received.contacts.map((message) => message.body)).toEqual(['missed0', 'missed1', 'missed2', 'during'])
     expect(ids(c.received.contacts)).toEqual(ids(b!.received.contacts))
