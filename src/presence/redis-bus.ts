@@ -3,7 +3,8 @@
  * the message its id by the rule of Channel.publish, appends it to the channel's buffer in Redis
  * and PUBLISHes it, so the pub/sub order is the id order. Every node, the publisher too, delivers
  * only what arrives by pub/sub; after every (re)connect it first reloads each channel's buffer, so
- * a node that missed messages while cut off catches up in order before it delivers new ones.
+ * a node that missed messages while cut off catches up in order before it delivers new ones, and
+ * puts back what it has that Redis lost.
  *
  * Keys:
  * - `softphone:channel:<name>`: a list, the channel's buffer (oldest first), trimmed to its capacity.
@@ -13,7 +14,7 @@
 import { unixSeconds, type Clock } from '../clock'
 import { RedisScript, type RedisLink } from '../store/redis/redis-link'
 import type { PresenceBus } from './bus'
-import { messageOf, type Channel, type Message } from './channel'
+import { messageOf, type Channel, type Message, type MessageId } from './channel'
 
 const BUFFER_PREFIX = 'softphone:channel:'
 export const PRESENCE_CHANNEL = 'softphone:presence'
@@ -38,6 +39,31 @@ redis.call('RPUSH', KEYS[1], message)
 redis.call('LTRIM', KEYS[1], -capacity, -1)
 redis.call('PUBLISH', KEYS[2], message)
 return {time, tag}
+`)
+
+/**
+ * KEYS and ARGV[1] as for PUBLISH; ARGV[2..] = whole messages, oldest first. Appends and publishes
+ * those newer than the buffer's last message; returns how many.
+ */
+const RESTORE = new RedisScript(`
+local function idOf(message)
+  local time, tag = string.match(message, '^{"time":(%d+),"tag":(%d+),')
+  return tonumber(time), tonumber(tag)
+end
+local lastTime, lastTag = -1, -1
+local last = redis.call('LINDEX', KEYS[1], -1)
+if last then lastTime, lastTag = idOf(last) end
+local restored = 0
+for i = 2, #ARGV do
+  local time, tag = idOf(ARGV[i])
+  if time > lastTime or (time == lastTime and tag > lastTag) then
+    redis.call('RPUSH', KEYS[1], ARGV[i])
+    redis.call('PUBLISH', KEYS[2], ARGV[i])
+    lastTime, lastTag, restored = time, tag, restored + 1
+  end
+end
+redis.call('LTRIM', KEYS[1], -tonumber(ARGV[1]), -1)
+return restored
 `)
 
 interface WireMessage {
@@ -75,8 +101,7 @@ export class RedisBus implements PresenceBus {
   }
 
   async publish(channel: Channel, body: string, contentType: string): Promise<Message> {
-    const rest = JSON.stringify({ channel: channel.name, contentType, body }).slice(1)
-    const args = [String(unixSeconds(this.options.clock)), String(channel.capacity), rest]
+    const args = [String(unixSeconds(this.options.clock)), String(channel.capacity), wireRest(channel.name, contentType, body)]
     const [time, tag] = (await this.options.link.eval(PUBLISH, [bufferKey(channel.name), PRESENCE_CHANNEL], args)) as [number, number]
     return messageOf({ time, tag }, contentType, body)
   }
@@ -90,19 +115,32 @@ export class RedisBus implements PresenceBus {
     else this.deliver(message)
   }
 
-  /** Each channel's buffer, then what arrived meanwhile; repeats are dropped by Channel.accept. */
+  /**
+   * Each channel's buffer, then what arrived meanwhile; repeats are dropped by Channel.accept.
+   * Then what this node has that Redis lost (a restart lost the last second of an `everysec` AOF)
+   * goes back, so that ids keep growing and nodes that missed those messages get them.
+   */
   private async reload(): Promise<void> {
     this.waiting ??= []
+    const lastInRedis = new Map<Channel, MessageId | null>()
     for (const channel of this.channels.values()) {
       const texts = (await this.options.link.send('LRANGE', [bufferKey(channel.name), '0', '-1'])) as string[]
-      for (const text of texts) {
-        const message = this.parse(text)
-        if (message) this.deliver(message)
-      }
+      const messages = texts.map((text) => this.parse(text)).filter((message) => message !== null)
+      for (const message of messages) this.deliver(message)
+      lastInRedis.set(channel, messages.at(-1) ?? null)
     }
     const waiting = this.waiting
     this.waiting = null
     for (const message of waiting) this.deliver(message)
+    for (const [channel, last] of lastInRedis) await this.restore(channel, last)
+  }
+
+  private async restore(channel: Channel, lastInRedis: MessageId | null): Promise<void> {
+    const missing = channel.since(lastInRedis)
+    if (missing.length === 0) return
+    const texts = missing.map(({ id, contentType, body }) => `{"time":${id.time},"tag":${id.tag},${wireRest(channel.name, contentType, body)}`)
+    const restored = Number(await this.options.link.eval(RESTORE, [bufferKey(channel.name), PRESENCE_CHANNEL], [String(channel.capacity), ...texts]))
+    if (restored > 0) this.options.log(`redis: ${restored} message(s) of channel ${channel.name} missing in Redis put back from this node`)
   }
 
   private deliver({ time, tag, channel, contentType, body }: WireMessage): void {
@@ -120,3 +158,6 @@ export class RedisBus implements PresenceBus {
 }
 
 const bufferKey = (name: string) => `${BUFFER_PREFIX}${name}`
+
+/** A message's JSON after its id, without the opening brace: the scripts put the id in front. */
+const wireRest = (channel: string, contentType: string, body: string) => JSON.stringify({ channel, contentType, body }).slice(1)
