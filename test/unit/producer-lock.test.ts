@@ -7,8 +7,8 @@ import { RedisServer } from '../redis-server'
 
 const KEY = 'softphone:producer:pbx-1'
 /** Short, so that a test sees a lock run out; renewed three times per TTL as in production. */
-const TTL_MS = 300
-const RENEW_MS = 100
+const TTL_MS = 600
+const RENEW_MS = 200
 
 interface Node {
   link: RedisLink

@@ -1,11 +1,11 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from 'bun:test'
 import { ProducerLock } from '../../src/presence/producer-lock'
-import { SnapshotFanout } from '../../src/presence/snapshot-fanout'
+import { SnapshotFanout, type FanoutLink } from '../../src/presence/snapshot-fanout'
 import { SnapshotStamper, type SnapshotKind, type SnapshotOf, type SnapshotSink } from '../../src/presence/snapshot'
 import { StoreUnavailableError } from '../../src/store/outage'
 import type { RedisLink } from '../../src/store/redis/redis-link'
 import { ManualClock } from '../helpers'
-import { openLink, until } from '../redis-nodes'
+import { NodeUser, openLink, until } from '../redis-nodes'
 import { RedisServer } from '../redis-server'
 
 interface Fed {
@@ -44,16 +44,40 @@ afterEach(async () => {
   nodes = []
 })
 
-async function startNode(): Promise<Node> {
+/** Hooks a test may add on a node's link as the fan-out sees it. */
+interface LinkSpy {
+  /** After a reply to a command, before the fan-out gets it. */
+  afterReply?: (command: string) => Promise<void>
+  onPubSub?: () => void
+}
+
+function spied(link: RedisLink, { afterReply, onPubSub }: LinkSpy): FanoutLink {
+  return {
+    get state() {
+      return link.state
+    },
+    subscribe: (channel, listener) => link.subscribe(channel, (message) => (listener(message), onPubSub?.())),
+    onUp: (hook) => link.onUp(hook),
+    onDown: (hook) => link.onDown(hook),
+    send: async (command, args) => {
+      const reply = await link.send(command, args)
+      await afterReply?.(command)
+      return reply
+    },
+    eval: (script, keys, args) => link.eval(script, keys, args),
+  }
+}
+
+async function startNode(url = server.url(), spy: LinkSpy = {}): Promise<Node> {
   const fed: Fed[] = []
   const local: SnapshotSink = { full: (kind, snapshot) => void fed.push({ kind, snapshot }) }
   let parts: Pick<Node, 'lock' | 'fanout'> | undefined
   const prepare = (link: RedisLink) => {
     // The lock's hooks first: it can be taken back while the fan-out's reload still runs, before the link is up.
     const lock = new ProducerLock({ link, name: 'pbx-1', ttlMs: 60_000, renewMs: 100, log: () => {} })
-    parts = { lock, fanout: new SnapshotFanout({ link, local, log: () => {} }) }
+    parts = { lock, fanout: new SnapshotFanout({ link: spied(link, spy), local, log: () => {} }) }
   }
-  const link = await openLink({ url: server.url(), clock, prepare })
+  const link = await openLink({ url, clock, prepare })
   const { fanout, lock } = parts!
   lock.start()
   const node = { link, lock, fanout, engine: fanout.producer(lock), stamper: new SnapshotStamper(clock), fed }
@@ -121,6 +145,37 @@ describe('SnapshotFanout', () => {
     await until(() => nodes.every((node) => node.fed.length === 2), 'the one from the outage everywhere', 15_000)
     for (const node of nodes) expect(node.fed[1]).toEqual({ kind: 'users-state', snapshot: meanwhile })
     expect(nodes.filter((node) => node.lock.isLeader())).toEqual([leader])
+  }, 20_000)
+
+  test('a snapshot that arrives by pub/sub while a reconnected node reloads is fed after the reloaded one', async () => {
+    const { leader } = await threeNodesAndLeader()
+    leader.engine.full('users-state', usersState(leader, 'Idle'))
+    const missed = usersState(leader, 'Ringing')
+    const during = usersState(leader, 'Idle')
+    let armed = false
+    let arrivals = 0
+    // D's reload has read the stored snapshot; before D gets the reply, a newer one reaches it by pub/sub.
+    const afterReply = async (command: string) => {
+      if (!armed || command !== 'GET') return
+      armed = false
+      const seen = arrivals
+      leader.engine.full('users-state', during)
+      await until(() => arrivals > seen, 'the newer snapshot on D by pub/sub')
+    }
+    const user = new NodeUser(server, 'node-d')
+    const d = await startNode(user.url(), { afterReply, onPubSub: () => arrivals++ })
+    user.cutOff()
+    await until(() => d.link.state === 'down', 'D down')
+    leader.engine.full('users-state', missed)
+    await until(() => leader.fed.length === 2, 'the missed one on the leader')
+    armed = true
+    user.letIn()
+    await until(() => d.link.state === 'up', 'D up again')
+    await until(() => d.fed.length === 3, 'both on D')
+    expect(d.fed.slice(1)).toEqual([
+      { kind: 'users-state', snapshot: missed },
+      { kind: 'users-state', snapshot: during },
+    ])
   }, 20_000)
 
   test('a node that starts later loads the last snapshot of each kind', async () => {
