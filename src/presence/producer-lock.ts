@@ -57,7 +57,10 @@ export class ProducerLock {
     this.ttlMs = options.ttlMs ?? LOCK_TTL_MS
     this.renewMs = options.renewMs ?? LOCK_RENEW_MS
     options.link.onDown(() => this.become(false))
-    options.link.onUp(() => void this.tick())
+    // After a reconnect, compete at once rather than at the next renewal.
+    options.link.onUp(() => {
+      if (this.timer) void this.tick()
+    })
   }
 
   /**

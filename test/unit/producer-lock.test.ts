@@ -108,6 +108,16 @@ describe('ProducerLock', () => {
     expect(cut.changes).toEqual([true, false])
   })
 
+  test('a lock not started does not compete, also when its link connects', async () => {
+    let lock: ProducerLock | undefined
+    const link = await openLink({ url: server.url(), clock, prepare: (link) => (lock = new ProducerLock({ link, name: 'pbx-1', log: () => {} })) })
+    // Commands on one connection run in order: a claim sent while connecting would have run before this.
+    await link.send('PING', [])
+    expect(await observer.send('EXISTS', [KEY])).toBe(0)
+    expect(lock!.isLeader()).toBe(false)
+    link.close()
+  })
+
   test('a renewal that comes too late (a stalled node) is no longer leadership', async () => {
     const node = await startNode()
     await until(() => node.lock.isLeader(), 'a leader')
