@@ -86,13 +86,8 @@ export class ProducerLock {
   async close(): Promise<void> {
     this.closed = true
     if (this.timer) clearInterval(this.timer)
-    if (!this.leader) return
     this.become(false)
-    try {
-      await this.options.link.eval(RELEASE, [this.key], [this.instanceId])
-    } catch {
-      // Unreachable: the lock runs out by itself.
-    }
+    await this.release()
   }
 
   private async tick(): Promise<void> {
@@ -101,8 +96,13 @@ export class ProducerLock {
     const sentAt = performance.now()
     try {
       const held = await this.claim()
+      // A claim that was under way when the lock closed: hand it back too.
+      if (this.closed) {
+        if (held) await this.release()
+        return
+      }
       if (held) this.confirmedAt = sentAt
-      if (!this.closed) this.become(held)
+      this.become(held)
     } catch (error) {
       if (this.leader) this.options.log(`producer lock ${this.options.name}: can't renew (${(error as Error).message}); stepping down`)
       this.become(false)
@@ -116,6 +116,15 @@ export class ProducerLock {
     const { link } = this.options
     if (Number(await link.eval(RENEW, [this.key], [this.instanceId, String(this.ttlMs)])) === 1) return true
     return (await link.send('SET', [this.key, this.instanceId, 'NX', 'PX', String(this.ttlMs)])) === 'OK'
+  }
+
+  /** Compare-and-DEL: only this node's own lock goes. */
+  private async release(): Promise<void> {
+    try {
+      await this.options.link.eval(RELEASE, [this.key], [this.instanceId])
+    } catch {
+      // Unreachable: the lock runs out by itself.
+    }
   }
 
   private become(leader: boolean): void {

@@ -118,6 +118,19 @@ describe('ProducerLock', () => {
     link.close()
   })
 
+  test('a lock closed while its first claim is under way leaves the lock free', async () => {
+    let lock: ProducerLock | undefined
+    const link = await openLink({ url: server.url(), clock, prepare: (link) => (lock = new ProducerLock({ link, name: 'pbx-1', log: () => {} })) })
+    lock!.start()
+    await lock!.close()
+    // The claim's commands and its hand-back run on the same connection, before these.
+    await link.send('PING', [])
+    await link.send('PING', [])
+    expect(await observer.send('EXISTS', [KEY])).toBe(0)
+    expect(lock!.isLeader()).toBe(false)
+    link.close()
+  })
+
   test('a renewal that comes too late (a stalled node) is no longer leadership', async () => {
     const node = await startNode()
     await until(() => node.lock.isLeader(), 'a leader')
