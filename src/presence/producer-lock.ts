@@ -1,6 +1,6 @@
 /**
  * One AMI producer per PBX when several nodes run AMI (README "Several nodes"): the nodes compete
- * for a Redis lock and only its holder publishes snapshots (snapshot-fanout.ts). The holder renews
+ * for a Redis lock and only its holder publishes snapshots (producer-sink.ts). The holder renews
  * the lock well within its TTL; a holder that can't renew (Redis unreachable, the lock taken)
  * steps down at once, so two nodes never publish as leader at the same time, and another node takes
  * over once the lock's TTL has run out.
