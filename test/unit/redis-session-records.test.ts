@@ -1,0 +1,294 @@
+/**
+ * Sessions and revocations on a real redis-server, with up to three nodes (three RedisLinks, each
+ * with its own in-memory mirror). Nothing waits for time: mirrors and links are polled until they
+ * show what the test expects, and the stale window runs on a ManualClock.
+ */
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { Socket } from 'bun'
+import { RedisSessionRecords } from '../../src/sessions/redis-session-records'
+import type { RotationMode } from '../../src/sessions/session-records'
+import { openStore } from '../../src/store/database'
+import { RedisLink } from '../../src/store/redis/redis-link'
+import { RedisRevocations, type RevocationMirror } from '../../src/tokens/redis-revocations'
+import { Revocations } from '../../src/tokens/revocations'
+import { ManualClock } from '../helpers'
+import { RedisServer } from '../redis-server'
+import { newSession, refreshOf, sessionRecordsCases, T0 } from '../session-records-cases'
+
+const STALE_SECONDS = 30
+const NODE_TEST_MS = 20_000
+
+let server: RedisServer
+const dirs: string[] = []
+
+beforeAll(async () => {
+  server = await RedisServer.start()
+})
+
+afterAll(async () => {
+  await server.stop()
+  for (const dir of dirs) rmSync(dir, { recursive: true, force: true })
+})
+
+/** Polls until `condition` holds; fails the test after `ms`. */
+async function until(condition: () => boolean, what: string, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await Bun.sleep(5)
+  }
+}
+
+/** The node's in-memory copy; this worktree's Revocations still keeps a SQLite record, unused here. */
+function mirrorOn(clock: ManualClock): Revocations & RevocationMirror {
+  const dir = mkdtempSync(join(tmpdir(), 'mirror-'))
+  dirs.push(dir)
+  return Object.assign(new Revocations(openStore(join(dir, 'mirror.db')), clock), { usable: () => true })
+}
+
+interface Node {
+  link: RedisLink
+  mirror: Revocations & RevocationMirror
+  revocations: RedisRevocations
+  records: RedisSessionRecords
+  logs: string[]
+}
+
+async function startNode(clock: ManualClock, url = server.url()): Promise<Node> {
+  const logs: string[] = []
+  const log = (line: string) => logs.push(line)
+  const link = new RedisLink({ url, clock, log, label: 'test' })
+  const mirror = mirrorOn(clock)
+  const revocations = new RedisRevocations({ link, mirror, clock, staleSeconds: STALE_SECONDS, log })
+  const records = new RedisSessionRecords(link, revocations)
+  link.start()
+  await until(() => link.state === 'up', 'the link to come up')
+  return { link, mirror, revocations, records, logs }
+}
+
+async function startNodes(count: number, clock = new ManualClock()): Promise<Node[]> {
+  server.cli('FLUSHALL')
+  return Promise.all(Array.from({ length: count }, () => startNode(clock)))
+}
+
+const closeAll = (nodes: Node[]) => nodes.forEach((node) => node.link.close())
+
+/**
+ * A TCP relay to the redis-server that can cut every connection through it and refuse new ones:
+ * one node's network outage while the others stay connected.
+ */
+class CuttableRelay {
+  private readonly pairs = new Map<Socket<unknown>, Socket<unknown> | null>()
+  private cut = false
+  private readonly listener
+
+  constructor(targetPort: number) {
+    const pairs = this.pairs
+    this.listener = Bun.listen({
+      hostname: '127.0.0.1',
+      port: 0,
+      socket: {
+        open: (client) => {
+          if (this.cut) return void client.end()
+          const pending: Uint8Array[] = []
+          pairs.set(client, null)
+          ;(client as unknown as { pending: Uint8Array[] }).pending = pending
+          void Bun.connect({
+            hostname: '127.0.0.1',
+            port: targetPort,
+            socket: {
+              open: (upstream) => {
+                pairs.set(client, upstream as Socket<unknown>)
+                for (const chunk of pending) upstream.write(chunk)
+              },
+              data: (_upstream, chunk) => void client.write(chunk),
+              close: () => void client.end(),
+            },
+          }).catch(() => client.end())
+        },
+        data: (client, chunk) => {
+          const upstream = pairs.get(client)
+          if (upstream) upstream.write(chunk)
+          else (client as unknown as { pending: Uint8Array[] }).pending.push(new Uint8Array(chunk))
+        },
+        close: (client) => {
+          pairs.get(client)?.end()
+          pairs.delete(client)
+        },
+      },
+    })
+  }
+
+  url(): string {
+    return `redis://127.0.0.1:${this.listener.port}`
+  }
+
+  cutAll(): void {
+    this.cut = true
+    for (const [client, upstream] of this.pairs) {
+      upstream?.end()
+      client.end()
+    }
+  }
+
+  restore(): void {
+    this.cut = false
+  }
+
+  stop(): void {
+    this.cutAll()
+    this.listener.stop(true)
+  }
+}
+
+sessionRecordsCases('RedisSessionRecords (contract)', async () => {
+  const [node] = await startNodes(1)
+  return { records: node!.records, mirror: node!.mirror, close: () => node!.link.close() }
+})
+
+describe('RedisSessionRecords across three nodes', () => {
+  const storm = async (mode: RotationMode) => {
+    const nodes = await startNodes(3)
+    try {
+      await nodes[0]!.records.create(newSession('s'))
+      const decisions = await Promise.all(
+        Array.from({ length: 20 }, (_, i) => nodes[i % 3]!.records.refresh(refreshOf('s', 0, mode, T0 + 1))),
+      )
+      const count = (kind: string) => decisions.filter((decision) => decision.kind === kind).length
+      return { nodes, count }
+    } catch (error) {
+      closeAll(nodes)
+      throw error
+    }
+  }
+
+  test('20 parallel refreshes of one token over three nodes, compatible: one rotated, 19 repeated', async () => {
+    const { nodes, count } = await storm('compatible')
+    expect(count('rotated')).toBe(1)
+    expect(count('repeated')).toBe(19)
+    closeAll(nodes)
+  }, NODE_TEST_MS)
+
+  test('strict: one rotated, the first late one is reuse and revokes, the other 18 find it revoked; every mirror learns it', async () => {
+    const { nodes, count } = await storm('strict')
+    expect(count('rotated')).toBe(1)
+    expect(count('reuse')).toBe(1)
+    expect(count('revoked')).toBe(18)
+    await until(() => nodes.every((node) => node.mirror.isSessionRevoked('s')), 'the reuse revocation on every node')
+    closeAll(nodes)
+  }, NODE_TEST_MS)
+
+  test('off: all 20 kept, the token never changes', async () => {
+    const { nodes, count } = await storm('off')
+    expect(count('kept')).toBe(20)
+    expect((await nodes[1]!.records.get('s'))!.current_hash).toBe(newSession('s').current_hash)
+    closeAll(nodes)
+  }, NODE_TEST_MS)
+
+  test('a logout on node A reaches the mirrors of B and C through the announcement', async () => {
+    const [a, b, c] = await startNodes(3)
+    await a!.records.create(newSession('s'))
+    await a!.records.logout({ tokenId: { jti: 'access-1', expiresAt: T0 + 900 }, sid: 's', now: T0 + 5 })
+    // The revoking node has it as soon as the call returns.
+    expect(a!.mirror.isTokenIdRevoked('access-1')).toBe(true)
+    expect(a!.mirror.isSessionRevoked('s')).toBe(true)
+    for (const node of [b!, c!]) {
+      await until(() => node.mirror.isTokenIdRevoked('access-1') && node.mirror.isSessionRevoked('s'), 'the logout on another node')
+    }
+    await a!.records.endAll('bob', 'logout-all', T0 + 6)
+    await until(() => c!.mirror.isLegacyTokenRevoked('bob', T0 + 6), 'the legacy cut-off on node C')
+    closeAll([a!, b!, c!])
+  }, NODE_TEST_MS)
+
+  test('a node whose link was down while another revoked has it after reconnecting, before it reports up', async () => {
+    const clock = new ManualClock()
+    const [a] = await startNodes(1, clock)
+    const relay = new CuttableRelay(server.port)
+    const b = await startNode(clock, relay.url())
+    try {
+      await a!.records.create(newSession('s'))
+      relay.cutAll()
+      await until(() => b.link.state !== 'up', 'node B to notice the outage')
+      await a!.records.logout({ tokenId: { jti: 'access-2', expiresAt: T0 + 900 }, sid: 's', now: T0 + 5 })
+      await a!.records.endAll('carol', 'logout-all', T0 + 5)
+      expect(b.mirror.isSessionRevoked('s')).toBe(false)
+      relay.restore()
+      await until(() => b.link.state === 'up', 'node B to reconnect', 10_000)
+      expect(b.mirror.isTokenIdRevoked('access-2')).toBe(true)
+      expect(b.mirror.isSessionRevoked('s')).toBe(true)
+      expect(b.mirror.isLegacyTokenRevoked('carol', T0 + 5)).toBe(true)
+    } finally {
+      relay.stop()
+      closeAll([a!, b])
+    }
+  }, NODE_TEST_MS)
+
+  test('while the link is down the mirror is usable for redis_stale_seconds, then fails closed; up again, usable again', async () => {
+    const clock = new ManualClock()
+    server.cli('FLUSHALL')
+    const relay = new CuttableRelay(server.port)
+    const node = await startNode(clock, relay.url())
+    try {
+      expect(node.mirror.usable()).toBe(true)
+      relay.cutAll()
+      await until(() => node.link.downSince() !== null, 'the link to go down')
+      clock.advance(STALE_SECONDS - 1)
+      expect(node.mirror.usable()).toBe(true)
+      clock.advance(1)
+      expect(node.mirror.usable()).toBe(false)
+      relay.restore()
+      await until(() => node.link.state === 'up', 'the link to come back', 10_000)
+      expect(node.mirror.usable()).toBe(true)
+    } finally {
+      relay.stop()
+      node.link.close()
+    }
+  }, NODE_TEST_MS)
+
+  test('a node is not usable before its first load, and loads revocations made before it started', async () => {
+    const clock = new ManualClock()
+    const [a] = await startNodes(1, clock)
+    await a!.records.logout({ tokenId: { jti: 'access-3', expiresAt: T0 + 900 }, now: T0 })
+    await a!.records.logout({ tokenId: { jti: 'expired', expiresAt: clock.seconds - 1 }, now: T0 })
+    const link = new RedisLink({ url: server.url(), clock, log: () => {}, label: 'test' })
+    const mirror = mirrorOn(clock)
+    new RedisRevocations({ link, mirror, clock, staleSeconds: STALE_SECONDS, log: () => {} })
+    expect(mirror.usable()).toBe(false)
+    link.start()
+    await until(() => link.state === 'up', 'the link to come up')
+    expect(mirror.usable()).toBe(true)
+    expect(mirror.isTokenIdRevoked('access-3')).toBe(true)
+    expect(mirror.isTokenIdRevoked('expired')).toBe(false)
+    closeAll([a!])
+    link.close()
+  }, NODE_TEST_MS)
+
+  test('purgeExpired drops revoked token ids past their expiry from Redis', async () => {
+    const [a] = await startNodes(1)
+    await a!.records.logout({ tokenId: { jti: 'short', expiresAt: T0 + 10 }, now: T0 })
+    await a!.records.logout({ tokenId: { jti: 'long', expiresAt: T0 + 1000 }, now: T0 })
+    expect(await a!.revocations.purgeExpired(T0 + 10)).toBe(1)
+    expect(server.cli('ZRANGE', 'softphone:revoked-ids', '0', '-1')).toBe('long')
+    a!.link.close()
+  })
+
+  test('while Redis is unreachable every call fails at once with StoreUnavailableError', async () => {
+    const clock = new ManualClock()
+    server.cli('FLUSHALL')
+    const relay = new CuttableRelay(server.port)
+    const node = await startNode(clock, relay.url())
+    try {
+      relay.cutAll()
+      await until(() => node.link.state !== 'up', 'the link to go down')
+      expect(node.records.create(newSession('s'))).rejects.toMatchObject({ name: 'StoreUnavailableError' })
+      expect(node.records.refresh(refreshOf('s', 0, 'strict', T0))).rejects.toMatchObject({ name: 'StoreUnavailableError' })
+      expect(node.records.logout({ sid: 's', now: T0 })).rejects.toMatchObject({ name: 'StoreUnavailableError' })
+    } finally {
+      relay.stop()
+      node.link.close()
+    }
+  }, NODE_TEST_MS)
+})
