@@ -189,6 +189,30 @@ end
 return {deleted, seen}
 `)
 
+/**
+ * Sessions read elsewhere (`store migrate --to redis`). ARGV: now, then one JSON array per session:
+ * [id, username, current_exp, revoked_at or 0, revoke_reason, field, value, ...]. A session Redis
+ * holds already keeps its state, except that a revocation wins. Returns {created, revoked}.
+ */
+const IMPORT = new RedisScript(`${SESSION_LUA}
+local now, created, revoked = tonumber(ARGV[1]), 0, 0
+for i = 2, #ARGV do
+  local s = cjson.decode(ARGV[i])
+  local sid, username, current_exp, revoked_at = s[1], s[2], tonumber(s[3]), tonumber(s[4])
+  local row = read_row(sid)
+  if not row then
+    create(sid, username, current_exp, now, {select(6, unpack(s))})
+    if revoked_at > 0 then remember_revoked(sid, current_exp) end
+    created = created + 1
+  elseif revoked_at > 0 and not row.revoked_at then
+    revoke_session(sid, tonumber(row.current_exp), revoked_at, s[5])
+    revoked = revoked + 1
+  end
+end
+announce()
+return {created, revoked}
+`)
+
 const NUMBER_FIELDS = ['user_id', 'created_at', 'last_used_at', 'current_iat', 'current_exp', 'revoked_at'] as const
 
 /** HGETALL's flat list back into a row; absent fields are the nulls. */
@@ -202,10 +226,17 @@ function rowOf(flat: unknown): SessionRow | null {
   return row as unknown as SessionRow
 }
 
-/** A new session's fields as HSET arguments; last_used_at starts at created_at, as in SQLite. */
-function fieldsOf(session: NewSession): string[] {
-  const row: Record<string, string | number | null> = { ...session, last_used_at: session.created_at }
+/** A session's fields as HSET arguments; a new one's last_used_at starts at created_at, as in SQLite. */
+function fieldsOf(session: NewSession | SessionRow): string[] {
+  const row: Record<string, string | number | null> = { last_used_at: session.created_at, ...session }
   return Object.entries(row).flatMap(([name, value]) => (value === null ? [] : [name, String(value)]))
+}
+
+/** Writes sessions read from another store; see IMPORT. */
+export async function importSessions(link: RedisLink, rows: readonly SessionRow[], now: number): Promise<{ created: number; revoked: number }> {
+  const encoded = rows.map((row) => JSON.stringify([row.id, row.username, row.current_exp, row.revoked_at ?? 0, row.revoke_reason ?? '', ...fieldsOf(row)]))
+  const [created, revoked] = (await link.eval(IMPORT, [], [String(now), ...encoded])) as [number, number]
+  return { created: Number(created), revoked: Number(revoked) }
 }
 
 const byCreation = (a: SessionRow, b: SessionRow) => a.created_at - b.created_at || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)

@@ -16,7 +16,7 @@
  * live, before its link reports up (store/redis/redis-link.ts runs the onUp hooks in that order).
  */
 import type { Clock } from '../clock'
-import type { RedisLink } from '../store/redis/redis-link'
+import { RedisScript, type RedisLink } from '../store/redis/redis-link'
 import { SESSION_REVOCATION_MARGIN } from './revocations'
 
 export const REVOKED_IDS_KEY = 'softphone:revoked-ids'
@@ -52,19 +52,24 @@ local MARGIN = ${SESSION_REVOCATION_MARGIN}
 local notice = {ids = {}, sessions = {}, legacy = {}}
 local function session_key(sid) return 'softphone:session:' .. sid end
 local function revoke_id(jti, exp)
-  redis.call('ZADD', '${REVOKED_IDS_KEY}', exp, jti)
   table.insert(notice.ids, {jti, exp})
+  return redis.call('ZADD', '${REVOKED_IDS_KEY}', 'GT', 'CH', exp, jti)
 end
-local function revoke_session(sid, current_exp, now, reason)
-  redis.call('HSET', session_key(sid), 'revoked_at', tostring(now), 'revoke_reason', reason)
+local function remember_revoked(sid, current_exp)
   redis.call('ZREM', 'softphone:sessions-by-exp', sid)
   redis.call('ZADD', '${REVOKED_SESSIONS_KEY}', current_exp + MARGIN, sid)
   table.insert(notice.sessions, {sid, current_exp})
 end
+local function revoke_session(sid, current_exp, now, reason)
+  redis.call('HSET', session_key(sid), 'revoked_at', tostring(now), 'revoke_reason', reason)
+  remember_revoked(sid, current_exp)
+end
 local function cut_off_legacy(username, at)
   local before = tonumber(redis.call('HGET', '${LEGACY_CUTOFFS_KEY}', username) or '0')
-  if at > before then redis.call('HSET', '${LEGACY_CUTOFFS_KEY}', username, tostring(at)) end
   table.insert(notice.legacy, {username, math.max(at, before)})
+  if at <= before then return 0 end
+  redis.call('HSET', '${LEGACY_CUTOFFS_KEY}', username, tostring(at))
+  return 1
 end
 local function announce()
   if #notice.ids + #notice.sessions + #notice.legacy == 0 then return '' end
@@ -73,6 +78,29 @@ local function announce()
   return text
 end
 `
+
+/** ARGV: how many token ids follow, then jti and exp pairs, then username and cut-off pairs. Returns {ids, cut-offs} changed. */
+const IMPORT = new RedisScript(`${REVOKING_LUA}
+local id_count, ids, cutoffs = tonumber(ARGV[1]), 0, 0
+for i = 2, 1 + 2 * id_count, 2 do ids = ids + revoke_id(ARGV[i], tonumber(ARGV[i + 1])) end
+for i = 2 + 2 * id_count, #ARGV, 2 do cutoffs = cutoffs + cut_off_legacy(ARGV[i], tonumber(ARGV[i + 1])) end
+announce()
+return {ids, cutoffs}
+`)
+
+/**
+ * Writes revocations read elsewhere (`store migrate --to redis`), announced like any; an entry
+ * Redis holds already, or a later one, is left as it is. Returns how many entries changed.
+ */
+export async function importRevocations(
+  link: RedisLink,
+  ids: ReadonlyArray<readonly [string, number]>,
+  cutoffs: ReadonlyArray<readonly [string, number]>,
+): Promise<{ ids: number; cutoffs: number }> {
+  const args = [String(ids.length), ...ids.flat(), ...cutoffs.flat()].map(String)
+  const [changedIds, changedCutoffs] = (await link.eval(IMPORT, [], args)) as [number, number]
+  return { ids: Number(changedIds), cutoffs: Number(changedCutoffs) }
+}
 
 /** cjson writes an empty Lua table as `{}`. */
 const listOf = <T>(value: unknown): T[] => (Array.isArray(value) ? (value as T[]) : [])

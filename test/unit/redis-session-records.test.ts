@@ -4,25 +4,17 @@
  * show what the test expects, and the stale window runs on a ManualClock.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
-import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import type { Socket } from 'bun'
-import { RedisSessionRecords } from '../../src/sessions/redis-session-records'
 import type { RotationMode } from '../../src/sessions/session-records'
-import { openStore } from '../../src/store/database'
 import { RedisLink } from '../../src/store/redis/redis-link'
-import { RedisRevocations, type RevocationMirror } from '../../src/tokens/redis-revocations'
-import { Revocations } from '../../src/tokens/revocations'
+import { RedisRevocations } from '../../src/tokens/redis-revocations'
 import { ManualClock } from '../helpers'
+import { CuttableRelay, mirrorOn, removeMirrors, STALE_SECONDS, startNode as startNodeAt, until, type Node } from '../redis-node'
 import { RedisServer } from '../redis-server'
 import { newSession, refreshOf, sessionRecordsCases, T0 } from '../session-records-cases'
 
-const STALE_SECONDS = 30
 const NODE_TEST_MS = 20_000
 
 let server: RedisServer
-const dirs: string[] = []
 
 beforeAll(async () => {
   server = await RedisServer.start()
@@ -30,44 +22,10 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await server.stop()
-  for (const dir of dirs) rmSync(dir, { recursive: true, force: true })
+  removeMirrors()
 })
 
-/** Polls until `condition` holds; fails the test after `ms`. */
-async function until(condition: () => boolean, what: string, ms = 5000): Promise<void> {
-  const deadline = Date.now() + ms
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await Bun.sleep(5)
-  }
-}
-
-/** The node's in-memory copy; this worktree's Revocations still keeps a SQLite record, unused here. */
-function mirrorOn(clock: ManualClock): Revocations & RevocationMirror {
-  const dir = mkdtempSync(join(tmpdir(), 'mirror-'))
-  dirs.push(dir)
-  return Object.assign(new Revocations(openStore(join(dir, 'mirror.db')), clock), { usable: () => true })
-}
-
-interface Node {
-  link: RedisLink
-  mirror: Revocations & RevocationMirror
-  revocations: RedisRevocations
-  records: RedisSessionRecords
-  logs: string[]
-}
-
-async function startNode(clock: ManualClock, url = server.url()): Promise<Node> {
-  const logs: string[] = []
-  const log = (line: string) => logs.push(line)
-  const link = new RedisLink({ url, clock, log, label: 'test' })
-  const mirror = mirrorOn(clock)
-  const revocations = new RedisRevocations({ link, mirror, clock, staleSeconds: STALE_SECONDS, log })
-  const records = new RedisSessionRecords(link, revocations)
-  link.start()
-  await until(() => link.state === 'up', 'the link to come up')
-  return { link, mirror, revocations, records, logs }
-}
+const startNode = (clock: ManualClock, url = server.url()) => startNodeAt(clock, url)
 
 async function startNodes(count: number, clock = new ManualClock()): Promise<Node[]> {
   server.cli('FLUSHALL')
@@ -75,74 +33,6 @@ async function startNodes(count: number, clock = new ManualClock()): Promise<Nod
 }
 
 const closeAll = (nodes: Node[]) => nodes.forEach((node) => node.link.close())
-
-/**
- * A TCP relay to the redis-server that can cut every connection through it and refuse new ones:
- * one node's network outage while the others stay connected.
- */
-class CuttableRelay {
-  private readonly pairs = new Map<Socket<unknown>, Socket<unknown> | null>()
-  private cut = false
-  private readonly listener
-
-  constructor(targetPort: number) {
-    const pairs = this.pairs
-    this.listener = Bun.listen({
-      hostname: '127.0.0.1',
-      port: 0,
-      socket: {
-        open: (client) => {
-          if (this.cut) return void client.end()
-          const pending: Uint8Array[] = []
-          pairs.set(client, null)
-          ;(client as unknown as { pending: Uint8Array[] }).pending = pending
-          void Bun.connect({
-            hostname: '127.0.0.1',
-            port: targetPort,
-            socket: {
-              open: (upstream) => {
-                pairs.set(client, upstream as Socket<unknown>)
-                for (const chunk of pending) upstream.write(chunk)
-              },
-              data: (_upstream, chunk) => void client.write(chunk),
-              close: () => void client.end(),
-            },
-          }).catch(() => client.end())
-        },
-        data: (client, chunk) => {
-          const upstream = pairs.get(client)
-          if (upstream) upstream.write(chunk)
-          else (client as unknown as { pending: Uint8Array[] }).pending.push(new Uint8Array(chunk))
-        },
-        close: (client) => {
-          pairs.get(client)?.end()
-          pairs.delete(client)
-        },
-      },
-    })
-  }
-
-  url(): string {
-    return `redis://127.0.0.1:${this.listener.port}`
-  }
-
-  cutAll(): void {
-    this.cut = true
-    for (const [client, upstream] of this.pairs) {
-      upstream?.end()
-      client.end()
-    }
-  }
-
-  restore(): void {
-    this.cut = false
-  }
-
-  stop(): void {
-    this.cutAll()
-    this.listener.stop(true)
-  }
-}
 
 sessionRecordsCases('RedisSessionRecords (contract)', async () => {
   const [node] = await startNodes(1)
@@ -283,9 +173,9 @@ describe('RedisSessionRecords across three nodes', () => {
     try {
       relay.cutAll()
       await until(() => node.link.state !== 'up', 'the link to go down')
-      expect(node.records.create(newSession('s'))).rejects.toMatchObject({ name: 'StoreUnavailableError' })
-      expect(node.records.refresh(refreshOf('s', 0, 'strict', T0))).rejects.toMatchObject({ name: 'StoreUnavailableError' })
-      expect(node.records.logout({ sid: 's', now: T0 })).rejects.toMatchObject({ name: 'StoreUnavailableError' })
+      await expect(node.records.create(newSession('s'))).rejects.toMatchObject({ name: 'StoreUnavailableError' })
+      await expect(node.records.refresh(refreshOf('s', 0, 'strict', T0))).rejects.toMatchObject({ name: 'StoreUnavailableError' })
+      await expect(node.records.logout({ sid: 's', now: T0 })).rejects.toMatchObject({ name: 'StoreUnavailableError' })
     } finally {
       relay.stop()
       node.link.close()

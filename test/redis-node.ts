@@ -1,0 +1,128 @@
+/**
+ * One node's share of the Redis store for tests: a RedisLink, its in-memory mirror, the revocation
+ * fan-out and the session records; and a relay that cuts one node off Redis while others stay.
+ */
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { Socket } from 'bun'
+import { RedisSessionRecords } from '../src/sessions/redis-session-records'
+import { openStore } from '../src/store/database'
+import { RedisLink } from '../src/store/redis/redis-link'
+import { RedisRevocations, type RevocationMirror } from '../src/tokens/redis-revocations'
+import { Revocations } from '../src/tokens/revocations'
+import type { ManualClock } from './helpers'
+
+export const STALE_SECONDS = 30
+
+const mirrorDirs: string[] = []
+
+/** Removes what mirrorOn made. */
+export function removeMirrors(): void {
+  for (const dir of mirrorDirs.splice(0)) rmSync(dir, { recursive: true, force: true })
+}
+
+/** Polls until `condition` holds; fails the test after `ms`. */
+export async function until(condition: () => boolean, what: string, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await Bun.sleep(5)
+  }
+}
+
+/** The node's in-memory copy; this worktree's Revocations still keeps a SQLite record, unused here. */
+export function mirrorOn(clock: ManualClock): Revocations & RevocationMirror {
+  const dir = mkdtempSync(join(tmpdir(), 'mirror-'))
+  mirrorDirs.push(dir)
+  return Object.assign(new Revocations(openStore(join(dir, 'mirror.db')), clock), { usable: () => true })
+}
+
+export interface Node {
+  link: RedisLink
+  mirror: Revocations & RevocationMirror
+  revocations: RedisRevocations
+  records: RedisSessionRecords
+  logs: string[]
+}
+
+export async function startNode(clock: ManualClock, url: string): Promise<Node> {
+  const logs: string[] = []
+  const log = (line: string) => logs.push(line)
+  const link = new RedisLink({ url, clock, log, label: 'test' })
+  const mirror = mirrorOn(clock)
+  const revocations = new RedisRevocations({ link, mirror, clock, staleSeconds: STALE_SECONDS, log })
+  const records = new RedisSessionRecords(link, revocations)
+  link.start()
+  await until(() => link.state === 'up', 'the link to come up')
+  return { link, mirror, revocations, records, logs }
+}
+
+/**
+ * A TCP relay to the redis-server that can cut every connection through it and refuse new ones:
+ * one node's network outage while the others stay connected.
+ */
+export class CuttableRelay {
+  private readonly pairs = new Map<Socket<unknown>, Socket<unknown> | null>()
+  private cut = false
+  private readonly listener
+
+  constructor(targetPort: number) {
+    const pairs = this.pairs
+    this.listener = Bun.listen({
+      hostname: '127.0.0.1',
+      port: 0,
+      socket: {
+        open: (client) => {
+          if (this.cut) return void client.end()
+          const pending: Uint8Array[] = []
+          pairs.set(client, null)
+          ;(client as unknown as { pending: Uint8Array[] }).pending = pending
+          void Bun.connect({
+            hostname: '127.0.0.1',
+            port: targetPort,
+            socket: {
+              open: (upstream) => {
+                pairs.set(client, upstream as Socket<unknown>)
+                for (const chunk of pending) upstream.write(chunk)
+              },
+              data: (_upstream, chunk) => void client.write(chunk),
+              close: () => void client.end(),
+            },
+          }).catch(() => client.end())
+        },
+        data: (client, chunk) => {
+          const upstream = pairs.get(client)
+          if (upstream) upstream.write(chunk)
+          else (client as unknown as { pending: Uint8Array[] }).pending.push(new Uint8Array(chunk))
+        },
+        close: (client) => {
+          pairs.get(client)?.end()
+          pairs.delete(client)
+        },
+      },
+    })
+  }
+
+  url(): string {
+    return `redis://127.0.0.1:${this.listener.port}`
+  }
+
+  cutAll(): void {
+    this.cut = true
+    for (const [client, upstream] of this.pairs) {
+      upstream?.end()
+      client.end()
+    }
+  }
+
+  restore(): void {
+    this.cut = false
+  }
+
+  stop(): void {
+    this.cutAll()
+    this.listener.stop(true)
+  }
+}
+
