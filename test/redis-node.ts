@@ -6,6 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Socket } from 'bun'
+import type { Database } from 'bun:sqlite'
 import { RedisSessionRecords } from '../src/sessions/redis-session-records'
 import { openStore } from '../src/store/database'
 import { RedisLink } from '../src/store/redis/redis-link'
@@ -15,11 +16,14 @@ import type { ManualClock } from './helpers'
 
 export const STALE_SECONDS = 30
 
-const mirrorDirs: string[] = []
+const mirrorStores: Array<{ dir: string; db: Database }> = []
 
-/** Removes what mirrorOn made. */
+/** Closes and removes what mirrorOn made. */
 export function removeMirrors(): void {
-  for (const dir of mirrorDirs.splice(0)) rmSync(dir, { recursive: true, force: true })
+  for (const { dir, db } of mirrorStores.splice(0)) {
+    db.close()
+    rmSync(dir, { recursive: true, force: true })
+  }
 }
 
 /** Polls until `condition` holds; fails the test after `ms`. */
@@ -34,8 +38,9 @@ export async function until(condition: () => boolean, what: string, ms = 5000): 
 /** The node's in-memory copy; this worktree's Revocations still keeps a SQLite record, unused here. */
 export function mirrorOn(clock: ManualClock): Revocations & RevocationMirror {
   const dir = mkdtempSync(join(tmpdir(), 'mirror-'))
-  mirrorDirs.push(dir)
-  return Object.assign(new Revocations(openStore(join(dir, 'mirror.db')), clock), { usable: () => true })
+  const db = openStore(join(dir, 'mirror.db'))
+  mirrorStores.push({ dir, db })
+  return Object.assign(new Revocations(db, clock), { usable: () => true })
 }
 
 export interface Node {
