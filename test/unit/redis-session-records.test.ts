@@ -138,13 +138,14 @@ describe('RedisSessionRecords across three nodes', () => {
     }
   }, NODE_TEST_MS)
 
-  test('a node is not usable before its first load, and loads revocations made before it started', async () => {
+  test('a node is not usable before its first load, and loads revocations made before it started, room reserved first', async () => {
     const clock = new ManualClock()
     const [a] = await startNodes(1, clock)
     await a!.records.logout({ tokenId: { jti: 'access-3', expiresAt: T0 + 900 }, now: T0 })
     await a!.records.logout({ tokenId: { jti: 'expired', expiresAt: clock.seconds - 1 }, now: T0 })
     const link = new RedisLink({ url: server.url(), clock, log: () => {}, label: 'test' })
-    const mirror = mirrorOn(clock)
+    const reserved: Array<[number, number]> = []
+    const mirror = Object.assign(mirrorOn(clock), { reserveTokenIds: (count: number) => void reserved.push([count, mirror.revokedIdCount]) })
     new RedisRevocations({ link, mirror, clock, staleSeconds: STALE_SECONDS, log: () => {} })
     expect(mirror.usable()).toBe(false)
     link.start()
@@ -152,6 +153,8 @@ describe('RedisSessionRecords across three nodes', () => {
     expect(mirror.usable()).toBe(true)
     expect(mirror.isTokenIdRevoked('access-3')).toBe(true)
     expect(mirror.isTokenIdRevoked('expired')).toBe(false)
+    // Room for every stored id was asked for before the first was noted.
+    expect(reserved).toEqual([[2, 0]])
     closeAll([a!])
     link.close()
   }, NODE_TEST_MS)
