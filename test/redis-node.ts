@@ -67,29 +67,33 @@ export async function startNode(clock: ManualClock, url: string): Promise<Node> 
  * A TCP relay to the redis-server that can cut every connection through it and refuse new ones:
  * one node's network outage while the others stay connected.
  */
+/** A client's connection to Redis through the relay; what it sends before that is up waits in `pending`. */
+interface Relayed {
+  upstream: Socket<unknown> | null
+  pending: Uint8Array[]
+}
+
 export class CuttableRelay {
-  private readonly pairs = new Map<Socket<unknown>, Socket<unknown> | null>()
+  private readonly relayed = new Map<Socket<unknown>, Relayed>()
   private cut = false
   private readonly listener
 
   constructor(targetPort: number) {
-    const pairs = this.pairs
     this.listener = Bun.listen({
       hostname: '127.0.0.1',
       port: 0,
       socket: {
         open: (client) => {
           if (this.cut) return void client.end()
-          const pending: Uint8Array[] = []
-          pairs.set(client, null)
-          ;(client as unknown as { pending: Uint8Array[] }).pending = pending
+          const relayed: Relayed = { upstream: null, pending: [] }
+          this.relayed.set(client, relayed)
           void Bun.connect({
             hostname: '127.0.0.1',
             port: targetPort,
             socket: {
               open: (upstream) => {
-                pairs.set(client, upstream as Socket<unknown>)
-                for (const chunk of pending) upstream.write(chunk)
+                relayed.upstream = upstream as Socket<unknown>
+                for (const chunk of relayed.pending.splice(0)) upstream.write(chunk)
               },
               data: (_upstream, chunk) => void client.write(chunk),
               close: () => void client.end(),
@@ -97,13 +101,13 @@ export class CuttableRelay {
           }).catch(() => client.end())
         },
         data: (client, chunk) => {
-          const upstream = pairs.get(client)
-          if (upstream) upstream.write(chunk)
-          else (client as unknown as { pending: Uint8Array[] }).pending.push(new Uint8Array(chunk))
+          const relayed = this.relayed.get(client)
+          if (relayed?.upstream) relayed.upstream.write(chunk)
+          else relayed?.pending.push(new Uint8Array(chunk))
         },
         close: (client) => {
-          pairs.get(client)?.end()
-          pairs.delete(client)
+          this.relayed.get(client)?.upstream?.end()
+          this.relayed.delete(client)
         },
       },
     })
@@ -115,7 +119,7 @@ export class CuttableRelay {
 
   cutAll(): void {
     this.cut = true
-    for (const [client, upstream] of this.pairs) {
+    for (const [client, { upstream }] of this.relayed) {
       upstream?.end()
       client.end()
     }

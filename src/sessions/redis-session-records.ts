@@ -32,15 +32,17 @@ const PURGE_CHUNK = 500
 /** Helpers every script below shares: reading a row, the TTLs, creating, touching. */
 const SESSION_LUA = `${REVOKING_LUA}
 local function user_key(username) return 'softphone:user-sessions:' .. username end
-local function read_row(sid)
-  local flat = redis.call('HGETALL', session_key(sid))
+local function flat_row(sid)
+  return redis.call('HGETALL', session_key(sid))
+end
+local function row_of(flat)
   if #flat == 0 then return nil end
   local row = {}
   for i = 1, #flat, 2 do row[flat[i]] = flat[i + 1] end
   return row
 end
-local function flat_row(sid)
-  return redis.call('HGETALL', session_key(sid))
+local function read_row(sid)
+  return row_of(flat_row(sid))
 end
 local function keep_until(sid, username, current_exp, now)
   local ttl = math.max(current_exp + MARGIN - now, 1)
@@ -146,7 +148,8 @@ return flat_row(ARGV[1])
 const ACTIVE_FOR_USER = new RedisScript(`${SESSION_LUA}
 local now, rows = tonumber(ARGV[2]), {}
 for _, sid in ipairs(redis.call('SMEMBERS', user_key(ARGV[1]))) do
-  if is_active(read_row(sid), now) then table.insert(rows, flat_row(sid)) end
+  local flat = flat_row(sid)
+  if is_active(row_of(flat), now) then table.insert(rows, flat) end
 end
 return rows
 `)
