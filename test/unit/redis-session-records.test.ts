@@ -7,10 +7,11 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import type { RotationMode } from '../../src/sessions/session-records'
 import { RedisLink } from '../../src/store/redis/redis-link'
 import { RedisRevocations } from '../../src/tokens/redis-revocations'
+import { SESSION_REVOCATION_MARGIN } from '../../src/tokens/revocations'
 import { ManualClock } from '../helpers'
 import { CuttableRelay, mirrorOn, removeMirrors, STALE_SECONDS, startNode as startNodeAt, until, type Node } from '../redis-node'
 import { RedisServer } from '../redis-server'
-import { newSession, refreshOf, sessionRecordsCases, T0 } from '../session-records-cases'
+import { newSession, REFRESH_TTL, refreshOf, sessionRecordsCases, T0 } from '../session-records-cases'
 
 const NODE_TEST_MS = 20_000
 
@@ -158,6 +159,21 @@ describe('RedisSessionRecords across three nodes', () => {
     closeAll([a!])
     link.close()
   }, NODE_TEST_MS)
+
+  test('a session hash and its user set expire SESSION_REVOCATION_MARGIN after current_exp, moved on rotation', async () => {
+    const [a] = await startNodes(1)
+    const ttl = (key: string) => Number(server.cli('TTL', key))
+    await a!.records.create(newSession('s'))
+    expect(ttl('softphone:session:s')).toBeWithin(REFRESH_TTL + SESSION_REVOCATION_MARGIN - 5, REFRESH_TTL + SESSION_REVOCATION_MARGIN + 1)
+    expect(ttl('softphone:user-sessions:alice')).toBeWithin(REFRESH_TTL + SESSION_REVOCATION_MARGIN - 5, REFRESH_TTL + SESSION_REVOCATION_MARGIN + 1)
+    // Computed from the request's now, not Redis's clock.
+    const longer = 3 * REFRESH_TTL + SESSION_REVOCATION_MARGIN - 100
+    expect(await a!.records.refresh({ ...refreshOf('s', 0, 'strict', T0 + 100), nextExp: T0 + 3 * REFRESH_TTL })).toEqual({ kind: 'rotated' })
+    expect(ttl('softphone:session:s')).toBeWithin(longer - 5, longer + 1)
+    expect(ttl('softphone:user-sessions:alice')).toBeWithin(longer - 5, longer + 1)
+    expect(server.cli('ZSCORE', 'softphone:sessions-by-exp', 's')).toBe(String(T0 + 3 * REFRESH_TTL))
+    a!.link.close()
+  })
 
   test('purgeExpired drops revoked token ids past their expiry from Redis', async () => {
     const [a] = await startNodes(1)
