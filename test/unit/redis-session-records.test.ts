@@ -175,6 +175,19 @@ describe('RedisSessionRecords across three nodes', () => {
     a!.link.close()
   })
 
+  test('after Redis restarts (kill -9), a node reconnects, reloads, and its scripts run again though Redis forgot them', async () => {
+    const [a] = await startNodes(1)
+    await a!.records.create(newSession('before'))
+    await server.kill9()
+    await until(() => a!.link.state !== 'up', 'the node to notice the crash')
+    await server.start()
+    await until(() => a!.link.state === 'up', 'the node to reconnect', 10_000)
+    expect(a!.logs.filter((line) => line.startsWith('redis: revocations reloaded'))).toHaveLength(2)
+    await a!.records.create(newSession('after'))
+    expect(await a!.records.refresh(refreshOf('after', 0, 'strict', T0 + 1))).toEqual({ kind: 'rotated' })
+    a!.link.close()
+  }, NODE_TEST_MS)
+
   test('purgeExpired drops revoked token ids past their expiry from Redis', async () => {
     const [a] = await startNodes(1)
     await a!.records.logout({ tokenId: { jti: 'short', expiresAt: T0 + 10 }, now: T0 })
