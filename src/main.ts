@@ -44,7 +44,7 @@ Commands:
   secret rotate         a new signing key; --revoke-all also ends every session (secret --help)
   backup <file>         copy the database and the keys, also while serving
   restore <file>        put a backup in place (the server must be stopped)
-  store migrate --to redis  copy sessions, revocations and throttle counters from SQLite to Redis
+  store migrate ...     copy sessions, revocations and throttle counters to Redis (store --help)
   config check          validate the configuration and print it
   config --help         list every configuration key
   install               install as a systemd service, as root (install --help)
