@@ -2,29 +2,14 @@
  * One node's share of the Redis store for tests: a RedisLink, its in-memory mirror, the revocation
  * fan-out and the session records; and a relay that cuts one node off Redis while others stay.
  */
-import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import type { Socket } from 'bun'
-import type { Database } from 'bun:sqlite'
 import { RedisSessionRecords } from '../src/sessions/redis-session-records'
-import { openStore } from '../src/store/database'
 import { RedisLink } from '../src/store/redis/redis-link'
-import { RedisRevocations, type RevocationMirror } from '../src/tokens/redis-revocations'
+import { RedisRevocations } from '../src/tokens/redis-revocations'
 import { Revocations } from '../src/tokens/revocations'
 import type { ManualClock } from './helpers'
 
 export const STALE_SECONDS = 30
-
-const mirrorStores: Array<{ dir: string; db: Database }> = []
-
-/** Closes and removes what mirrorOn made. */
-export function removeMirrors(): void {
-  for (const { dir, db } of mirrorStores.splice(0)) {
-    db.close()
-    rmSync(dir, { recursive: true, force: true })
-  }
-}
 
 /** Polls until `condition` holds; fails the test after `ms`. */
 export async function until(condition: () => boolean, what: string, ms = 5000): Promise<void> {
@@ -35,17 +20,14 @@ export async function until(condition: () => boolean, what: string, ms = 5000): 
   }
 }
 
-/** The node's in-memory copy; this worktree's Revocations still keeps a SQLite record, unused here. */
-export function mirrorOn(clock: ManualClock): Revocations & RevocationMirror {
-  const dir = mkdtempSync(join(tmpdir(), 'mirror-'))
-  const db = openStore(join(dir, 'mirror.db'))
-  mirrorStores.push({ dir, db })
-  return Object.assign(new Revocations(db, clock), { usable: () => true })
+/** The node's in-memory copy. */
+export function mirrorOn(clock: ManualClock): Revocations {
+  return new Revocations(clock)
 }
 
 export interface Node {
   link: RedisLink
-  mirror: Revocations & RevocationMirror
+  mirror: Revocations
   revocations: RedisRevocations
   records: RedisSessionRecords
   logs: string[]

@@ -9,7 +9,7 @@ import { RedisLink } from '../../src/store/redis/redis-link'
 import { RedisRevocations } from '../../src/tokens/redis-revocations'
 import { SESSION_REVOCATION_MARGIN } from '../../src/tokens/revocations'
 import { ManualClock } from '../helpers'
-import { CuttableRelay, mirrorOn, removeMirrors, STALE_SECONDS, startNode as startNodeAt, until, type Node } from '../redis-node'
+import { CuttableRelay, mirrorOn, STALE_SECONDS, startNode as startNodeAt, until, type Node } from '../redis-node'
 import { RedisServer } from '../redis-server'
 import { newSession, REFRESH_TTL, refreshOf, sessionRecordsCases, T0 } from '../session-records-cases'
 
@@ -23,7 +23,6 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await server.stop()
-  removeMirrors()
 })
 
 const startNode = (clock: ManualClock, url = server.url()) => startNodeAt(clock, url)

@@ -13,7 +13,7 @@ import { openStore } from '../../src/store/database'
 import { FORGET_AFTER_SECONDS } from '../../src/throttle/throttle-rule'
 import { SESSION_REVOCATION_MARGIN } from '../../src/tokens/revocations'
 import { ManualClock } from '../helpers'
-import { removeMirrors, startNode } from '../redis-node'
+import { startNode } from '../redis-node'
 import { RedisServer } from '../redis-server'
 import { newSession, REFRESH_TTL, T0 } from '../session-records-cases'
 
@@ -28,7 +28,6 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await server.stop()
-  removeMirrors()
 })
 
 beforeEach(() => {
