@@ -128,9 +128,9 @@ function moveUser(context: CommandContext, username: string, domain: string): vo
 
 /**
  * The user and its sessions go in one transaction: someone added later under the same name must
- * not inherit the removed user's logins (README "Command line"). With Redis (README "Several
- * nodes") the sessions end right after the removal; should that fail (exit 75), `sessions revoke`
- * ends them.
+ * not inherit the removed user's logins (README "Command line"). With Redis
+ * (README "Several nodes") the sessions end right after the removal; should that fail (exit 75),
+ * `sessions revoke` ends them.
  */
 async function removeUser(context: CommandContext, username: string): Promise<void> {
   const { config, db, clock } = context
