@@ -29,6 +29,8 @@ export const REVOCATION_CHANNEL = 'softphone:revocations'
  * between them. On a loaded 2-core machine steps of 10 000 held the event loop up to 200 ms.
  */
 const RELOAD_CHUNK = 2000
+/** Notices per script when revocations are written again after a reconnect. */
+const REASSERT_BATCH = 200
 
 /** The names of the node's in-memory copy that this module writes to. */
 export interface RevocationMirror {
@@ -97,6 +99,36 @@ return {ids, cutoffs}
 `)
 
 /**
+ * ARGV: now, then notices as announced (JSON). Writes again what they revoked: a token id, a
+ * session (its record too, if Redis still has it unrevoked), a legacy cut-off. Announces it all.
+ */
+const REASSERT = new RedisScript(`${REVOKING_LUA}
+local now = tonumber(ARGV[1])
+for i = 2, #ARGV do
+  local given = cjson.decode(ARGV[i])
+  for _, id in ipairs(given.ids or {}) do revoke_id(id[1], tonumber(id[2])) end
+  for _, session in ipairs(given.sessions or {}) do
+    local sid, current_exp = session[1], tonumber(session[2])
+    if redis.call('HEXISTS', session_key(sid), 'id') == 1 and redis.call('HEXISTS', session_key(sid), 'revoked_at') == 0 then
+      revoke_session(sid, current_exp, now, 'revoked before a Redis restart')
+    else
+      remember_revoked(sid, current_exp)
+    end
+  end
+  for _, cutoff in ipairs(given.legacy or {}) do cut_off_legacy(cutoff[1], tonumber(cutoff[2])) end
+end
+announce()
+return 1
+`)
+
+/**
+ * How long revocations this node saw are kept to be written again after a reconnect: Redis may
+ * have lost them in a crash (with appendfsync everysec it may even have acknowledged writes it had
+ * not yet written to its file while a slow fsync ran, up to about two seconds of them).
+ */
+const REASSERT_WINDOW_MS = 60_000
+
+/**
  * Writes revocations read elsewhere (`store migrate --to redis`), announced like any; an entry
  * Redis holds already, or a later one, is left as it is. Returns how many entries changed.
  */
@@ -140,19 +172,25 @@ export class RedisRevocations {
   private readonly clock: Clock
   /** Set once the first reload finished: an empty copy verifies nothing. */
   private loaded = false
+  /** What this node saw revoked lately, oldest first, with when (ms): written again after a reconnect. */
+  private recent: Array<{ at: number; notice: string }> = []
 
   constructor(private readonly options: RedisRevocationsOptions) {
     this.link = options.link
     this.mirror = options.mirror
     this.clock = options.clock
     this.link.subscribe(REVOCATION_CHANNEL, (message) => this.noteAnnouncement(message))
-    this.link.onUp(() => this.reload())
+    this.link.onUp(async () => {
+      await this.reload()
+      await this.reassert()
+    })
     this.mirror.usable = () => this.usable()
   }
 
   /** Notes what a script of this node revoked, without waiting for its own announcement. */
   note(notice: RevocationNotice): void {
     noteInMirror(this.mirror, notice)
+    this.remember(JSON.stringify(notice))
   }
 
   /**
@@ -188,6 +226,26 @@ export class RedisRevocations {
     this.options.log(`redis: revocations reloaded (${ids} token ids)`)
   }
 
+  private remember(notice: string): void {
+    const now = this.clock.now()
+    this.recent.push({ at: now, notice })
+    const keepFrom = this.recent.findIndex(({ at }) => now - at < REASSERT_WINDOW_MS)
+    if (keepFrom > 0) this.recent = this.recent.slice(keepFrom)
+  }
+
+  /**
+   * After a reload, the revocations of the last minute go back to Redis, announced again: any it
+   * lost in a crash are restored for every node, and for nodes that start later. Writing one
+   * Redis kept is a no-op.
+   */
+  private async reassert(): Promise<void> {
+    const now = this.clock.now()
+    const notices = this.recent.filter(({ at }) => now - at < REASSERT_WINDOW_MS).map(({ notice }) => notice)
+    for (let i = 0; i < notices.length; i += REASSERT_BATCH) {
+      await this.link.eval(REASSERT, [], [String(Math.floor(now / 1000)), ...notices.slice(i, i + REASSERT_BATCH)])
+    }
+  }
+
   /** ZSCAN/HSCAN to the end; an entry may come twice, which noting twice doesn't mind. */
   private async scan(command: 'ZSCAN' | 'HSCAN', key: string, each: (member: string, value: number) => void): Promise<void> {
     let cursor = '0'
@@ -201,6 +259,7 @@ export class RedisRevocations {
   private noteAnnouncement(message: string): void {
     try {
       noteInMirror(this.mirror, parseNotice(message))
+      this.remember(message)
     } catch (error) {
       this.options.log(`redis: unreadable revocation announcement ignored (${(error as Error).message})`)
     }

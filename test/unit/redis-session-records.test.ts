@@ -187,6 +187,30 @@ describe('RedisSessionRecords across three nodes', () => {
     a!.link.close()
   }, NODE_TEST_MS)
 
+  test('revocations Redis lost in a crash are written back by the nodes that saw them, for nodes that start later', async () => {
+    const [a, b] = await startNodes(2)
+    await a!.records.create(newSession('s'))
+    await a!.records.logout({ tokenId: { jti: 'access-1', expiresAt: T0 + 900 }, sid: 's', now: T0 + 5 })
+    await a!.records.endAll('bob', 'logout-all', T0 + 6)
+    await until(() => b!.mirror.isTokenIdRevoked('access-1') && b!.mirror.isLegacyTokenRevoked('bob', T0 + 6), 'the announcement on B')
+    // As an everysec AOF can lose writes it acknowledged: the crash takes the revocations with it.
+    server.cli('ZREM', 'softphone:revoked-ids', 'access-1')
+    server.cli('ZREM', 'softphone:revoked-sessions', 's')
+    server.cli('HDEL', 'softphone:session:s', 'revoked_at', 'revoke_reason')
+    server.cli('HDEL', 'softphone:legacy-cutoffs', 'bob')
+    await server.kill9()
+    await server.start()
+    await until(() => a!.link.state === 'up' && b!.link.state === 'up', 'both nodes to reconnect', 10_000)
+    expect(server.cli('ZSCORE', 'softphone:revoked-ids', 'access-1')).toBe(String(T0 + 900))
+    expect(server.cli('HGET', 'softphone:session:s', 'revoked_at')).not.toBe('')
+    expect(server.cli('HGET', 'softphone:legacy-cutoffs', 'bob')).toBe(String(T0 + 6))
+    const late = await startNode(new ManualClock())
+    expect(late.mirror.isTokenIdRevoked('access-1')).toBe(true)
+    expect(late.mirror.isSessionRevoked('s')).toBe(true)
+    expect(await late.records.refresh(refreshOf('s', 0, 'compatible', T0 + 7))).toEqual({ kind: 'revoked' })
+    closeAll([a!, b!, late])
+  }, NODE_TEST_MS)
+
   test('purgeExpired drops revoked token ids past their expiry from Redis', async () => {
     const [a] = await startNodes(1)
     await a!.records.logout({ tokenId: { jti: 'short', expiresAt: T0 + 10 }, now: T0 })
