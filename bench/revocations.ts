@@ -15,7 +15,7 @@ import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { systemClock } from '../src/clock'
 import { openStore } from '../src/store/database'
-import { Revocations } from '../src/tokens/revocations'
+import { SqliteRevocations } from '../src/tokens/sqlite-revocations'
 import { ServerProcess } from '../test/binary/server-process'
 import {
   CLIENT_CPU as WRK_CPU,
@@ -225,7 +225,7 @@ async function measureHotPath(dir: DataDir): Promise<{ loadMs: number; cases: Ho
   progress('hot path in process')
   const db = openStore(join(dir.path, 'softphone.db'))
   try {
-    const revocations = new Revocations(db, systemClock)
+    const revocations = new SqliteRevocations(db, systemClock)
     const { ms: loadMs } = await revocations.idsLoaded
     const stored = db.query<{ jti: string; expires_at: number }, []>('SELECT jti, expires_at FROM revoked_tokens').all()
     const map = new Map(stored.map((row) => [row.jti, row.expires_at]))

@@ -36,6 +36,9 @@ import { checkStore } from './systemd/store-check'
 import { watchDatabaseChanges } from './store/change-watch'
 import { openStore } from './store/database'
 import { createServices } from './services'
+import { SqliteStateStore } from './store/sqlite-state-store'
+import type { StateStore } from './store/state-store'
+import type { ThrottleSettings } from './throttle/throttle-rule'
 import { SpaceService } from './spaces/spaces'
 import { readSchema } from './health/store-status'
 import { EventLoopLag } from './metrics/event-loop-lag'
@@ -152,6 +155,25 @@ function writeApiKeys(what: string, write: () => void): void {
   }
 }
 
+export function throttleSettings(config: Config): ThrottleSettings {
+  return {
+    accountFreeFailures: config.throttle_account_failures,
+    ipFreeFailures: config.throttle_ip_failures,
+    maxDelay: config.throttle_max_delay,
+  }
+}
+
+/** The hourly purge of what can no longer matter; a store that fails now is purged next time. */
+async function purgeState(store: StateStore, now: number): Promise<void> {
+  try {
+    store.revocations.purgeExpired()
+    await store.sessions.purgeExpired(now)
+    await store.throttle.purgeExpired()
+  } catch (error) {
+    console.error(`state store: purge not done: ${(error as { code?: string }).code ?? (error as Error).message}`)
+  }
+}
+
 /** SIGHUP: the scope rules from the configuration as it is now; a bad one keeps the old rules. The line says which. */
 export function reloadScopeRules(feed: PersonalFeed, reloadConfig: () => Config): string {
   let rules: ReturnType<typeof scopeRules>
@@ -182,24 +204,20 @@ export async function serve(config: Config, clock: Clock = systemClock, reloadCo
   if (generated) securityLog.record({ event: 'KEY_GENERATED', reason: `new key at ${config.secret_key_path}` })
   const db = openStore(databasePath(config))
   const directory = users.attach(db)
-  const { revocations, sessionStore, tokens, sessions, throttle, logins } = createServices(db, keys, clock, directory, {
+  const sqliteStore = new SqliteStateStore(db, clock, throttleSettings(config))
+  const store: StateStore = sqliteStore
+  const services = createServices(store, keys, clock, directory, {
     accessTtl: config.access_ttl,
     refreshTtl: config.refresh_ttl,
     acceptLegacyTokens: config.accept_legacy_tokens,
     rotation: config.refresh_rotation,
-    throttle: {
-      accountFreeFailures: config.throttle_account_failures,
-      ipFreeFailures: config.throttle_ip_failures,
-      maxDelay: config.throttle_max_delay,
-    },
     passwordConcurrency: config.password_hash_concurrency,
   })
+  const { revocations, tokens, sessions, logins } = services
   const apiKeys = new ApiKeyService(new ApiKeyStore(db), directory, clock, { idleMinutes: config.api_key_idle_minutes })
   const purge = () => {
     writeApiKeys('dead keys not purged', () => apiKeys.purge())
-    revocations.purgeExpired()
-    sessionStore.purgeExpired(unixSeconds(clock))
-    throttle.purgeExpired()
+    void purgeState(store, unixSeconds(clock))
   }
   purge()
   const purgeTimer = setInterval(purge, PURGE_INTERVAL_MS)
@@ -212,7 +230,7 @@ export async function serve(config: Config, clock: Clock = systemClock, reloadCo
   const spaces = new SpaceService(db, clock)
   const storeChanges = watchDatabaseChanges(db, databasePath(config), () => {
     directory.invalidate()
-    revocations.reload()
+    sqliteStore?.revocations.reload()
     apiKeys.reload()
     spaces.reload()
   })
@@ -220,7 +238,7 @@ export async function serve(config: Config, clock: Clock = systemClock, reloadCo
   const keyChanges = watchKeyRing(ringPathFor(config.secret_key_path), keys, (line) => console.log(line))
 
   const external = externalJwt && externalKeys ? new ExternalJwtIssuer(externalJwt, externalKeys, directory, clock) : null
-  const digest = new DigestAuthenticator({ realm: config.digest_realm, keys, clock, directory, throttle, securityLog })
+  const digest = new DigestAuthenticator({ realm: config.digest_realm, keys, clock, directory, throttle: store.throttle, securityLog })
   const guard = new AccessGuard(new BearerAuthenticator(tokens, directory, external), [new ApiKeyAuthenticator(apiKeys), digest], [spaces.check])
   const hub = new PresenceHub(
     { channels: channelSpecs(config.extra_channels), maxPerUser: config.max_subscriptions_per_user, sweepMs: SWEEP_INTERVAL_MS },
@@ -236,7 +254,7 @@ export async function serve(config: Config, clock: Clock = systemClock, reloadCo
   // README "Metrics": counted only with metrics = "on"; served on the main listener or on metrics_port.
   const eventLoopLag = config.metrics === 'on' ? new EventLoopLag().start() : null
   const metrics = eventLoopLag
-    ? serverMetrics({ clock, basePath: config.base_path, hub, pbx: pbxState?.engine, services: { sessionStore, revocations, throttle }, eventLoopLag: () => eventLoopLag.lastSeconds })
+    ? serverMetrics({ clock, basePath: config.base_path, hub, pbx: pbxState?.engine, services, eventLoopLag: () => eventLoopLag.lastSeconds })
     : undefined
   let metricsListener: ReturnType<typeof listenMetrics> | null = null
   const app = buildApp({
@@ -343,7 +361,7 @@ export async function serve(config: Config, clock: Clock = systemClock, reloadCo
     if (metricsListener) console.log(`metrics: http://${METRICS_HOST}:${metricsListener.server!.port}/metrics (metrics_port)`)
     console.log(externalKeys ? `external JWTs: issuer ${config.external_jwt_issuer}, ${externalKeys.length} key(s) from ${config.external_jwt_key_file}` : 'external JWTs: off')
     if (config.core_api === 'on') console.log('core API: /pbxcore/api/sip/* served (core_api = "on")')
-    void revocations.idsLoaded.then(({ ids, ms }) => console.log(`${ids} revoked token ids in memory after ${Math.round(ms)} ms`))
+    void sqliteStore?.revocations.idsLoaded.then(({ ids, ms }) => console.log(`${ids} revoked token ids in memory after ${Math.round(ms)} ms`))
     securityLog.record({ event: 'STARTUP', version: VERSION, directory: directoryDescription(config) })
   })
 }

@@ -21,6 +21,9 @@ import { CdrSource } from '../src/history/cdr-reader'
 import { SecurityLog } from '../src/security-log/security-log'
 import { openStore } from '../src/store/database'
 import { createServices, type ServiceSettings, type Services } from '../src/services'
+import { SqliteStateStore } from '../src/store/sqlite-state-store'
+import type { StateStore } from '../src/store/state-store'
+import type { ThrottleSettings } from '../src/throttle/throttle-rule'
 import { KeyRing } from '../src/tokens/key-ring'
 import type { RecordingsAccess } from '../src/media/recording-owners'
 import type { AppDeps } from '../src/app'
@@ -75,6 +78,10 @@ export interface Harness {
 }
 
 export interface HarnessOptions extends Partial<ServiceSettings> {
+  /** Login throttling's settings (README "Login throttling"). */
+  throttle?: ThrottleSettings
+  /** The state store; SQLite in the harness's own file by default. */
+  stateStore?: (db: Database, clock: ManualClock, throttle: ThrottleSettings) => StateStore
   /** Serve on a real loopback port (for WebSocket), instead of in-process requests with a fake peer. */
   listen?: boolean
   /** MikoPBX's CDR file for `history` and `calls` (test/cdr-fixture.ts); none by default. */
@@ -134,6 +141,8 @@ export async function createHarness({
   apiKeyIdleMinutes = 60,
   apiKeyStore = (db) => new ApiKeyStore(db),
   externalIssuer,
+  throttle = { accountFreeFailures: 5, ipFreeFailures: 20, maxDelay: 900 },
+  stateStore = (db, clock, throttle) => new SqliteStateStore(db, clock, throttle),
   ...settings
 }: HarnessOptions = {}): Promise<Harness> {
   const dir = mkdtempSync(join(tmpdir(), 'softphone-test-'))
@@ -143,12 +152,12 @@ export async function createHarness({
   const directory = new EmbeddedDirectory(db, clock)
   const served = userDirectory ?? directory
   const keys = new KeyRing(key)
-  const services = createServices(db, keys, clock, served, {
+  const store = stateStore(db, clock, throttle)
+  const services = createServices(store, keys, clock, served, {
     accessTtl: 3600,
     refreshTtl: 2592000,
     acceptLegacyTokens: true,
     rotation: 'compatible',
-    throttle: { accountFreeFailures: 5, ipFreeFailures: 20, maxDelay: 900 },
     passwordConcurrency: 2,
     ...settings,
   })

@@ -8,7 +8,7 @@ import type { AuthPlugin } from '../auth/auth-plugin'
 import { unixSeconds, type Clock } from '../clock'
 import type { Directory, DirectoryUser } from '../directory/directory'
 import { ERRORS, errorBody } from '../http/errors'
-import type { SessionRow } from '../sessions/session-store'
+import type { SessionRow } from '../sessions/session-records'
 import type { SessionService } from '../sessions/sessions'
 import type { AdminAudit } from './admin-audit'
 import { UserParams, UserSessionParams } from './admin-schemas'
@@ -37,20 +37,20 @@ export function adminSessionRoutes({ clock, auth, directory, sessions, audit }: 
     .use(auth)
     .get(
       '/admin/users/:username/sessions',
-      ({ principal: { user: actor }, params: { username }, status }) => {
+      async ({ principal: { user: actor }, params: { username }, status }) => {
         const refused = refusal(actor, username)
         if (refused) return status(refused.status as 403, refused.body)
-        return { success: true, sessions: sessions.list(username).map(sessionView) }
+        return { success: true, sessions: (await sessions.list(username)).map(sessionView) }
       },
       { auth: 'admin', params: UserParams },
     )
     .delete(
       '/admin/users/:username/sessions/:sid',
-      ({ principal: { user: actor }, params: { username, sid }, request, status }) => {
+      async ({ principal: { user: actor }, params: { username, sid }, request, status }) => {
         const refused = refusal(actor, username)
         if (refused) return status(refused.status as 403, refused.body)
         const reason = `revoked by admin ${actor.username}`
-        if (!sessions.end(username, sid, reason)) return status(404, errorBody(ERRORS.notFound, unixSeconds(clock)))
+        if (!(await sessions.end(username, sid, reason))) return status(404, errorBody(ERRORS.notFound, unixSeconds(clock)))
         audit(request, actor, { event: 'SESSION_REVOKED', user: username, sid, reason })
         return { success: true, message: 'Session ended' }
       },
@@ -58,10 +58,10 @@ export function adminSessionRoutes({ clock, auth, directory, sessions, audit }: 
     )
     .delete(
       '/admin/users/:username/sessions',
-      ({ principal: { user: actor }, params: { username }, request, status }) => {
+      async ({ principal: { user: actor }, params: { username }, request, status }) => {
         const refused = refusal(actor, username)
         if (refused) return status(refused.status as 403, refused.body)
-        const ended = sessions.endAll(username, `revoked by admin ${actor.username}`)
+        const ended = await sessions.endAll(username, `revoked by admin ${actor.username}`)
         audit(request, actor, { event: 'SESSION_REVOKED', user: username, reason: `revoked by admin: ${ended} sessions` })
         return { success: true, message: 'Sessions ended', sessions_ended: ended }
       },

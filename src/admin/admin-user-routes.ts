@@ -136,16 +136,15 @@ export function adminUserRoutes({ clock, auth, users, usersChanged, sessions, au
           if (isRefusal(again)) return answer(status, again)
         }
         const before = checked.directory.findByUsername(username)!
-        let sessionsEnded = 0
-        // A password an admin sets replaces one that may be known to someone else: its logins end with it.
-        const endSessions = password && (() => (sessionsEnded = sessions.endAll(username, `password set by admin ${actor.username}`)))
         let updated: DirectoryUser
         try {
-          updated = checked.directory.change(username, { displayName: body.display_name, role: body.role, mobile: body.mobile, password }, endSessions)
+          updated = checked.directory.change(username, { displayName: body.display_name, role: body.role, mobile: body.mobile, password })
         } catch (error) {
           return answer(status, lastSuperadmin(error))
         }
         usersChanged()
+        // A password an admin sets replaces one that may be known to someone else: its logins end with it.
+        const sessionsEnded = password ? await sessions.endAll(username, `password set by admin ${actor.username}`) : 0
         const changed = profileChanges(before, body)
         if (changed) audit(request, actor, { event: 'USER_UPDATED', user: username, reason: changed })
         if (password) audit(request, actor, { event: 'USER_PASSWORD_CHANGED', user: username, reason: `${sessionsEnded} sessions ended` })
@@ -155,17 +154,17 @@ export function adminUserRoutes({ clock, auth, users, usersChanged, sessions, au
     )
     .post(
       '/admin/users/:username/disable',
-      ({ principal: { user: actor }, params: { username }, request, status }) => {
+      async ({ principal: { user: actor }, params: { username }, request, status }) => {
         const checked = manageable(actor, username)
         if (isRefusal(checked)) return answer(status, checked)
-        let ended = 0
         let updated: DirectoryUser
         try {
-          updated = checked.directory.change(username, { disabled: true }, () => (ended = sessions.endAll(username, `disabled by admin ${actor.username}`)))
+          updated = checked.directory.change(username, { disabled: true })
         } catch (error) {
           return answer(status, lastSuperadmin(error))
         }
         usersChanged()
+        const ended = await sessions.endAll(username, `disabled by admin ${actor.username}`)
         audit(request, actor, { event: 'USER_DISABLED', user: username, reason: `${ended} sessions ended` })
         return { success: true, user: userView(updated), sessions_ended: ended }
       },
@@ -185,17 +184,19 @@ export function adminUserRoutes({ clock, auth, users, usersChanged, sessions, au
     )
     .delete(
       '/admin/users/:username',
-      ({ principal: { user: actor }, params: { username }, request, status }) => {
+      async ({ principal: { user: actor }, params: { username }, request, status }) => {
         const checked = manageable(actor, username)
         if (isRefusal(checked)) return answer(status, checked)
-        let ended = 0
         try {
-          // In the same transaction: a user added later under the same name must not inherit these logins.
-          checked.directory.removeKeepingASuperadmin(username, () => (ended = sessions.endAll(username, `removed by admin ${actor.username}`)))
+          checked.directory.removeKeepingASuperadmin(username)
         } catch (error) {
           return answer(status, lastSuperadmin(error))
         }
         usersChanged()
+        // Sessions live in the state store, which may be Redis (README "Several nodes"), so they end
+        // after the commit: a removed or disabled user's tokens are refused by the directory check
+        // meanwhile. Should this step fail (503), repeating the request ends them.
+        const ended = await sessions.endAll(username, `removed by admin ${actor.username}`)
         audit(request, actor, { event: 'USER_REMOVED', user: username, reason: `${ended} sessions ended` })
         return { success: true, message: 'User removed', sessions_ended: ended }
       },

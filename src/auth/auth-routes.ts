@@ -120,11 +120,11 @@ export function authRoutes({ clock, logins, sessions, accessTtl, auth, securityL
     )
     .post(
       '/auth/refresh',
-      ({ principal: { user, token: refreshToken }, request, set, status }) => {
+      async ({ principal: { user, token: refreshToken }, request, set, status }) => {
         // `refresh` route access: only a refresh token gets here.
         const token = refreshToken!
         const from = client(request)
-        const outcome = sessions.refresh(token, user, from)
+        const outcome = await sessions.refresh(token, user, from)
         const event = { user: user.username, ...from, method: 'refresh' as const, jti: token.jti }
         if (!outcome.ok) {
           securityLog.record(
@@ -148,10 +148,10 @@ export function authRoutes({ clock, logins, sessions, accessTtl, auth, securityL
     )
     .post(
       '/auth/logout',
-      ({ principal: { user, token: accessToken }, request }) => {
+      async ({ principal: { user, token: accessToken }, request }) => {
         // `token` route access: only an access token gets here.
         const token = accessToken!
-        sessions.logout(token)
+        await sessions.logout(token)
         const from = client(request)
         securityLog.record({ event: 'LOGOUT', user: user.username, ...from, sid: token.sid, jti: token.jti })
         return { success: true, message: 'Logged out successfully' }

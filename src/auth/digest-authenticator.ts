@@ -6,9 +6,9 @@
  */
 import { createHmac } from 'node:crypto'
 import type { Clock } from '../clock'
-import type { Directory } from '../directory/directory'
+import type { Directory, DirectoryUser } from '../directory/directory'
 import type { SecurityLogSink } from '../security-log/security-log'
-import type { LoginThrottle } from '../throttle/login-throttle'
+import type { AttemptOutcome, LoginThrottle } from '../throttle/throttle-rule'
 import type { KeyRing } from '../tokens/key-ring'
 import { ABSENT, type AuthAttempt, type Authenticator, type AuthFailure, type AuthRefusal, type CredentialKind, type CredentialRequest } from './authenticator'
 import { DigestVerifier } from './digest'
@@ -64,8 +64,15 @@ export interface DigestAuthenticatorDeps {
   keys: Pick<KeyRing, 'signing'>
   clock: Clock
   directory: Directory
-  throttle: Pick<LoginThrottle, 'check' | 'recordFailure' | 'recordSuccess'>
+  throttle: Pick<LoginThrottle, 'begin' | 'finish'>
   securityLog: SecurityLogSink
+}
+
+interface DigestRefusal {
+  attempt: AuthAttempt
+  counts: boolean
+  /** What the security log says, or null when the rule logs nothing. */
+  logged: string | null
 }
 
 export class DigestAuthenticator implements Authenticator {
@@ -86,33 +93,52 @@ export class DigestAuthenticator implements Authenticator {
     })
   }
 
-  authenticate(request: CredentialRequest): AuthAttempt {
+  /** Absent at once; a Digest credential is judged asynchronously, since the throttle may be in Redis. */
+  authenticate(request: CredentialRequest): AuthAttempt | Promise<AuthAttempt> {
     const authorization = request.headers.get('authorization')
     if (authorization === null || !isDigestAuthorization(authorization)) return ABSENT
+    return this.judge(request, authorization)
+  }
+
+  private async judge(request: CredentialRequest, authorization: string): Promise<AuthAttempt> {
     this.followKeyRotation()
     let credentials: DigestCredentials
     try {
       credentials = parseDigestAuthorization(authorization)
     } catch (error) {
-      return this.refused(error, request, null)
+      return this.logged(this.refused(error, request), request, null)
     }
     // Before any HA1 work, as a password login checks before any hashing.
     const ip = request.clientIp()
-    const decision = this.deps.throttle.check(credentials.username, ip)
-    if (!decision.allowed) {
-      this.log(request, 'LOGIN_THROTTLED', credentials.username, `retry after ${decision.retryAfter}s`)
-      return { kind: 'failed', failure: 'throttled', reason: 'too many failures', retryAfter: decision.retryAfter }
+    const admission = await this.deps.throttle.begin(credentials.username, ip)
+    if (!admission.allowed) {
+      this.log(request, 'LOGIN_THROTTLED', credentials.username, `retry after ${admission.retryAfter}s`)
+      return { kind: 'failed', failure: 'throttled', reason: 'too many failures', retryAfter: admission.retryAfter }
     }
+    let outcome: AttemptOutcome = 'uncounted'
+    let result: AuthAttempt | DigestRefusal
     try {
-      this.verifier.verifyCredentials(credentials, { from: request.headers.get('from'), method: request.method, target: request.target, address: ip })
+      const user = this.verified(credentials, request, ip)
+      outcome = 'success'
+      result = { kind: 'ok', principal: { user, via: 'digest', credential: authorization } }
     } catch (error) {
-      return this.refused(error, request, credentials.username)
+      const refusal = this.refused(error, request)
+      if (refusal.counts) outcome = 'failure'
+      result = refusal
+    } finally {
+      await this.deps.throttle.finish(credentials.username, ip, outcome)
     }
+    // Logged only once the failure is counted: one that can't be is a 503, not a refusal.
+    return 'kind' in result ? result : this.logged(result, request, credentials.username)
+  }
+
+  /** The user whose response this is; throws a DigestError otherwise. */
+  private verified(credentials: DigestCredentials, request: CredentialRequest, ip: string): DirectoryUser {
+    this.verifier.verifyCredentials(credentials, { from: request.headers.get('from'), method: request.method, target: request.target, address: ip })
     const user = this.deps.directory.findByUsername(credentials.username)
     // An HA1 answered, but the user went between the two lookups.
-    if (!user || user.disabled) return this.refused(new DigestInvalidResponseError('no such user'), request, credentials.username)
-    this.deps.throttle.recordSuccess(credentials.username, ip)
-    return { kind: 'ok', principal: { user, via: 'digest', credential: authorization } }
+    if (!user || user.disabled) throw new DigestInvalidResponseError('no such user')
+    return user
   }
 
   /** Digest challenges for a request that names its user in `From: sip:<user>@<domain>`; otherwise the Bearer 401. */
@@ -127,15 +153,21 @@ export class DigestAuthenticator implements Authenticator {
     return { failure: 'missing', reason: 'no credentials', challenges: this.verifier.challenges(request.clientIp()) }
   }
 
-  /** Any other error (a store outage) is not about the request: it goes on to the app's handler. */
-  private refused(error: unknown, request: CredentialRequest, username: string | null): AuthAttempt {
+  /**
+   * The refusal for a DigestError, with whether it spends the throttle's budget. Any other error
+   * (a store outage) is not about the request: it goes on to the app's handler.
+   */
+  private refused(error: unknown, request: CredentialRequest): DigestRefusal {
     const rule = error instanceof DigestError ? RULES.find(([type]) => error instanceof type)?.[1] : undefined
     if (!rule) throw error
-    const ip = request.clientIp()
-    if (rule.counts && username !== null) this.deps.throttle.recordFailure(username, ip)
-    if (rule.logged) this.log(request, 'AUTH_FAILED', username, (error as DigestError).message)
-    const challenges = rule.answer === 'none' ? [] : this.verifier.challenges(ip, { stale: rule.answer === 'stale' })
-    return { kind: 'failed', failure: rule.failure, reason: (error as DigestError).name, challenges }
+    const challenges = rule.answer === 'none' ? [] : this.verifier.challenges(request.clientIp(), { stale: rule.answer === 'stale' })
+    const attempt = { kind: 'failed', failure: rule.failure, reason: (error as DigestError).name, challenges } as const
+    return { attempt, counts: rule.counts, logged: rule.logged ? (error as DigestError).message : null }
+  }
+
+  private logged(refusal: DigestRefusal, request: CredentialRequest, username: string | null): AuthAttempt {
+    if (refusal.logged !== null) this.log(request, 'AUTH_FAILED', username, refusal.logged)
+    return refusal.attempt
   }
 
   private log(request: CredentialRequest, event: 'AUTH_FAILED' | 'LOGIN_THROTTLED', username: string | null, reason: string): void {

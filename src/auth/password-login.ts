@@ -9,7 +9,7 @@
  */
 import type { Directory, DirectoryUser } from '../directory/directory'
 import { ConcurrencyLimiter, LimiterFullError } from './limiter'
-import type { LoginThrottle } from '../throttle/login-throttle'
+import type { LoginThrottle } from '../throttle/throttle-rule'
 
 /**
  * Logins waiting for a slot beyond this get `busy` (the route answers 503): at ~20 argon2id
@@ -55,11 +55,11 @@ export class PasswordLogin {
   }
 
   /**
-   * A directory that answers at once needs no slot: the throttle check, the comparison and the
-   * recorded outcome happen in one turn of the event loop, so no other attempt can come between.
+   * A directory that answers at once needs no slot: the throttle admits the attempt (counting those
+   * in flight, throttle-rule.ts), so parallel guesses can't all pass before one is counted.
    */
-  private attemptNow(username: string, password: string, ip: string, check: (username: string, password: string) => DirectoryUser | null): LoginOutcome {
-    const outcome = this.throttled(username, ip) ?? this.recorded(username, ip, check(username, password))
+  private async attemptNow(username: string, password: string, ip: string, check: (username: string, password: string) => DirectoryUser | null): Promise<LoginOutcome> {
+    const outcome = await this.admitted(username, ip, async () => check(username, password))
     this.outcomeListener(outcome)
     return outcome
   }
@@ -76,33 +76,36 @@ export class PasswordLogin {
 
   private async queuedAttempt<T>(username: string, password: string, ip: string, check: CredentialCheck<T>): Promise<LoginOutcome<T>> {
     // A client already delayed is refused without queueing behind the others.
-    const onArrival = this.throttled(username, ip)
-    if (onArrival) return onArrival
+    const onArrival = await this.throttle.check(username, ip)
+    if (!onArrival.allowed) return throttledFor(onArrival.retryAfter)
     try {
-      return await this.slots.run((waited) => this.checkInSlot(username, password, ip, check, waited))
+      return await this.slots.run(() => this.checkInSlot(username, password, ip, check))
     } catch (error) {
       if (error instanceof LimiterFullError) return BUSY
       throw error
     }
   }
 
-  private async checkInSlot<T>(username: string, password: string, ip: string, check: CredentialCheck<T>, waited: boolean): Promise<LoginOutcome<T>> {
-    // Failures recorded while this attempt waited for its slot count here.
-    const inSlot = waited ? this.throttled(username, ip) : null
-    return inSlot ?? this.recorded(username, ip, await check(username, password))
+  /** In its slot, the attempt is admitted again: failures recorded while it waited count here. */
+  private checkInSlot<T>(username: string, password: string, ip: string, check: CredentialCheck<T>): Promise<LoginOutcome<T>> {
+    return this.admitted(username, ip, () => check(username, password))
   }
 
-  private recorded<T>(username: string, ip: string, user: T | null): LoginOutcome<T> {
-    if (!user) {
-      this.throttle.recordFailure(username, ip)
-      return INVALID
+  /** Runs `check` only if the throttle admits the attempt, and tells it how the attempt ended. */
+  private async admitted<T>(username: string, ip: string, check: () => Promise<T | null>): Promise<LoginOutcome<T>> {
+    const admission = await this.throttle.begin(username, ip)
+    if (!admission.allowed) return throttledFor(admission.retryAfter)
+    let user: T | null
+    try {
+      user = await check()
+    } catch (error) {
+      // The directory failed (an outage): nothing was learnt about the password.
+      await this.throttle.finish(username, ip, 'uncounted')
+      throw error
     }
-    this.throttle.recordSuccess(username, ip)
-    return { ok: true, user }
-  }
-
-  private throttled(username: string, ip: string): Extract<LoginOutcome, { reason: 'throttled' }> | null {
-    const decision = this.throttle.check(username, ip)
-    return decision.allowed ? null : { ok: false, reason: 'throttled', retryAfter: decision.retryAfter }
+    await this.throttle.finish(username, ip, user ? 'success' : 'failure')
+    return user ? { ok: true, user } : INVALID
   }
 }
+
+const throttledFor = (retryAfter: number) => ({ ok: false, reason: 'throttled', retryAfter }) as const

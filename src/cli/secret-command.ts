@@ -6,12 +6,10 @@ import { existsSync } from 'node:fs'
 import { unixSeconds, type Clock } from '../clock'
 import type { Config } from '../config/schema'
 import { databasePath } from '../serve'
-import { SessionStore } from '../sessions/session-store'
-import { endAllSessions } from '../sessions/sessions'
+import { sqliteSessionRecords } from '../sessions/sqlite-session-records'
 import { openStore } from '../store/database'
 import { CLOCK_TOLERANCE_SECONDS } from '../tokens/tokens'
 import { readRingFile, ringPathFor, rotated, serializeRing, writeFileAtomically } from '../tokens/key-ring'
-import { Revocations } from '../tokens/revocations'
 import { loadOrCreateSecretKey } from '../tokens/secret-key'
 import { UsageError, type ParsedArgs } from './args'
 import type { Audit } from './store-command'
@@ -37,10 +35,10 @@ export type OperatorCommand = (context: OperatorContext) => Promise<void>
 export function parseSecretCommand(args: ParsedArgs): OperatorCommand {
   if (args.positionals[1] !== 'rotate' || args.positionals.length > 2) throw new UsageError(SECRET_HELP)
   const revokeAll = args.switches.has('revoke-all')
-  return async (context) => rotateSecret(context, revokeAll)
+  return (context) => rotateSecret(context, revokeAll)
 }
 
-function rotateSecret({ config, clock, audit }: OperatorContext, revokeAll: boolean): void {
+async function rotateSecret({ config, clock, audit }: OperatorContext, revokeAll: boolean): Promise<void> {
   const now = unixSeconds(clock)
   // Every token signed so far expires within the longest TTL; the tolerance covers skewed clocks.
   const graceSeconds = Math.max(config.access_ttl, config.refresh_ttl) + CLOCK_TOLERANCE_SECONDS
@@ -52,20 +50,19 @@ function rotateSecret({ config, clock, audit }: OperatorContext, revokeAll: bool
   const until = revokeAll ? 'now' : new Date((now + graceSeconds) * 1000).toISOString()
   audit('KEY_ROTATED', undefined, `new kid ${kid}; previous keys retire ${revokeAll ? 'now (revoke-all)' : `at ${until}`}`)
   console.log(`new signing key ${kid} in ${path}; tokens signed with the previous keys are valid until ${until}`)
-  if (revokeAll) console.log(`ended ${endEverySession(config, clock)} sessions`)
+  if (revokeAll) console.log(`ended ${await endEverySession(config, clock)} sessions`)
 }
 
 /** Every active session of every user, as `sessions revoke` ends one user's; none without a database yet. */
-function endEverySession(config: Config, clock: Clock): number {
+async function endEverySession(config: Config, clock: Clock): Promise<number> {
   const now = unixSeconds(clock)
   const path = databasePath(config)
   if (!existsSync(path)) return 0
   const db = openStore(path)
   try {
-    const store = new SessionStore(db)
-    const revocations = new Revocations(db, clock)
+    const records = sqliteSessionRecords(db, clock)
     let ended = 0
-    for (const username of store.activeUsernames(now)) ended += endAllSessions(store, revocations, username, 'revoke-all', now)
+    for (const username of await records.activeUsernames(now)) ended += (await records.endAll(username, 'revoke-all', now)).length
     return ended
   } finally {
     db.close()

@@ -1,8 +1,6 @@
 /** `softphone-backend sessions list|revoke --user <ext>`: what an operator does for a lost phone. */
 import { unixSeconds } from '../clock'
-import { SessionStore } from '../sessions/session-store'
-import { endAllSessions } from '../sessions/sessions'
-import { Revocations } from '../tokens/revocations'
+import { sqliteSessionRecords } from '../sessions/sqlite-session-records'
 import { UsageError, type ParsedArgs } from './args'
 import { existingUser, type CommandContext, type StoreCommand } from './store-command'
 
@@ -19,27 +17,27 @@ export function parseSessionsCommand(args: ParsedArgs): StoreCommand {
   if (!username) throw new UsageError(SESSIONS_HELP)
   switch (args.positionals[1]) {
     case 'list':
-      return { access: 'read', run: async (context) => listSessions(context, username) }
+      return { access: 'read', run: (context) => listSessions(context, username) }
     case 'revoke':
-      return { access: 'write', run: async (context) => revokeSessions(context, username) }
+      return { access: 'write', run: (context) => revokeSessions(context, username) }
     default:
       throw new UsageError(SESSIONS_HELP)
   }
 }
 
-function listSessions(context: CommandContext, username: string): void {
+async function listSessions(context: CommandContext, username: string): Promise<void> {
   existingUser(context, username)
   const time = (seconds: number) => new Date(seconds * 1000).toISOString()
-  for (const session of new SessionStore(context.db).activeForUser(username, unixSeconds(context.clock))) {
+  for (const session of await sqliteSessionRecords(context.db, context.clock).activeForUser(username, unixSeconds(context.clock))) {
     console.log([session.id, time(session.created_at), time(session.last_used_at), session.ip, session.user_agent].join('\t'))
   }
 }
 
-function revokeSessions(context: CommandContext, username: string): void {
+async function revokeSessions(context: CommandContext, username: string): Promise<void> {
   existingUser(context, username)
   const { db, clock } = context
   // The server's in-memory copy reloads when it sees this commit (store/change-watch.ts).
-  const ended = endAllSessions(new SessionStore(db), new Revocations(db, clock), username, 'revoked by operator', unixSeconds(clock))
+  const ended = (await sqliteSessionRecords(db, clock).endAll(username, 'revoked by operator', unixSeconds(clock))).length
   context.audit('SESSION_REVOKED', username, `operator revoke: ${ended} sessions`)
   console.log(`ended ${ended} sessions of ${username}`)
 }

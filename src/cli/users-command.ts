@@ -5,9 +5,7 @@ import { DOMAIN_RULE, normalizeDomain } from '../spaces/space-input'
 import { SpaceStore } from '../spaces/space-store'
 import { CommandError, UsageError, type ParsedArgs } from './args'
 import { unixSeconds } from '../clock'
-import { SessionStore } from '../sessions/session-store'
-import { endAllSessions } from '../sessions/sessions'
-import { Revocations } from '../tokens/revocations'
+import { sqliteSessionRecords } from '../sessions/sqlite-session-records'
 import { readPassword } from './password-input'
 import { directoryOf, existingUser, type CommandContext, type OperatorEventName, type StoreCommand } from './store-command'
 
@@ -135,7 +133,7 @@ function removeUser(context: CommandContext, username: string): void {
   const { db, clock } = context
   db.transaction(() => {
     directoryOf(context).remove(username)
-    endAllSessions(new SessionStore(db), new Revocations(db, clock), username, 'user removed', unixSeconds(clock))
+    sqliteSessionRecords(db, clock).endAllNow(username, 'user removed', unixSeconds(clock))
   }).immediate()
 }
 

@@ -23,9 +23,10 @@ export interface MetricSources {
   clock: Clock
   basePath: string
   hub: PresenceHub
-  activeSessions(now: number): number
+  /** Counted in the state store (SQLite or Redis) when scraped. */
+  activeSessions(now: number): Promise<number>
   revokedIds(): number
-  delayedLoginKeys(): number
+  delayedLoginKeys(): Promise<number>
   pbx?: PbxStateView
   /** The event loop's latest lag, in seconds (event-loop-lag.ts). */
   eventLoopLag(): number
@@ -47,6 +48,7 @@ export class Metrics {
   private readonly logins: Record<LoginResult, Counter>
   private readonly outages: Record<StoreOutage, Counter>
   private readonly families: MetricFamily[]
+  private storeCounts: Partial<Record<'activeSessions' | 'delayedLoginKeys', PromiseSettledResult<number>>> = {}
 
   constructor(private readonly sources: MetricSources) {
     for (const route of TIMED_ROUTES) this.timed.set(sources.basePath + route, this.latency.series({ route: sources.basePath + route }))
@@ -79,17 +81,29 @@ export class Metrics {
     this.outages[outage].value++
   }
 
-  text(): string {
+  /** The store's counts are read first; one that fails (the store locked or unreachable) leaves its series out. */
+  async text(): Promise<string> {
+    const [activeSessions, delayedLoginKeys] = await Promise.allSettled([
+      this.sources.activeSessions(unixSeconds(this.sources.clock)),
+      this.sources.delayedLoginKeys(),
+    ])
+    this.storeCounts = { activeSessions, delayedLoginKeys }
     return exposition(this.families)
+  }
+
+  private storeCount(name: 'activeSessions' | 'delayedLoginKeys'): number {
+    const counted = this.storeCounts[name]
+    if (counted?.status !== 'fulfilled') throw new Error(`${name} not counted`)
+    return counted.value
   }
 
   private scrapedFamilies(): MetricFamily[] {
     const { hub, pbx, clock } = this.sources
     return [
       new CollectedFamily('softphone_login_delayed_keys', 'gauge', 'Account-and-address and address keys whose logins are delayed right now (README "Login throttling").', () =>
-        this.sources.delayedLoginKeys(),
+        this.storeCount('delayedLoginKeys'),
       ),
-      new CollectedFamily('softphone_sessions_active', 'gauge', 'Sessions neither revoked nor expired, counted in the database.', () => this.sources.activeSessions(unixSeconds(clock))),
+      new CollectedFamily('softphone_sessions_active', 'gauge', 'Sessions neither revoked nor expired, counted in the state store.', () => this.storeCount('activeSessions')),
       new CollectedFamily('softphone_revoked_token_ids', 'gauge', 'Revoked token ids held in memory until they expire.', () => this.sources.revokedIds()),
       new CollectedFamily('softphone_presence_subscribers', 'gauge', 'Open presence subscriptions, by channel and transport.', function* () {
         for (const [channel, counts] of hub.subscriberCounts()) {
@@ -123,17 +137,17 @@ export function serverMetrics({
   basePath: string
   hub: PresenceHub
   pbx?: PbxStateView
-  services: Pick<Services, 'sessionStore' | 'revocations' | 'throttle'>
+  services: Pick<Services, 'sessionRecords' | 'revocations' | 'throttle'>
   eventLoopLag: () => number
 }): Metrics {
-  const { sessionStore, revocations, throttle } = services
+  const { sessionRecords, revocations, throttle } = services
   return new Metrics({
     clock,
     basePath,
     hub,
     pbx,
     eventLoopLag,
-    activeSessions: (now) => sessionStore.countActive(now),
+    activeSessions: (now) => sessionRecords.countActive(now),
     revokedIds: () => revocations.revokedIdCount,
     delayedLoginKeys: () => throttle.delayedCount(),
   })

@@ -11,7 +11,7 @@ import { ErrorEnvelope } from '../http/envelope-schema'
 import { ERRORS, errorBody } from '../http/errors'
 import { jsonResponses } from '../openapi/responses'
 import type { SecurityLogSink } from '../security-log/security-log'
-import type { SessionRow } from './session-store'
+import type { SessionRow } from './session-records'
 import type { SessionService } from './sessions'
 
 const SessionParams = v.object({
@@ -62,16 +62,16 @@ export function sessionRoutes({ clock, auth, sessions, securityLog, clientIpOf }
     .use(auth)
     .get(
       '/sessions',
-      ({ principal: { user, token } }) => ({
+      async ({ principal: { user, token } }) => ({
         success: true,
-        sessions: sessions.list(user.username).map((session) => sessionView(session, token?.sid)),
+        sessions: (await sessions.list(user.username)).map((session) => sessionView(session, token?.sid)),
       }),
       { auth: 'user', detail: { responses: jsonResponses({ 200: SessionsResponse }) } },
     )
     .delete(
       '/sessions/:sid',
-      ({ principal: { user }, params: { sid }, request, status }) => {
-        if (!sessions.end(user.username, sid, 'ended by its user')) return status(404, errorBody(ERRORS.notFound, unixSeconds(clock)))
+      async ({ principal: { user }, params: { sid }, request, status }) => {
+        if (!(await sessions.end(user.username, sid, 'ended by its user'))) return status(404, errorBody(ERRORS.notFound, unixSeconds(clock)))
         revoked(request, user.username, sid, 'ended by its user')
         return { success: true, message: 'Session ended' }
       },
@@ -79,8 +79,8 @@ export function sessionRoutes({ clock, auth, sessions, securityLog, clientIpOf }
     )
     .post(
       '/auth/logout-all',
-      ({ principal: { user }, request }) => {
-        const ended = sessions.endAll(user.username, 'logout-all')
+      async ({ principal: { user }, request }) => {
+        const ended = await sessions.endAll(user.username, 'logout-all')
         revoked(request, user.username, undefined, `logout-all: ${ended} sessions`)
         return { success: true, message: 'Logged out from all sessions', sessions_ended: ended }
       },

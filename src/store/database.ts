@@ -8,6 +8,7 @@
 import { Database } from 'bun:sqlite'
 import { closeSync, openSync } from 'node:fs'
 import { MIGRATIONS } from './migrations'
+import { StoreUnavailableError } from './outage'
 
 export class StoreError extends Error {
   override name = 'StoreError'
@@ -44,6 +45,7 @@ const OUTAGES: Record<string, StoreOutage> = {
 }
 
 export function storeOutageOf(error: unknown): StoreOutage | null {
+  if (error instanceof StoreUnavailableError) return 'unavailable'
   const code = (error as { code?: unknown } | null)?.code
   if (typeof code !== 'string' || !code.startsWith('SQLITE_')) return null
   // Extended codes carry the primary one as a prefix: SQLITE_IOERR_WRITE, SQLITE_READONLY_DBMOVED, …

@@ -7,6 +7,7 @@ import { unixSeconds, type Clock } from '../clock'
 import type { Role } from '../directory/directory'
 import { checkTimeClaims, signHs256, TokenClaimError, TokenError, TokenKeyError, verifyJws, type VerifiedJws } from './jws'
 import type { KeyRing } from './key-ring'
+import { StoreUnavailableError } from '../store/outage'
 import type { Revocations } from './revocations'
 
 export type TokenType = 'access' | 'refresh'
@@ -119,6 +120,8 @@ export class TokenService {
     checkTimeClaims({ exp: verified.expiresAt, iat: verified.issuedAt, nbf: verified.notBefore }, { now, tolerance: CLOCK_TOLERANCE_SECONDS })
     // A remembered token whose key retired since (README "Key rotation").
     if (!this.keys.isLive(verified.kid, now)) throw new TokenKeyError('signing key retired')
+    // Fails closed: a copy that may lack revocations made on other nodes decides nothing (README "Several nodes").
+    if (!this.revocations.usable()) throw new StoreUnavailableError('revocations not current')
     if (this.isRevoked(verified)) throw new TokenRevokedError('revoked')
     if (expected !== undefined && verified.type !== expected) throw new TokenTypeError(`${expected} token required`)
     return verified

@@ -2,8 +2,8 @@ import { afterEach, beforeEach, describe, expect, test } from 'bun:test'
 import { createHmac } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { Revocations } from '../../src/tokens/revocations'
-import { hashTokenId } from '../../src/sessions/session-store'
+import { SqliteRevocations } from '../../src/tokens/sqlite-revocations'
+import { hashTokenId } from '../../src/sessions/session-records'
 import type { RotationMode } from '../../src/sessions/sessions'
 import { BASE, bearer, createHarness, TEST_KEY_TEXT, type Harness } from '../helpers'
 
@@ -129,7 +129,7 @@ describe('rotation, compatible mode (the default)', () => {
   test('revocations survive a restart of the in-memory state', async () => {
     const { refresh_token: r1, access_token: a1 } = await h.login()
     await h.request(`${BASE}/auth/logout`, { method: 'POST', headers: bearer(a1) })
-    const reloaded = new Revocations(h.db, h.clock)
+    const reloaded = new SqliteRevocations(h.db, h.clock)
     expect(reloaded.isSessionRevoked(claims(r1).sid)).toBe(true)
     expect(reloaded.isTokenIdRevoked(claims(a1).jti)).toBe(true)
   })

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { openStore, openStoreReadOnly, StoreError } from '../../src/store/database'
 import { MIGRATIONS } from '../../src/store/migrations'
-import { Revocations } from '../../src/tokens/revocations'
+import { SqliteRevocations } from '../../src/tokens/sqlite-revocations'
 import { randomId } from '../../src/tokens/tokens'
 import { ManualClock } from '../helpers'
 
@@ -83,14 +83,14 @@ describe('Revocations', () => {
     const clock = new ManualClock()
     const path = join(dir, 'softphone.db')
     const db = openStore(path)
-    const revocations = new Revocations(db, clock)
+    const revocations = new SqliteRevocations(db, clock)
     revocations.writeTokenIdRevocation('live', clock.seconds + 600)
     revocations.writeTokenIdRevocation('dead', clock.seconds + 10)
     revocations.writeLegacyCutoff('201', clock.seconds)
     db.close()
 
     const reopened = openStore(path)
-    const loaded = new Revocations(reopened, clock)
+    const loaded = new SqliteRevocations(reopened, clock)
     expect(loaded.isTokenIdRevoked('live')).toBe(true)
     expect(loaded.isTokenIdRevoked('dead')).toBe(true)
     expect(loaded.isTokenIdRevoked('other')).toBe(false)
@@ -109,7 +109,7 @@ describe('Revocations', () => {
   test('purge removes many expired rows in batches', () => {
     const clock = new ManualClock()
     const db = openStore(join(dir, 'softphone.db'))
-    const revocations = new Revocations(db, clock)
+    const revocations = new SqliteRevocations(db, clock)
     db.transaction(() => {
       for (let i = 0; i < 1234; i++) revocations.writeTokenIdRevocation(`jti-${i}`, clock.seconds + 1)
     })()
@@ -123,7 +123,7 @@ describe('Revocations', () => {
     const clock = new ManualClock()
     const path = join(dir, 'softphone.db')
     const db = openStore(path)
-    const revocations = new Revocations(db, clock)
+    const revocations = new SqliteRevocations(db, clock)
     const shortLived = [...Array.from({ length: 25_000 }, randomId), 'jti-short']
     const longLived = [...Array.from({ length: 25_000 }, randomId), 'jti-long']
     db.transaction(() => {
@@ -133,7 +133,7 @@ describe('Revocations', () => {
     db.close()
 
     const reopened = openStore(path)
-    const loaded = new Revocations(reopened, clock)
+    const loaded = new SqliteRevocations(reopened, clock)
     expect(await loaded.idsLoaded).toMatchObject({ ids: 50_002 })
     const accepted = (ids: string[]) => ids.filter((id) => !loaded.isTokenIdRevoked(id))
     // Only memory is left to refuse them.
@@ -156,7 +156,7 @@ describe('Revocations', () => {
     const insert = db.query<unknown, [string, number]>('INSERT INTO revoked_tokens (jti, expires_at) VALUES (?, ?)')
     db.transaction(() => stored.forEach((id, i) => insert.run(id, clock.seconds + (i % 2 ? 600 : 60))))()
     const steps: Array<() => void> = []
-    const revocations = new Revocations(db, clock, { chunkRows: 100, schedule: (step) => steps.push(step) })
+    const revocations = new SqliteRevocations(db, clock, { chunkRows: 100, schedule: (step) => steps.push(step) })
     const accepted = (ids: string[]) => ids.filter((id) => !revocations.isTokenIdRevoked(id))
 
     expect(accepted(stored)).toEqual([])

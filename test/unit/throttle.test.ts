@@ -2,7 +2,7 @@ import { afterEach, beforeEach, describe, expect, test } from 'bun:test'
 import { PasswordLogin } from '../../src/auth/password-login'
 import type { Directory, DirectoryUser } from '../../src/directory/directory'
 import { ARGON2_PARAMS } from '../../src/directory/embedded'
-import { LoginThrottle } from '../../src/throttle/login-throttle'
+import { SqliteLoginThrottle } from '../../src/throttle/sqlite-login-throttle'
 import { BASE, createHarness, type Harness } from '../helpers'
 
 let h: Harness
@@ -153,7 +153,7 @@ describe('login throttling', () => {
     release()
     expect(await Promise.all(pending)).toEqual(Array(3).fill({ ok: false, reason: 'invalid' }))
     // Three failures were recorded, the refused attempt none: the account's limit (3) isn't passed.
-    expect(h.services.throttle.check('201', '198.51.100.7')).toEqual({ allowed: true })
+    expect(await h.services.throttle.check('201', '198.51.100.7')).toEqual({ allowed: true })
   })
 
   test('the login route answers a full queue with 503 and Retry-After', async () => {
@@ -186,25 +186,26 @@ describe('login throttling', () => {
       for (let i = 0; i < 100_000; i++) insert.run(`ip:10.${i >> 16}.${(i >> 8) & 255}.${i & 255}`, h.clock.seconds - 3700)
     })()
     const settings = { accountFreeFailures: 3, ipFreeFailures: 6, maxDelay: 60 }
-    const large = new LoginThrottle(h.db, h.clock, settings)
-    expect(large.check('201', '198.51.100.7')).toEqual({ allowed: false, retryAfter: 1 })
+    const large = new SqliteLoginThrottle(h.db, h.clock, settings)
+    expect(await large.check('201', '198.51.100.7')).toEqual({ allowed: false, retryAfter: 1 })
     // A change behind its back shows which one answers: here SQLite.
     h.db.run("UPDATE login_failures SET blocked_until = 0 WHERE key LIKE 'account:%'")
-    expect(large.check('201', '198.51.100.7')).toEqual({ allowed: true })
-    large.recordFailure('202', '198.51.100.8')
+    expect(await large.check('201', '198.51.100.7')).toEqual({ allowed: true })
+    await large.begin('202', '198.51.100.8')
+    await large.finish('202', '198.51.100.8', 'failure')
     expect(h.db.query('SELECT failures FROM login_failures WHERE key = ?').get('ip:198.51.100.8')).toEqual({ failures: 1 })
     // The old rows are over an hour old: the purge removes them and loads the memory copy, which answers from then on.
-    expect(large.purgeExpired()).toBe(100_000)
+    expect(await large.purgeExpired()).toBe(100_000)
     h.db.run(`UPDATE login_failures SET blocked_until = ${h.clock.seconds + 5} WHERE key LIKE 'account:%'`)
-    expect(large.check('201', '198.51.100.7')).toEqual({ allowed: true })
+    expect(await large.check('201', '198.51.100.7')).toEqual({ allowed: true })
   })
 
   test('state survives a restart: a new throttle on the same database still blocks', async () => {
     for (let i = 0; i < 4; i++) await login('201', 'wrong')
-    const reopened = new LoginThrottle(h.db, h.clock, { accountFreeFailures: 3, ipFreeFailures: 6, maxDelay: 60 })
-    expect(reopened.check('201', '198.51.100.7')).toEqual({ allowed: false, retryAfter: 1 })
+    const reopened = new SqliteLoginThrottle(h.db, h.clock, { accountFreeFailures: 3, ipFreeFailures: 6, maxDelay: 60 })
+    expect(await reopened.check('201', '198.51.100.7')).toEqual({ allowed: false, retryAfter: 1 })
     h.clock.advance(3601)
-    expect(reopened.purgeExpired()).toBe(2)
-    expect(reopened.check('201', '198.51.100.7')).toEqual({ allowed: true })
+    expect(await reopened.purgeExpired()).toBe(2)
+    expect(await reopened.check('201', '198.51.100.7')).toEqual({ allowed: true })
   })
 })

@@ -1,34 +1,27 @@
 /**
- * Login throttling (README "Login throttling"), checked before any password work. Failures are
- * counted per (account, client IP) and per client IP; past a few free failures each further one
- * doubles the wait, up to a cap. Only failures count: concurrent attempts are bounded by the
- * password-check slots they are checked in (auth/password-login.ts), so a burst can't outrun
- * the counter and correct logins never spend it. Only the failing client's address is slowed, so
- * nobody elsewhere can lock a user out, and the cap keeps even a shared address from being locked
- * out for long. The counters live in SQLite: a restart doesn't reset them.
+ * Login-throttle counters in the service's SQLite file (store = "sqlite"; the rule is in
+ * throttle-rule.ts). Only failures count: concurrent attempts are bounded by the password-check
+ * slots they are checked in (auth/password-login.ts), so a burst can't outrun the counter and
+ * correct logins never spend it. Only the failing client's address is slowed, so nobody elsewhere
+ * can lock a user out, and the cap keeps even a shared address from being locked out for long.
+ * The counters survive a restart.
  */
 import type { Database } from 'bun:sqlite'
 import { unixSeconds, type Clock } from '../clock'
+import {
+  accountKey,
+  afterFailure,
+  blockedUntil,
+  FORGET_AFTER_SECONDS,
+  ipKey,
+  type AttemptOutcome,
+  type FailureCount,
+  type LoginThrottle,
+  type ThrottleDecision,
+  type ThrottleSettings,
+} from './throttle-rule'
 
-export interface ThrottleSettings {
-  /** Failures allowed per (account, IP) before delays start. */
-  accountFreeFailures: number
-  /** Failures allowed per IP, across accounts, before delays start. */
-  ipFreeFailures: number
-  /** The longest delay, in seconds. */
-  maxDelay: number
-}
-
-/** A key with no failure for this long starts again from zero. */
-const FORGET_AFTER_SECONDS = 3600
-
-interface FailureRow {
-  failures: number
-  last_failure: number
-  blocked_until: number
-}
-
-export type ThrottleDecision = { allowed: true } | { allowed: false; retryAfter: number }
+type FailureRow = FailureCount
 
 /**
  * Counters are mirrored in memory up to this many, so a check costs no read transaction; past it
@@ -36,7 +29,7 @@ export type ThrottleDecision = { allowed: true } | { allowed: false; retryAfter:
  */
 const MIRROR_LIMIT = 100_000
 
-export class LoginThrottle {
+export class SqliteLoginThrottle implements LoginThrottle {
   private readonly read
   private readonly write
   private readonly forget
@@ -45,6 +38,8 @@ export class LoginThrottle {
    * process is the table's only writer (no CLI command touches it), and it changes only after a commit.
    */
   private mirror: Map<string, FailureRow> | null = null
+  /** Attempts begun and not yet finished, per key: this process is the only one checking them. */
+  private readonly inFlight = new Map<string, number>()
 
   constructor(
     private readonly db: Database,
@@ -60,13 +55,39 @@ export class LoginThrottle {
     this.loadMirror()
   }
 
-  check(username: string, ip: string): ThrottleDecision {
+  async check(username: string, ip: string): Promise<ThrottleDecision> {
     const now = unixSeconds(this.clock)
     const until = Math.max(this.row(accountKey(username, ip))?.blocked_until ?? 0, this.row(ipKey(ip))?.blocked_until ?? 0)
     return until > now ? { allowed: false, retryAfter: until - now } : { allowed: true }
   }
 
-  recordFailure(username: string, ip: string): void {
+  async begin(username: string, ip: string): Promise<ThrottleDecision> {
+    const now = unixSeconds(this.clock)
+    const keys = this.keysOf(username, ip)
+    const until = Math.max(...keys.map(([key, free]) => blockedUntil(this.row(key), this.inFlight.get(key) ?? 0, free, this.settings.maxDelay, now)))
+    if (until > now) return { allowed: false, retryAfter: until - now }
+    for (const [key] of keys) this.inFlight.set(key, (this.inFlight.get(key) ?? 0) + 1)
+    return { allowed: true }
+  }
+
+  async finish(username: string, ip: string, outcome: AttemptOutcome): Promise<void> {
+    for (const [key] of this.keysOf(username, ip)) {
+      const left = (this.inFlight.get(key) ?? 1) - 1
+      if (left > 0) this.inFlight.set(key, left)
+      else this.inFlight.delete(key)
+    }
+    if (outcome === 'failure') this.recordFailure(username, ip)
+    else if (outcome === 'success') this.recordSuccess(username, ip)
+  }
+
+  private keysOf(username: string, ip: string): Array<[string, number]> {
+    return [
+      [accountKey(username, ip), this.settings.accountFreeFailures],
+      [ipKey(ip), this.settings.ipFreeFailures],
+    ]
+  }
+
+  private recordFailure(username: string, ip: string): void {
     const now = unixSeconds(this.clock)
     const rows = [this.bumped(accountKey(username, ip), this.settings.accountFreeFailures, now), this.bumped(ipKey(ip), this.settings.ipFreeFailures, now)]
     this.db.transaction(() => {
@@ -76,11 +97,7 @@ export class LoginThrottle {
     if (this.mirror && this.mirror.size > MIRROR_LIMIT) this.mirror = null
   }
 
-  /**
-   * The account's counter for this address starts over. The address's own counter stays: a client
-   * holding one valid account must not wipe the failures it spent guessing others.
-   */
-  recordSuccess(username: string, ip: string): void {
+  private recordSuccess(username: string, ip: string): void {
     // Usually there is nothing to forget, and so no commit per login.
     const key = accountKey(username, ip)
     if (!this.row(key)) return
@@ -88,12 +105,11 @@ export class LoginThrottle {
     this.mirror?.delete(key)
   }
 
-  /** Keys (account and address, or address alone) delayed right now, counted when metrics are scraped (README "Metrics"). */
-  delayedCount(): number {
+  async delayedCount(): Promise<number> {
     return this.db.query<{ delayed: number }, [number]>('SELECT count(*) AS delayed FROM login_failures WHERE blocked_until > ?').get(unixSeconds(this.clock))!.delayed
   }
 
-  purgeExpired(): number {
+  async purgeExpired(): Promise<number> {
     const cutoff = unixSeconds(this.clock) - FORGET_AFTER_SECONDS
     const purged = this.db.query<unknown, [number]>('DELETE FROM login_failures WHERE last_failure < ?').run(cutoff).changes
     if (this.mirror) {
@@ -109,11 +125,7 @@ export class LoginThrottle {
   }
 
   private bumped(key: string, freeFailures: number, now: number): [string, FailureRow] {
-    const row = this.row(key)
-    const failures = row && now - row.last_failure < FORGET_AFTER_SECONDS ? row.failures + 1 : 1
-    const excess = failures - freeFailures
-    const until = excess > 0 ? now + Math.min(2 ** (excess - 1), this.settings.maxDelay) : 0
-    return [key, { failures, last_failure: now, blocked_until: until }]
+    return [key, afterFailure(this.row(key), freeFailures, this.settings.maxDelay, now)]
   }
 
   private loadMirror(): void {
@@ -121,6 +133,3 @@ export class LoginThrottle {
     this.mirror = rows.length > MIRROR_LIMIT ? null : new Map(rows.map(({ key, ...row }) => [key, row]))
   }
 }
-
-const accountKey = (username: string, ip: string) => `account:${ip}:${username}`
-const ipKey = (ip: string) => `ip:${ip}`
