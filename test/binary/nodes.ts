@@ -15,6 +15,7 @@ import { freePort, NginxProcess } from './nginx-process'
 import { BASE, ServerProcess } from './server-process'
 
 export const NODE_NAMES = ['A', 'B', 'C'] as const
+const SHARED_STORE_WAIT_MS = 10_000
 export type NodeName = (typeof NODE_NAMES)[number]
 
 export interface NodeUser {
@@ -71,10 +72,20 @@ export class Node {
     return this.server.start([...this.serveArgs, '--port', String(this.port)])
   }
 
-  /** SIGKILL, then the same data dir, flags and port again. */
+  /**
+   * Starts, then waits until health says the shared store is up: a node may listen before its link
+   * to Redis is, and the link is up only once the revocations are reloaded (RedisLink's onUp hooks).
+   */
+  async startShared(): Promise<void> {
+    await this.start()
+    const up = await pollUntil(async () => ((await this.health()).store === 'ok' ? true : undefined), SHARED_STORE_WAIT_MS)
+    if (!up) throw new Error(`node ${this.name}: health did not say store "ok" within ${SHARED_STORE_WAIT_MS} ms: ${this.server.stderr}`)
+  }
+
+  /** SIGKILL, then the same data dir, flags and port again, until the shared store is up. */
   async restart(): Promise<void> {
     await this.server.stop('SIGKILL')
-    await this.start()
+    await this.startShared()
   }
 
   fetch(path: string, init: RequestInit = {}): Promise<Response> {
@@ -152,7 +163,7 @@ export class Cluster {
     const cluster = new Cluster(redis, keyDir, ['--secret-key-path', keyPath, ...storeArgs, ...args])
     try {
       for (const node of cluster.nodes) for (const user of users) await node.addUser(user)
-      await Promise.all(cluster.nodes.map((node) => node.start()))
+      await Promise.all(cluster.nodes.map((node) => (store === 'redis' ? node.startShared() : node.start())))
       if (nginx) {
         cluster.nginxProcess = new NginxProcess()
         await cluster.nginxProcess.start({ backendPort: cluster.nodes.map((node) => node.listenPort) })
