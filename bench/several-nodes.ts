@@ -2,8 +2,8 @@
  * Several nodes (README "Several nodes", "Tests, CI and benchmarks"): one binary with store = "sqlite" (the baseline,
  * started in the same run) against three binaries sharing one redis-server (test/binary/nodes.ts, no nginx: each node
  * is driven directly on 127.0.0.1). Measures:
- * 1. check-media-access req/s with wrk on each Redis node alone, as a ratio to a run on the baseline just before it
- *    (`--rounds` of each). The route must stay in memory on every node: goal ≥ 90 %.
+ * 1. check-media-access with wrk on each Redis node alone, req/s and server CPU per request, each as a ratio to a run
+ *    on the baseline just before it (`--rounds` of each). The route must stay in memory on every node: goal ≥ 90 %.
  * 2. login and refresh latency, p50/p99 of `--logins` sequential logins and a chain of `--refreshes` refreshes, on the
  *    baseline and on node A.
  * 3. revocation propagation over `--trials` trials: a login and a logout on A, then B and C asked check-media-access
@@ -22,6 +22,7 @@ import { Cluster, type Node } from '../test/binary/nodes'
 import { ServerProcess } from '../test/binary/server-process'
 import {
   CLIENT_CPU,
+  cpuMs,
   median,
   onExit,
   pinningUnavailable,
@@ -121,14 +122,24 @@ async function main(): Promise<void> {
   const pinning = unpinnedWhy ? `unpinned (${unpinnedWhy})` : `servers and redis-server pinned to CPU ${SERVER_CPU}, wrk and this process to CPU ${CLIENT_CPU}`
   console.log(`\ncheck-media-access: wrk -t1 -c${CONNECTIONS} -d${duration}s, ${rounds} rounds, each target alone, each node right after a baseline run; ${pinning}; Bun ${Bun.version}\n`)
   const pct = (ratio: number) => `${(ratio * 100).toFixed(0)} %`
+  const spread = (ratios: number[]) => `${pct(median(ratios))} (${pct(Math.min(...ratios))}-${pct(Math.max(...ratios))})`
   printTable([
-    ['target', 'req/s (median)', 'ratio to sqlite (median, min-max)', `goal >= ${pct(THROUGHPUT_RATIO_GOAL)}`],
-    [baselineTarget.name, median(throughput.baseline).toFixed(0), '', ''],
+    ['target', 'req/s', 'req/s ratio (min-max)', `>= ${pct(THROUGHPUT_RATIO_GOAL)}`, 'CPU us/request', 'CPU ratio (min-max)', `>= ${pct(THROUGHPUT_RATIO_GOAL)}`],
+    [baselineTarget.name, median(throughput.baseline).toFixed(0), '', '', median(throughput.cpuUs.baseline).toFixed(1), '', ''],
     ...nodeTargets.map((target, i) => {
-      const ratios = throughput.ratios[i]!
-      return [target.name, median(throughput.nodes[i]!).toFixed(0), `${pct(median(ratios))} (${pct(Math.min(...ratios))}-${pct(Math.max(...ratios))})`, verdict(median(ratios) >= THROUGHPUT_RATIO_GOAL)]
+      const [ratios, cpuRatios] = [throughput.ratios[i]!, throughput.cpuRatios[i]!]
+      return [
+        target.name,
+        median(throughput.nodes[i]!).toFixed(0),
+        spread(ratios),
+        verdict(median(ratios) >= THROUGHPUT_RATIO_GOAL),
+        median(throughput.cpuUs.nodes[i]!).toFixed(1),
+        spread(cpuRatios),
+        verdict(median(cpuRatios) >= THROUGHPUT_RATIO_GOAL),
+      ]
     }),
   ])
+  console.log('ratios: medians over the rounds; CPU ratio = the baseline\'s CPU per request / the node\'s')
   console.log(`\nlatency, ms: ${logins} sequential logins, a chain of ${refreshes} refreshes; the cluster's on node A\n`)
   const ms = (value: number) => value.toFixed(2)
   printTable([
@@ -174,25 +185,33 @@ async function login(target: Target): Promise<{ access_token: string; refresh_to
 }
 
 /**
- * In each round every node runs right after a run of the baseline, and its ratio is to that run: on a shared machine
- * the load of the moment weighs on both.
+ * In each round every node runs right after a run of the baseline, and its ratios are to that run: on a shared machine
+ * the load of the moment weighs on both. Server CPU per request is the steadier figure there: other jobs take CPU
+ * time away from a server, and so requests, but hardly change what each request costs.
  */
 async function measureThroughput(baseline: Target, nodes: Target[], wrkPrefix: string[]) {
-  const result = { baseline: [] as number[], nodes: nodes.map(() => [] as number[]), ratios: nodes.map(() => [] as number[]) }
-  const rpsOf = async (target: Target, round: number) => {
+  const perNode = () => nodes.map(() => [] as number[])
+  const result = { baseline: [] as number[], nodes: perNode(), ratios: perNode(), cpuUs: { baseline: [] as number[], nodes: perNode() }, cpuRatios: perNode() }
+  const run = async (target: Target, round: number) => {
     const { access_token } = await login(target)
     const args = ['-t1', `-c${CONNECTIONS}`, '-H', `Authorization: Bearer ${access_token}`, `${target.baseUrl}/check-media-access`]
     progress(`round ${round}/${rounds}: check-media-access on ${target.name} (${WARMUP_SECONDS}s warm-up + ${duration}s)`)
     await runWrk(target.name, wrkPrefix, args, WARMUP_SECONDS)
-    return (await runWrk(target.name, wrkPrefix, args, duration)).rps
+    const cpuBefore = cpuMs(target.pid)
+    const { rps, out } = await runWrk(target.name, wrkPrefix, args, duration)
+    const requests = Number(/(\d+) requests in/.exec(out)?.[1])
+    return { rps, cpuUs: ((cpuMs(target.pid) - cpuBefore) * 1000) / requests }
   }
   for (let round = 1; round <= rounds; round++) {
     for (const [i, node] of nodes.entries()) {
-      const base = await rpsOf(baseline, round)
-      const rps = await rpsOf(node, round)
-      result.baseline.push(base)
-      result.nodes[i]!.push(rps)
-      result.ratios[i]!.push(rps / base)
+      const base = await run(baseline, round)
+      const measured = await run(node, round)
+      result.baseline.push(base.rps)
+      result.cpuUs.baseline.push(base.cpuUs)
+      result.nodes[i]!.push(measured.rps)
+      result.cpuUs.nodes[i]!.push(measured.cpuUs)
+      result.ratios[i]!.push(measured.rps / base.rps)
+      result.cpuRatios[i]!.push(base.cpuUs / measured.cpuUs)
     }
   }
   return result
