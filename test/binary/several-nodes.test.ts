@@ -9,7 +9,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { Cluster, pollUntil, type Node, type Tokens } from './nodes'
+import { bearer, Cluster, pollUntil, type Node, type Tokens } from './nodes'
 import { BINARY, followStream } from './server-process'
 
 const USER = '201'
@@ -86,7 +86,7 @@ describe('revocation fan-out', () => {
   test('logout-all on B ends the sessions started on A and C, on every node', async () => {
     const [onA, onC] = [await cluster.a.login(USER, PASSWORD), await cluster.c.login(USER, PASSWORD)]
     const fromB = await cluster.b.login(USER, PASSWORD)
-    expect((await cluster.b.fetch('/auth/logout-all', { method: 'POST', headers: { authorization: `Bearer ${fromB.access_token}` } })).status).toBe(200)
+    expect((await cluster.b.fetch('/auth/logout-all', { method: 'POST', headers: bearer(fromB.access_token) })).status).toBe(200)
     for (const node of cluster.nodes) {
       for (const tokens of [onA, onC]) {
         expect({ node: node.name, media: await statusWithin(() => node.checkMediaAccess(tokens.access_token), 401) }).toEqual({ node: node.name, media: 401 })
