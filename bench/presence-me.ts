@@ -27,6 +27,7 @@
  * The issue sets no latency target; the one check (no me/active-calls message to a user who doesn't see the call) is
  * reported, not fatal: the exit code is 1 only when the bench itself broke.
  */
+import { LocalBus } from '../src/presence/local-bus'
 import { parseArgs } from 'node:util'
 import type { Socket, SocketHandler } from 'bun'
 import type { AccessGuard } from '../src/auth/access-guard'
@@ -645,7 +646,7 @@ function feedWithSubscribers(): { hub: PresenceHub; feed: PersonalFeed; personal
   const hub = new PresenceHub({ channels: channelSpecs([]), maxPerUser: 10, sweepMs: 3_600_000 }, {} as AccessGuard, systemClock)
   const users = new Map(EXTENSIONS.map((username, i) => [username, directoryUser(username, i + 1)]))
   const rules = scopeRules({ presence_scope_states: 'all', presence_scope_calls: 'own', presence_groups: GROUPS.map((group) => group.join(' ')) })
-  const feed = new PersonalFeed({ hub, clock: systemClock, directory: { findByUsername: (name) => users.get(name) ?? null }, rules, legacy: false })
+  const feed = new PersonalFeed({ hub, clock: systemClock, directory: { findByUsername: (name) => users.get(name) ?? null }, rules, legacy: false, bus: new LocalBus(systemClock) })
   const personal = { 'users-state': { messages: 0 }, 'active-calls': { messages: 0 } }
   const legacy = { messages: 0 }
   for (const username of EXTENSIONS) {

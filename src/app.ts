@@ -32,12 +32,14 @@ import type { ProviderSource } from './pbx/peer-state'
 import { RecordingOwners, type RecordingsAccess } from './media/recording-owners'
 import type { PresenceHub } from './presence/hub'
 import { ingestRoutes, type PresenceSource } from './presence/ingest-routes'
+import type { PresenceBus } from './presence/bus'
 import type { PersonalFeed } from './presence/personal/personal-feed'
 import { presenceRoutes, type PresenceSettings } from './presence/presence-routes'
 import type { SnapshotSink } from './presence/snapshot'
 import type { Upgrade } from './presence/websocket'
 import type { SecurityLogSink } from './security-log/security-log'
 import type { StoreOutage } from './store/database'
+import type { StoreHealth } from './store/state-store'
 import type { TokenService } from './tokens/tokens'
 import type { SessionService } from './sessions/sessions'
 import { sessionRoutes } from './sessions/session-routes'
@@ -63,6 +65,8 @@ export interface AppDeps {
   presence: PresenceSettings
   /** Where full presence snapshots go: the personalised `sub/me/*` channels and the legacy shared ones (README "Personalised presence"). */
   feed: PersonalFeed
+  /** Shared channels' publishes (README "Several nodes"); the feed must use the same one. */
+  bus: PresenceBus
   /** MikoPBX's CDR file (README "Call history"); without it `history` and `calls` are empty. */
   cdr?: CdrSource
   /** README "Recordings: check-media-access"; default `owner`. */
@@ -85,6 +89,8 @@ export interface AppDeps {
   metrics?: { registry: Metrics; onMainListener: boolean }
   /** The database's last-known state for `health`; a fresh one when absent. */
   storeStatus?: StoreStatus
+  /** The shared store's state for `health` (README "Several nodes"): StateStore.health; "ok" when absent. */
+  storeHealth?: () => StoreHealth
   /** What `health?deep=1` reads: the store, and the MikoPBX file when that directory is active. */
   deepChecks?: readonly DeepCheck[]
   /**
@@ -129,9 +135,9 @@ export function buildApp(deps: AppDeps) {
     .use(apiKeyRoutes({ clock, auth, apiKeys: deps.apiKeys, directory, securityLog, clientIpOf }))
     .use(historyRoutes({ clock, auth, history }))
     .use(mediaRoutes({ clock, guard, securityLog, clientIpOf, owners }))
-    .use(healthRoutes({ clock, pbx, storeStatus, deepChecks: deps.deepChecks ?? [], peerOf }))
+    .use(healthRoutes({ clock, pbx, storeStatus, storeHealth: deps.storeHealth ?? (() => 'ok'), deepChecks: deps.deepChecks ?? [], peerOf }))
     .use(ingestRoutes({ clock, peerOf, ...ingest }))
-    .use(presenceRoutes({ clock, guard, clientIpOf, hub, settings: deps.presence, peerOf, keepOpen, upgrade, producedHere: deps.producedHere, feed: deps.feed }))
+    .use(presenceRoutes({ clock, guard, clientIpOf, hub, settings: deps.presence, peerOf, keepOpen, upgrade, producedHere: deps.producedHere, feed: deps.feed, bus: deps.bus }))
     .use(pbxRoutes({ clock, auth, directory, pbx, providers }))
     .use(spaceRoutes({ clock, auth, spaces, securityLog, clientIpOf }))
     .use(

@@ -14,6 +14,7 @@ import { SESSIONS_HELP, SESSIONS_OPTIONS, parseSessionsCommand } from './cli/ses
 import { SPACES_HELP, SPACES_OPTIONS, parseSpacesCommand } from './cli/spaces-command'
 import { DataDirError, EX_CANTCREAT, EX_NOINPUT, NoDatabaseError, ensureDataDir, openCommandStore } from './cli/store-access'
 import { operatorAudit, type Audit, type StoreCommand } from './cli/store-command'
+import { STORE_HELP, STORE_OPTIONS, parseStoreCommand } from './cli/store-migrate-command'
 import { USERS_HELP, USERS_OPTIONS, USERS_SWITCHES, parseUsersCommand } from './cli/users-command'
 import { systemClock } from './clock'
 import { ConfigError, EX_CONFIG, loadConfig, unknownEnvironmentVariables } from './config/load'
@@ -23,6 +24,7 @@ import { DEFAULT_LOG_LIMITS, SecurityLog } from './security-log/security-log'
 import { EX_UNAVAILABLE, ListenError, serve } from './serve'
 import { SpaceError } from './spaces/space-store'
 import { StoreError, storeOutageOf } from './store/database'
+import { StoreUnavailableError } from './store/outage'
 import { SecretKeyError } from './tokens/secret-key'
 import { VERSION } from './version'
 
@@ -42,6 +44,7 @@ Commands:
   secret rotate         a new signing key; --revoke-all also ends every session (secret --help)
   backup <file>         copy the database and the keys, also while serving
   restore <file>        put a backup in place (the server must be stopped)
+  store migrate ...     copy sessions, revocations and throttle counters to Redis (store --help)
   config check          validate the configuration and print it
   config --help         list every configuration key
   install               install as a systemd service, as root (install --help)
@@ -51,7 +54,7 @@ Commands:
 Every configuration key can be given as a flag, e.g. --port 8081 --data-dir /srv/softphone.
 Exit codes: 1 refused (unknown user, passwords differ, ...), 64 usage, 65 not a backup,
 66 no database yet, 69 port in use, 73 data dir can't be created, 74 unusable database,
-75 restore while the database is in use, 76 backup from a newer release, 77 install without root,
+75 restore while the database is in use or Redis unreachable, 76 backup from a newer release, 77 install without root,
 78 configuration or key file.`
 
 /** What a command needs once the configuration is loaded; built from argv alone. */
@@ -66,7 +69,7 @@ type Plan =
 
 async function main(argv: readonly string[]): Promise<number> {
   const args = parseArgs(argv, {
-    options: ['config', ...CONFIG_FLAGS, ...USERS_OPTIONS, ...SESSIONS_OPTIONS, ...KEYS_OPTIONS, ...SPACES_OPTIONS, ...INSTALL_OPTIONS],
+    options: ['config', ...CONFIG_FLAGS, ...USERS_OPTIONS, ...SESSIONS_OPTIONS, ...KEYS_OPTIONS, ...SPACES_OPTIONS, ...STORE_OPTIONS, ...INSTALL_OPTIONS],
     switches: ['help', 'version', ...USERS_SWITCHES, ...SECRET_SWITCHES, ...INSTALL_SWITCHES],
     aliases: { h: 'help', v: 'version' },
   })
@@ -104,6 +107,8 @@ function planFor(command: string, args: ParsedArgs): Plan {
       return { kind: 'store', command: parseKeysCommand(args) }
     case 'spaces':
       return { kind: 'store', command: parseSpacesCommand(args) }
+    case 'store':
+      return { kind: 'store', command: parseStoreCommand(args) }
     case 'secret':
       return { kind: 'operator', command: parseSecretCommand(args) }
     case 'backup':
@@ -126,6 +131,7 @@ const COMMAND_HELP: Record<string, () => string> = {
   sessions: () => SESSIONS_HELP,
   keys: () => KEYS_HELP,
   spaces: () => SPACES_HELP,
+  store: () => STORE_HELP,
   secret: () => SECRET_HELP,
   backup: () => BACKUP_HELP,
   restore: () => RESTORE_HELP,
@@ -222,6 +228,7 @@ function exitCodeFor(error: unknown): number {
     [ListenError, EX_UNAVAILABLE],
     [NotABackupError, EX_DATAERR],
     [ServerRunningError, EX_TEMPFAIL],
+    [StoreUnavailableError, EX_TEMPFAIL],
     [NewerBackupError, EX_NEWER],
     [PermissionError, EX_NOPERM],
     [DirectoryError, 1],

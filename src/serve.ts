@@ -247,7 +247,8 @@ export async function serve(config: Config, clock: Clock = systemClock, reloadCo
   )
 
   // The sink of full snapshots from AMI and from the ingest route (README "Personalised presence").
-  const feed = new PersonalFeed({ hub, clock, directory, rules: scopeRules(config), legacy: config.presence_legacy_channels === 'on' })
+  const bus = store.bus((name) => hub.channel(name))
+  const feed = new PersonalFeed({ hub, clock, directory, rules: scopeRules(config), legacy: config.presence_legacy_channels === 'on', bus })
 
   const cdr = new CdrSource(cdrDatabasePath(config.cdr_db))
   const pbxState = startPbxState(config, directory, feed, clock, users.embedded ? () => users.embedded!.list() : null)
@@ -285,6 +286,7 @@ export async function serve(config: Config, clock: Clock = systemClock, reloadCo
     securityLog,
     hub,
     feed,
+    bus,
     presence: { longPollHoldMs: config.longpoll_hold_seconds * 1000, heartbeatMs: config.sse_heartbeat_seconds * 1000 },
     presenceSource: config.presence_source,
     snapshotSink: feed,

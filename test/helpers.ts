@@ -110,6 +110,8 @@ export interface HarnessOptions extends Partial<ServiceSettings> {
   metricsOnMainListener?: boolean
   /** health?deep=1's checks; the store's own by default. */
   deepChecks?: AppDeps['deepChecks']
+  /** The shared store's state for health; "ok" (SQLite) by default. */
+  storeHealth?: AppDeps['storeHealth']
   /** `api_key_idle_minutes`; 60 by default, as in production. */
   apiKeyIdleMinutes?: number
   /** The API keys' table; a test may pass one that counts writes. */
@@ -138,6 +140,7 @@ export async function createHarness({
   metrics: metricsOn = true,
   metricsOnMainListener = true,
   deepChecks,
+  storeHealth,
   apiKeyIdleMinutes = 60,
   apiKeyStore = (db) => new ApiKeyStore(db),
   externalIssuer,
@@ -174,7 +177,8 @@ export async function createHarness({
     guard,
     clock,
   )
-  const feed = new PersonalFeed({ hub, clock, directory: served, rules: scopeRules, legacy: legacyChannels === 'on' })
+  const bus = store.bus((name) => hub.channel(name))
+  const feed = new PersonalFeed({ hub, clock, directory: served, rules: scopeRules, legacy: legacyChannels === 'on', bus })
   const cdr = new CdrSource(cdrPath ?? null)
   const eventLoopLag = { seconds: 0 }
   const metrics = serverMetrics({ clock, basePath: BASE, hub, pbx, services, eventLoopLag: () => eventLoopLag.seconds })
@@ -182,9 +186,11 @@ export async function createHarness({
     guard,
     metrics: metricsOn ? { registry: metrics, onMainListener: metricsOnMainListener } : undefined,
     deepChecks: deepChecks ?? [{ name: 'db', run: () => readSchema(db) }],
+    storeHealth,
     server: listen ? undefined : () => ({ requestIP: (request: Request) => ({ address: peers.get(request) ?? '127.0.0.1' }) }),
     hub,
     feed,
+    bus,
     presence: { longPollHoldMs: 300, heartbeatMs: 50 },
     basePath: BASE,
     trustedProxies: ['127.0.0.1', '::1'],

@@ -2,14 +2,17 @@
  * A real redis-server for tests (Debian's package; `.ci/run` installs it): its own temp directory,
  * a free TCP port and a unix socket, AOF with appendfsync everysec as README "Several nodes"
  * requires. kill9() and start() again simulate a crash and restart on the same data.
+ * With `tls`, a second port speaks TLS with a self-signed certificate for 127.0.0.1 (`certificate`,
+ * made by openssl), which a client trusts as its CA.
  */
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Subprocess } from 'bun'
 
 export interface RedisServerOptions {
   password?: string
+  tls?: boolean
 }
 
 async function freePort(): Promise<number> {
@@ -23,6 +26,9 @@ export class RedisServer {
   readonly dir = mkdtempSync(join(tmpdir(), 'redis-test-'))
   readonly socket = join(this.dir, 'redis.sock')
   port = 0
+  tlsPort = 0
+  readonly certificateFile = join(this.dir, 'cert.pem')
+  private readonly keyFile = join(this.dir, 'key.pem')
   private process: Subprocess | null = null
 
   private constructor(private readonly options: RedisServerOptions) {}
@@ -30,6 +36,10 @@ export class RedisServer {
   static async start(options: RedisServerOptions = {}): Promise<RedisServer> {
     const server = new RedisServer(options)
     server.port = await freePort()
+    if (options.tls) {
+      server.tlsPort = await freePort()
+      server.makeCertificate()
+    }
     await server.start()
     return server
   }
@@ -40,6 +50,16 @@ export class RedisServer {
     return `redis://${auth}127.0.0.1:${this.port}${db ? `/${db}` : ''}`
   }
 
+  /** rediss://[:password@]127.0.0.1:tlsPort[/db] */
+  tlsUrl(db = 0): string {
+    return this.url(db).replace(/^redis:/, 'rediss:').replace(`:${this.port}`, `:${this.tlsPort}`)
+  }
+
+  /** The PEM of the TLS port's self-signed certificate. */
+  get certificate(): string {
+    return readFileSync(this.certificateFile, 'utf8')
+  }
+
   async start(): Promise<void> {
     const args = [
       '--port', String(this.port), '--bind', '127.0.0.1',
@@ -47,6 +67,7 @@ export class RedisServer {
       '--dir', this.dir, '--appendonly', 'yes', '--appendfsync', 'everysec',
       '--save', '', '--daemonize', 'no', '--loglevel', 'warning',
       ...(this.options.password ? ['--requirepass', this.options.password] : []),
+      ...(this.options.tls ? ['--tls-port', String(this.tlsPort), '--tls-cert-file', this.certificateFile, '--tls-key-file', this.keyFile, '--tls-ca-cert-file', this.certificateFile, '--tls-auth-clients', 'no'] : []),
     ]
     this.process = Bun.spawn(['redis-server', ...args], { stdout: 'ignore', stderr: 'pipe' })
     const deadline = Date.now() + 10_000
@@ -59,11 +80,29 @@ export class RedisServer {
     throw new Error('redis-server did not answer PING within 10 s')
   }
 
+  private makeCertificate(): void {
+    const made = Bun.spawnSync([
+      'openssl', 'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
+      '-keyout', this.keyFile, '-out', this.certificateFile, '-days', '1', '-subj', '/CN=localhost',
+      '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost',
+    ])
+    if (made.exitCode !== 0) throw new Error(`openssl failed: ${made.stderr.toString()}`)
+  }
+
   /** A crash: no shutdown, no final fsync. */
   async kill9(): Promise<void> {
     this.process?.kill('SIGKILL')
     await this.process?.exited
     this.process = null
+  }
+
+  /** A server that stops answering but keeps its sockets open, like one cut off without a reset. */
+  pause(): void {
+    this.process?.kill('SIGSTOP')
+  }
+
+  resume(): void {
+    this.process?.kill('SIGCONT')
   }
 
   /** redis-cli against this server; the reply as text. */
@@ -73,6 +112,7 @@ export class RedisServer {
   }
 
   async stop(): Promise<void> {
+    this.process?.kill('SIGCONT')
     this.process?.kill('SIGTERM')
     await this.process?.exited
     this.process = null

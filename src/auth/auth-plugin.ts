@@ -35,6 +35,7 @@ const DENIALS: Record<'access' | 'refresh', Record<AuthFailure, Denial>> = {
     space_expired: { kind: ERRORS.spaceExpired, challenge: null },
     throttled: { kind: ERRORS.loginThrottled, challenge: null },
     bad_request: { kind: ERRORS.malformedCredentials, challenge: 'invalid_request' },
+    unavailable: { kind: ERRORS.storeUnavailable, challenge: null },
   },
   refresh: {
     missing: { kind: ERRORS.refreshTokenInvalid, challenge: undefined },
@@ -45,6 +46,7 @@ const DENIALS: Record<'access' | 'refresh', Record<AuthFailure, Denial>> = {
     space_expired: { kind: ERRORS.spaceExpired, challenge: null },
     throttled: { kind: ERRORS.loginThrottled, challenge: null },
     bad_request: { kind: ERRORS.malformedCredentials, challenge: 'invalid_request' },
+    unavailable: { kind: ERRORS.storeUnavailable, challenge: null },
   },
 }
 

@@ -43,9 +43,10 @@ export interface Principal {
  * - invalid: wrong, expired, revoked or unknown (401); wrong_type: a token of the other type;
  * - forbidden: a valid credential whose user's role is below the route's (403);
  * - space_expired: the user's space has expired (403); throttled: too many failures (429);
- * - bad_request: a credential that contradicts the request, e.g. Digest's `uri` (400).
+ * - bad_request: a credential that contradicts the request, e.g. Digest's `uri` (400);
+ * - unavailable: nothing can be decided now, the revocation copy is stale (503, README "Several nodes").
  */
-export type AuthFailure = 'missing' | 'malformed' | 'invalid' | 'wrong_type' | 'forbidden' | 'space_expired' | 'throttled' | 'bad_request'
+export type AuthFailure = 'missing' | 'malformed' | 'invalid' | 'wrong_type' | 'forbidden' | 'space_expired' | 'throttled' | 'bad_request' | 'unavailable'
 
 export interface AuthRefusal {
   failure: AuthFailure
@@ -53,7 +54,7 @@ export interface AuthRefusal {
   reason: string
   /** `WWW-Authenticate` values to send instead of the Bearer challenge (Digest's two, RFC 7616 §3.3). */
   challenges?: readonly string[]
-  /** Seconds, with `throttled`. */
+  /** Seconds, with `throttled` and `unavailable`. */
   retryAfter?: number
 }
 

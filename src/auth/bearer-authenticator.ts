@@ -4,6 +4,7 @@
  * issuer's never is, so a token can't choose which key checks it (README "Who may call what").
  */
 import type { Directory } from '../directory/directory'
+import { StoreUnavailableError } from '../store/outage'
 import { TokenError } from '../tokens/jws'
 import { TokenTypeError, type TokenService, type TokenType, type VerifiedToken } from '../tokens/tokens'
 import { ABSENT, type AuthAttempt, type Authenticator, type CredentialKind, type CredentialRequest } from './authenticator'
@@ -54,6 +55,7 @@ export class BearerAuthenticator implements Authenticator {
     } catch (error) {
       if (error instanceof TokenTypeError) return { kind: 'failed', failure: 'wrong_type', reason: 'wrong token type' }
       if (error instanceof TokenError) return { kind: 'failed', failure: 'invalid', reason: error.name }
+      if (error instanceof StoreUnavailableError) return { kind: 'failed', failure: 'unavailable', reason: error.message, retryAfter: STALE_RETRY_AFTER }
       throw error
     }
     // A user disabled or removed in the directory loses access at the next request
@@ -63,6 +65,9 @@ export class BearerAuthenticator implements Authenticator {
     return { kind: 'ok', principal: { user, via: KIND[token.type], token, credential: text } }
   }
 }
+
+/** Seconds a client waits when the revocation copy is stale: the store reconnects within a few. */
+const STALE_RETRY_AFTER = 5
 
 const MALFORMED: AuthAttempt = { kind: 'failed', failure: 'malformed', reason: 'malformed credentials' }
 

@@ -174,6 +174,9 @@ function withDefaults(raw: Raw, env: ConfigSources['env']): Record<string, unkno
     external_jwt_algorithms: [...EXTERNAL_ALGORITHMS],
     external_jwt_user_claim: 'sub',
     external_jwt_clock_tolerance: 30,
+    store: 'sqlite',
+    redis_url: '',
+    redis_stale_seconds: 30,
     ...Object.fromEntries(Object.entries(raw).map(([name, entry]) => [name, entry.value])),
     data_dir: dataDir,
   }
@@ -193,6 +196,7 @@ function validate(merged: Record<string, unknown>, raw: Raw): Config {
     if (config.presence_source === 'ami' && config.ami !== 'on') throw new ConfigError(`config error: presence_source is "ami" but ami is "off" (from ${raw.presence_source?.origin ?? 'default'})`)
     const partial = externalJwtIncomplete(config)
     if (partial) throw new ConfigError(`config error: ${partial}`)
+    if (config.store === 'redis' && config.redis_url === '') throw new ConfigError(`config error: store is "redis" but redis_url is empty (README "Several nodes") (from ${raw.store?.origin ?? 'default'})`)
     return config
   }
   const issue = result.issues[0]

@@ -10,6 +10,8 @@ import { parseRange } from '../http/client-ip'
 import { ROTATION_MODES } from '../sessions/sessions'
 import { RECORDINGS_ACCESS_MODES } from '../media/recording-owners'
 import { EXTERNAL_ALGORITHMS, hmacAlgorithmIn } from '../auth/external-jwt-keys'
+import { isRedisUrlError, parseRedisUrl } from '../store/redis/redis-url'
+import { STORE_KINDS } from '../store/state-store'
 
 type Kind = 'string' | 'integer' | 'boolean' | 'list'
 
@@ -247,7 +249,32 @@ export const CONFIG_KEYS = {
     Seconds(0, 65535),
     'Serve /metrics on 127.0.0.1:<metrics_port> instead of the main listener, which then answers 404 for it. Default 0: on the main listener.',
   ),
+  store: key(
+    'string',
+    v.picklist(STORE_KINDS, 'must be "sqlite" or "redis"'),
+    'Where sessions, revocations, throttle counters and the presence bus live (README "Several nodes"). Default "sqlite": the database in data_dir, one node. "redis": shared with every node using the same redis_url; users stay in the directory.',
+  ),
+  redis_url: key(
+    'string',
+    v.pipe(
+      v.string('must be a string'),
+      v.check((text) => text === '' || !isRedisUrlError(parseRedisUrl(text)), (issue) => redisUrlProblem(issue.input as string)),
+    ),
+    'The Redis that store = "redis" uses: redis://[user:password@]host[:port][/db], rediss://… (TLS), or redis+unix://[:password@]/path/to/socket[?db=N]; percent-encode @, : and / in a password. Default "".',
+    { secret: true },
+  ),
+  redis_stale_seconds: key(
+    'integer',
+    Seconds(1, 3600),
+    'How long tokens are still verified from the in-memory copy of revocations while Redis is unreachable; after that, verification answers 503 until it is back. Default 30.',
+  ),
 } as const
+
+/** The parser's reason alone: the value holds the password. */
+function redisUrlProblem(text: string): string {
+  const parsed = parseRedisUrl(text)
+  return isRedisUrlError(parsed) ? parsed.error : 'is invalid'
+}
 
 type Keys = typeof CONFIG_KEYS
 export type ConfigKey = keyof Keys

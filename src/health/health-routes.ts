@@ -1,6 +1,8 @@
 /**
  * `health` (README "Walkthrough with curl"): the legacy fields, then the AMI link's state
- * (README "Live PBX state"), the version and the database's last-known state. `health?deep=1`
+ * (README "Live PBX state"), the version, the database's last-known state and the shared store's
+ * (README "Several nodes"): while Redis is unreachable, `store` and `status` are "degraded" but the
+ * answer stays 200, since the node still verifies tokens from memory. `health?deep=1`
  * reads the store and the MikoPBX file for real, for local monitoring only (README "Metrics").
  */
 import { Elysia } from 'elysia'
@@ -14,6 +16,7 @@ import { jsonResponses } from '../openapi/responses'
 import type { PbxStateView } from '../pbx/pbx-state'
 import { isLocalPublisher } from '../presence/publisher'
 import { VERSION } from '../version'
+import type { StoreHealth } from '../store/state-store'
 import type { CheckState, DeepCheck, StoreStatus } from './store-status'
 
 const CheckStateSchema = v.picklist(['ok', 'error'])
@@ -26,6 +29,7 @@ const HealthResponse = v.object({
   ami: v.picklist(['up', 'down', 'off']),
   version: v.string(),
   db: CheckStateSchema,
+  store: v.picklist(['ok', 'degraded']),
   checks: v.optional(v.object({ db: v.optional(CheckStateSchema), mikopbx: v.optional(CheckStateSchema) })),
 })
 
@@ -33,21 +37,24 @@ export interface HealthDeps {
   clock: Clock
   pbx?: PbxStateView
   storeStatus: StoreStatus
+  /** The shared store's link (StateStore.health); always "ok" for SQLite. */
+  storeHealth: () => StoreHealth
   /** The store's check first; the MikoPBX file's when that directory is active. */
   deepChecks: readonly DeepCheck[]
   peerOf: (request: Request) => string | undefined
 }
 
-export function healthRoutes({ clock, pbx, storeStatus, deepChecks, peerOf }: HealthDeps) {
+export function healthRoutes({ clock, pbx, storeStatus, storeHealth, deepChecks, peerOf }: HealthDeps) {
   return new Elysia({ name: 'health-routes' }).get('/health', ({ request, status }) => {
-    const shallow = { success: true, status: 'ok', timestamp: unixSeconds(clock), ami: pbx?.ami ?? 'off', version: VERSION, db: storeStatus.state }
+    const store = storeHealth()
+    const shallow = { success: true, status: store, timestamp: unixSeconds(clock), ami: pbx?.ami ?? 'off', version: VERSION, db: storeStatus.state, store }
     if (!wantsDeep(request.url)) return shallow
     if (!isLocalPublisher(peerOf(request), request.headers)) return status(403, errorBody(ERRORS.deepHealthForbidden, unixSeconds(clock)))
     const results = runChecks(deepChecks)
     if (results.db === 'ok') storeStatus.recovered()
-    const healthy = Object.values(results).every((state) => state === 'ok')
-    const body = { ...shallow, success: healthy, status: healthy ? 'ok' : 'degraded', db: results.db ?? shallow.db, checks: results }
-    return healthy ? body : status(503, body)
+    const readable = Object.values(results).every((state) => state === 'ok')
+    const body = { ...shallow, success: readable, status: readable ? store : 'degraded', db: results.db ?? shallow.db, checks: results }
+    return readable ? body : status(503, body)
   }, { detail: { ...accessDetail('public'), responses: jsonResponses({ 200: HealthResponse, 403: ErrorEnvelope, 503: HealthResponse }) } })
 }
 

@@ -38,7 +38,7 @@ function pathVerdict(uri: string): RecordingPath {
   return reason === null ? ANY_GOOD_PATH : { ok: false, reason }
 }
 
-const CHALLENGES: Record<AuthFailure, string> = {
+const CHALLENGES: Record<Exclude<AuthFailure, 'unavailable'>, string> = {
   missing: bearerChallenge(),
   malformed: bearerChallenge('invalid_request'),
   invalid: bearerChallenge('invalid_token'),
@@ -105,6 +105,8 @@ export function mediaRoutes({ clock, guard, securityLog, clientIpOf, owners }: M
       return status(403, errorBody(ownerDenial(refusal), unixSeconds(clock)))
     }
     deny(request, outcome.reason)
+    // A store that can't vouch for the token: a deny nginx understands, as for any store failure.
+    if (outcome.failure === 'unavailable') return status(403, errorBody(ERRORS.accessCheckUnavailable, unixSeconds(clock)))
     set.headers['www-authenticate'] = outcome.challenges?.length ? outcome.challenges.join(', ') : CHALLENGES[outcome.failure]
     if (FORBIDDEN_FAILURES.has(outcome.failure)) {
       return status(403, errorBody(outcome.failure === 'space_expired' ? ERRORS.spaceExpired : ERRORS.tokenTypeInvalid, unixSeconds(clock)))

@@ -40,6 +40,8 @@ const isAfter = (id: MessageId, cursor: MessageId) => id.time > cursor.time || (
 export class Channel {
   private readonly messages: Message[] = []
   readonly subscribers = new Set<Subscriber>()
+  /** Told of every message stored, before subscribers get it: the personal feed reads snapshots here. */
+  private readonly observers: Array<(message: Message) => void> = []
   /** Messages published, and messages not delivered because a subscriber could not keep up (README "Metrics"). */
   published = 0
   dropped = 0
@@ -69,10 +71,15 @@ export class Channel {
     this.published++
     this.messages.push(message)
     if (this.messages.length > this.capacity) this.messages.shift()
+    for (const observer of this.observers) observer(message)
     for (const subscriber of this.subscribers) {
       if (!subscriber.deliver(message)) this.subscribers.delete(subscriber)
     }
     return true
+  }
+
+  observe(observer: (message: Message) => void): void {
+    this.observers.push(observer)
   }
 
   /** The oldest buffered message after `cursor`, or the oldest of all without one. */

@@ -3,11 +3,18 @@
  * enforces the per-user cap and re-checks each subscription's token every second, so a stream ends
  * within seconds of its token expiring or its session being revoked.
  */
-import type { AccessGuard } from '../auth/access-guard'
+import type { AccessGuard, AccessOutcome } from '../auth/access-guard'
 import { unixSeconds, type Clock } from '../clock'
 import { Channel, type Message, type Subscriber } from './channel'
 
-export type CloseReason = 'token_expired' | 'auth_failed' | 'overflow' | 'shutdown' | 'protocol_error'
+/** `unavailable`: the token can't be judged now, the revocation copy is stale (README "Several nodes"). */
+export type CloseReason = 'token_expired' | 'auth_failed' | 'overflow' | 'shutdown' | 'protocol_error' | 'unavailable'
+
+/** Why a stream whose token no longer passes is closed. */
+export function closeReasonOf(outcome: Extract<AccessOutcome, { ok: false }>): CloseReason {
+  if (outcome.failure === 'unavailable') return 'unavailable'
+  return outcome.reason === 'TokenExpiredError' ? 'token_expired' : 'auth_failed'
+}
 
 export const TRANSPORTS = ['eventsource', 'longpoll', 'websocket'] as const
 export type Transport = (typeof TRANSPORTS)[number]
@@ -194,7 +201,7 @@ export class PresenceHub {
   sweep(): void {
     for (const subscription of [...this.open.keys()]) {
       const outcome = this.guard.checkToken(subscription.token, 'access')
-      if (!outcome.ok) subscription.close(outcome.reason === 'TokenExpiredError' ? 'token_expired' : 'auth_failed')
+      if (!outcome.ok) subscription.close(closeReasonOf(outcome))
     }
     for (const family of this.families) family.sweep()
   }

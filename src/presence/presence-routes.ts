@@ -18,6 +18,7 @@ import { openEventStream } from './event-stream'
 import type { PresenceHub, Subscription } from './hub'
 import { longPoll } from './long-poll'
 import type { PersonalFeed } from './personal/personal-feed'
+import type { PresenceBus } from './bus'
 import { isLocalPublisher } from './publisher'
 import { SNAPSHOT_KINDS, type SnapshotKind } from './snapshot'
 import { CLOSE, handleClientMessage, NCHAN_SUBPROTOCOL, subscribeSocket, type SocketHandlers, type Upgrade } from './websocket'
@@ -48,6 +49,8 @@ export interface PresenceRoutesDeps {
   producedHere?: (channel: string) => boolean
   /** The personalised channels `sub/me/*`, and the legacy shared ones' switch (README "Personalised presence"). */
   feed: PersonalFeed
+  /** How a publish reaches every node's channel (presence/bus.ts). */
+  bus: PresenceBus
 }
 
 /** The channel a subscriber gets once its token names its user, or why there is none. */
@@ -62,7 +65,7 @@ const PublishedBody = v.object({ text: v.string(), contentType: v.string() })
 
 const ChannelParams = v.object({ channel: v.pipe(v.string(), v.regex(/^[a-z0-9-]{1,64}$/, 'must be a channel name')) })
 
-export function presenceRoutes({ clock, guard, clientIpOf, hub, settings, peerOf, keepOpen, upgrade, producedHere = () => false, feed }: PresenceRoutesDeps) {
+export function presenceRoutes({ clock, guard, clientIpOf, hub, settings, peerOf, keepOpen, upgrade, producedHere = () => false, feed, bus }: PresenceRoutesDeps) {
   const fail = (kind: ErrorKind) => errorBody(kind, unixSeconds(clock))
   /** A shared channel; with presence_legacy_channels = "off", users-state and active-calls are gone. */
   const sharedChannel =
@@ -79,14 +82,14 @@ export function presenceRoutes({ clock, guard, clientIpOf, hub, settings, peerOf
   const routes = new Elysia({ name: 'presence-routes' })
     .post(
       '/pub/:channel',
-      ({ params, body, status }) => {
+      async ({ params, body, status }) => {
         const channel = hub.channel(params.channel)
         if (!channel) return status(404, fail(ERRORS.notFound))
         if (producedHere(channel.name)) return status(409, fail(ERRORS.channelProducedHere))
         // Counted before delivery: answered long-polls leave the channel as they get the message.
+        // This node's only: with several nodes, the others' subscribers get it too (README "Several nodes").
         const subscribers = channel.subscribers.size
-        const message = hub.publish(channel, body.text, body.contentType)
-        if (isSnapshotKind(channel.name)) feed.published(channel.name, body.text)
+        const message = await bus.publish(channel, body.text, body.contentType)
         return { success: true, channel: channel.name, id: message.idText, subscribers }
       },
       {
@@ -152,6 +155,7 @@ export function presenceRoutes({ clock, guard, clientIpOf, hub, settings, peerOf
     }
     if ('timeout' in result) return new Response(null, { status: 304 })
     if (result.closed === 'shutdown') return status(503, fail(ERRORS.shuttingDown))
+    if (result.closed === 'unavailable') return status(503, fail(ERRORS.storeUnavailable))
     return status(401, fail(ERRORS.unauthorized))
   }
 
@@ -191,6 +195,7 @@ export function presenceRoutes({ clock, guard, clientIpOf, hub, settings, peerOf
 
 function socketRefusal(outcome: Extract<AccessOutcome, { ok: false }>): [number, string] {
   if (outcome.failure === 'missing') return [CLOSE.noToken, 'token required']
+  if (outcome.failure === 'unavailable') return [CLOSE.tryAgainLater, 'try again later']
   if (outcome.reason === 'TokenExpiredError') return [CLOSE.tokenExpired, 'token expired']
   return [CLOSE.authFailed, 'authentication failed']
 }

@@ -7,7 +7,7 @@
  */
 import type { AccessGuard } from '../auth/access-guard'
 import type { Channel, Message, MessageId } from './channel'
-import type { CloseReason, PresenceHub, Subscription } from './hub'
+import { closeReasonOf, type CloseReason, type PresenceHub, type Subscription } from './hub'
 
 export const NCHAN_SUBPROTOCOL = 'ws+meta.nchan'
 
@@ -18,6 +18,8 @@ export const CLOSE = {
   protocolError: 4004,
   /** RFC 6455 §7.4.1: going away (server shutdown). */
   goingAway: 1001,
+  /** IANA's WebSocket close code registry: "Try Again Later", for a server that can't judge tokens now. */
+  tryAgainLater: 1013,
   /** RFC 6455 policy violation: the client stopped reading, or has too many subscriptions. */
   policy: 1008,
 } as const
@@ -28,6 +30,7 @@ const CLOSE_FOR: Record<CloseReason, [number, string]> = {
   overflow: [CLOSE.policy, 'subscriber too slow'],
   shutdown: [CLOSE.goingAway, 'server shutting down'],
   protocol_error: [CLOSE.protocolError, 'expected {"op":"token","token":...}'],
+  unavailable: [CLOSE.tryAgainLater, 'try again later'],
 }
 
 /** The parts of Bun's ServerWebSocket this transport uses. */
@@ -108,7 +111,7 @@ export function handleClientMessage(subscription: Subscription, raw: unknown, gu
     subscription.token = message.token
     return
   }
-  subscription.close(!outcome.ok && outcome.reason === 'TokenExpiredError' ? 'token_expired' : 'auth_failed')
+  subscription.close(outcome.ok ? 'auth_failed' : closeReasonOf(outcome))
 }
 
 function isTokenRenewal(value: unknown): value is { op: 'token'; token: string } {

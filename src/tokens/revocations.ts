@@ -43,6 +43,11 @@ export class Revocations {
     return this.revokedSessions.has(sid)
   }
 
+  /** Room for a reload of `count` token ids (redis-revocations.ts). */
+  reserveTokenIds(count: number): void {
+    this.revokedIds.reserve(count)
+  }
+
   noteTokenIdRevoked(jti: string, expiresAt: number): void {
     this.revokedIds.add(jti, expiresAt)
   }

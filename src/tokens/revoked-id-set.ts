@@ -95,6 +95,12 @@ export class RevokedIdSet {
     return this.mask + 1
   }
 
+  /** Makes room for `count` more ids in one step, so a bulk load never grows the table id by id. */
+  reserve(count: number): void {
+    const capacity = capacityFor(this.count + count)
+    if (capacity > this.capacity) this.resize(capacity)
+  }
+
   /** Adding an id again keeps the later expiry, which also covers two ids sharing a digest. */
   add(id: string, expiresAt: number): void {
     digest(id)

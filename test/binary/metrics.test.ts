@@ -78,9 +78,9 @@ describe('on the main listener', () => {
   })
   afterAll(() => server.cleanup())
 
-  test('health has the version and db; health?deep=1 reads the store, for loopback only', async () => {
+  test('health has the version, db and store; health?deep=1 reads the store, for loopback only', async () => {
     const url = `http://127.0.0.1:${server.port}/pbxcore/api/module-softphone-backend/v1/health`
-    expect(await (await fetch(url)).json()).toMatchObject({ success: true, status: 'ok', ami: 'off', version: VERSION, db: 'ok' })
+    expect(await (await fetch(url)).json()).toMatchObject({ success: true, status: 'ok', ami: 'off', version: VERSION, db: 'ok', store: 'ok' })
     const deep = await fetch(`${url}?deep=1`)
     expect(deep.status).toBe(200)
     expect(await deep.json()).toMatchObject({ success: true, status: 'ok', db: 'ok', checks: { db: 'ok' } })

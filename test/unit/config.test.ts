@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { ConfigError, externalJwtSettings, loadConfig, unknownEnvironmentVariables } from '../../src/config/load'
 import { CONFIG_KEYS } from '../../src/config/schema'
+import { checkConfig, REDACTED } from '../../src/cli/config-command'
 import { channelSpecs } from '../../src/presence/hub'
 import { amiSettings } from '../../src/pbx/ami/ami-config'
 
@@ -74,6 +75,9 @@ describe('defaults', () => {
       external_jwt_algorithms: ['RS256', 'ES256', 'EdDSA'],
       external_jwt_user_claim: 'sub',
       external_jwt_clock_tolerance: 30,
+      store: 'sqlite',
+      redis_url: '',
+      redis_stale_seconds: 30,
     })
     expect(Object.keys(config).sort()).toEqual(Object.keys(CONFIG_KEYS).sort())
   })
@@ -268,5 +272,58 @@ describe('external JWTs (README "External tokens")', () => {
     expect(run).toThrow('external_jwt_audience and external_jwt_key_file must be set too, or none of external_jwt_issuer, external_jwt_audience, external_jwt_key_file')
     expect(() => load({ env: { ...on, SOFTPHONE_EXTERNAL_JWT_KEY_FILE: 'relative.pem' } })).toThrow('external_jwt_key_file must be an absolute path')
     expect(() => load({ env: { ...on, SOFTPHONE_EXTERNAL_JWT_CLOCK_TOLERANCE: '3600' } })).toThrow('external_jwt_clock_tolerance must be at most 300')
+  })
+})
+
+describe('the shared store (README "Several nodes")', () => {
+  const PASSWORD = 'Redis-Pass-9'
+
+  test('store = "redis" with a redis_url from any source; redis_stale_seconds within 1..3600', () => {
+    expect(load({ env: { SOFTPHONE_STORE: 'redis', SOFTPHONE_REDIS_URL: `redis://:${PASSWORD}@10.0.0.5:6380/2` } })).toMatchObject({
+      store: 'redis',
+      redis_url: `redis://:${PASSWORD}@10.0.0.5:6380/2`,
+      redis_stale_seconds: 30,
+    })
+    file(`store = "redis"\nredis_url = "redis+unix://:${PASSWORD}@/run/redis/redis.sock?db=1"\nredis_stale_seconds = 3600\n`)
+    expect(load()).toMatchObject({ store: 'redis', redis_stale_seconds: 3600 })
+    expect(load({ flags: { store: 'redis', redis_url: 'rediss://redis.example', redis_stale_seconds: '1' } }).redis_stale_seconds).toBe(1)
+  })
+
+  test('a redis_url is checked even while store is "sqlite", so a typo shows before the switch', () => {
+    expect(() => load({ flags: { redis_url: 'http://redis.example' } })).toThrow(
+      new ConfigError('config error: redis_url must start with redis://, rediss:// or redis+unix:// (from --redis-url)'),
+    )
+  })
+
+  const cases: Array<[string, () => unknown, RegExp]> = [
+    ['store redis without redis_url', () => load({ flags: { store: 'redis' } }), /^config error: store is "redis" but redis_url is empty \(README "Several nodes"\) \(from --store\)$/],
+    ['an unknown store', () => load({ env: { SOFTPHONE_STORE: 'postgres' } }), /^config error: store must be "sqlite" or "redis" \(from SOFTPHONE_STORE\)$/],
+    ['another scheme', () => load({ env: { SOFTPHONE_STORE: 'redis', SOFTPHONE_REDIS_URL: `http://:${PASSWORD}@10.0.0.5` } }), /^config error: redis_url must start with redis:\/\/, rediss:\/\/ or redis\+unix:\/\/ \(from SOFTPHONE_REDIS_URL\)$/],
+    ['a port out of range', () => load({ configPath: file(`redis_url = "redis://:${PASSWORD}@10.0.0.5:70000"\n`) }), /^config error: redis_url port must be a number from 1 to 65535 \(from .*config\.toml\)$/],
+    ['a DB that is no number', () => load({ flags: { redis_url: `redis://:${PASSWORD}@10.0.0.5/one` } }), /^config error: redis_url DB number must be a non-negative integer \(from --redis-url\)$/],
+    ['an empty host', () => load({ flags: { redis_url: `redis://:${PASSWORD}@:6379` } }), /^config error: redis_url must name a host \(from --redis-url\)$/],
+    ['a stale window of 0', () => load({ flags: { redis_stale_seconds: '0' } }), /^config error: redis_stale_seconds must be at least 1 \(from --redis-stale-seconds\)$/],
+    ['a stale window over an hour', () => load({ env: { SOFTPHONE_REDIS_STALE_SECONDS: '3601' } }), /^config error: redis_stale_seconds must be at most 3600 \(from SOFTPHONE_REDIS_STALE_SECONDS\)$/],
+  ]
+  for (const [name, run, message] of cases) {
+    test(`${name}: one line, without the password`, () => {
+      let error: unknown
+      try {
+        run()
+      } catch (thrown) {
+        error = thrown
+      }
+      expect(error).toBeInstanceOf(ConfigError)
+      expect((error as Error).message).toMatch(message)
+      expect((error as Error).message).not.toContain(PASSWORD)
+    })
+  }
+
+  test('config check names the store and the server without the password, and prints redis_url redacted', () => {
+    expect(checkConfig(loadWithFile({ flags: { data_dir: dir } }))).toContain('\nstore: sqlite\n')
+    const report = checkConfig(loadWithFile({ flags: { data_dir: dir, store: 'redis', redis_url: `redis://:${PASSWORD}@10.0.0.5:6380/2` } }))
+    expect(report).toContain('\nstore: redis at redis://10.0.0.5:6380/2\n')
+    expect(report).toContain(`"redis_url": "${REDACTED}"`)
+    expect(report).not.toContain(PASSWORD)
   })
 })

@@ -184,10 +184,27 @@ describe('what /metrics says', () => {
 })
 
 describe('health', () => {
-  test('the legacy fields, then ami, version and the database', async () => {
+  test('the legacy fields, then ami, version, the database and the shared store', async () => {
     await start()
     const text = await (await h.request(`${BASE}/health`)).text()
-    expect(text).toBe(`{"success":true,"status":"ok","timestamp":${h.clock.seconds},"ami":"off","version":"${VERSION}","db":"ok"}`)
+    expect(text).toBe(`{"success":true,"status":"ok","timestamp":${h.clock.seconds},"ami":"off","version":"${VERSION}","db":"ok","store":"ok"}`)
+  })
+
+  test('a degraded shared store (Redis unreachable) makes status "degraded" and stays 200: tokens are still verified from memory', async () => {
+    let store: 'ok' | 'degraded' = 'degraded'
+    await start({ storeHealth: () => store })
+    const response = await h.request(`${BASE}/health`)
+    expect(response.status).toBe(200)
+    expect(await response.json()).toEqual({ success: true, status: 'degraded', timestamp: h.clock.seconds, ami: 'off', version: VERSION, db: 'ok', store: 'degraded' })
+    store = 'ok'
+    expect(await (await h.request(`${BASE}/health`)).json()).toMatchObject({ status: 'ok', store: 'ok' })
+  })
+
+  test('deep=1 with readable stores but a degraded shared store: 200 "degraded"', async () => {
+    await start({ storeHealth: () => 'degraded', deepChecks: [{ name: 'db', run: () => {} }] })
+    const response = await h.request(`${BASE}/health?deep=1`)
+    expect(response.status).toBe(200)
+    expect(await response.json()).toMatchObject({ success: true, status: 'degraded', db: 'ok', store: 'degraded', checks: { db: 'ok' } })
   })
 
   test('db is "error" for a minute after a request met a store outage, and "ok" again after a deep check reads it', async () => {
@@ -220,6 +237,7 @@ describe('health', () => {
       ami: 'off',
       version: VERSION,
       db: 'ok',
+      store: 'ok',
       checks: { db: 'ok', mikopbx: 'ok' },
     })
   })

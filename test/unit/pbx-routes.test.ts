@@ -203,7 +203,7 @@ describe('health', () => {
     for (const state of ['up', 'down'] as const) {
       pbx.ami = state
       const text = await (await h.request(`${BASE}/health`)).text()
-      expect(text).toBe(`{"success":true,"status":"ok","timestamp":${h.clock.seconds},"ami":"${state}","version":"${VERSION}","db":"ok"}`)
+      expect(text).toBe(`{"success":true,"status":"ok","timestamp":${h.clock.seconds},"ami":"${state}","version":"${VERSION}","db":"ok","store":"ok"}`)
     }
     pbx.ami = 'up'
   })

@@ -1,5 +1,13 @@
 import { describe, expect, test } from 'bun:test'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { decideRefresh, type RefreshRequest, type SessionRow } from '../../src/sessions/session-records'
+import { SqliteSessionRecords } from '../../src/sessions/sqlite-session-records'
+import { openStore } from '../../src/store/database'
+import { SqliteRevocations } from '../../src/tokens/sqlite-revocations'
+import { ManualClock } from '../helpers'
+import { sessionRecordsCases } from '../session-records-cases'
 
 const row: SessionRow = {
   id: 's1',
@@ -58,4 +66,19 @@ describe('decideRefresh, the rotation rule every store applies', () => {
     expect(decideRefresh(row, { ...repeat, mode: 'off' })).toEqual({ kind: 'reuse', exp: 9000 })
     expect(decideRefresh(row, request({ presentedHash: 'h-ancient' }))).toEqual({ kind: 'reuse', exp: 9000 })
   })
+})
+
+// The same contract cases as the Redis records run (test/unit/redis-session-records.test.ts).
+sessionRecordsCases('SqliteSessionRecords (contract)', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'session-records-'))
+  const db = openStore(join(dir, 'softphone.db'))
+  const mirror = new SqliteRevocations(db, new ManualClock())
+  return {
+    records: new SqliteSessionRecords(db, mirror),
+    mirror,
+    close() {
+      db.close()
+      rmSync(dir, { recursive: true, force: true })
+    },
+  }
 })

@@ -1,8 +1,10 @@
 /**
  * The personalised channels `sub/me/users-state` and `sub/me/active-calls`
- * (README "Personalised presence"). Every full snapshot, whoever produced it, comes here: it goes
- * on to the legacy shared channel while those are on, and each user's channel gets the snapshot
- * cut to its scope.
+ * (README "Personalised presence"). Every full snapshot, whoever produced it, travels on the
+ * shared channel of its kind, through the bus (presence/bus.ts), so with several nodes every
+ * node gets it with the same message id (README "Several nodes"); each node's feed reads it there
+ * and gives each user's channel the snapshot cut to its scope. Subscribing to the shared channel
+ * itself is allowed only while the legacy channels are on.
  *
  * One channel per kind and user, keeping only its last body. A snapshot is personalised at once
  * only for channels someone listens to; the others are marked stale and personalised when someone
@@ -15,7 +17,8 @@ import type { Clock } from '../../clock'
 import type { Directory } from '../../directory/directory'
 import { Channel } from '../channel'
 import type { ChannelFamily, PresenceHub } from '../hub'
-import { ActiveCallsSnapshot, SnapshotStamper, UsersStateSnapshot, type SnapshotBody, type SnapshotKind, type SnapshotOf, type SnapshotSink } from '../snapshot'
+import type { PresenceBus } from '../bus'
+import { ActiveCallsSnapshot, SNAPSHOT_KINDS, SnapshotStamper, UsersStateSnapshot, type SnapshotBody, type SnapshotKind, type SnapshotOf, type SnapshotSink } from '../snapshot'
 import { bodyOf, personalPayload, prepare, type Prepared } from './personalise'
 import { scopeOf, type Scope, type ScopeRules } from './scope'
 
@@ -38,8 +41,11 @@ export interface PersonalFeedOptions {
   clock: Clock
   directory: Pick<Directory, 'findByUsername'>
   rules: ScopeRules
-  /** presence_legacy_channels = "on": full snapshots go to the shared channels too. */
+  /** presence_legacy_channels = "on": the shared channels may be subscribed to as well. */
   legacy: boolean
+  /** Carries snapshots to every node's shared channels. */
+  bus: PresenceBus
+  log?: (line: string) => void
 }
 
 interface PersonalChannel {
@@ -67,21 +73,25 @@ export class PersonalFeed implements SnapshotSink, ChannelFamily {
     this.rules = options.rules
     this.stamper = new SnapshotStamper(options.clock)
     options.hub.addFamily(this)
-  }
-
-  /** A producer's full snapshot (the AMI engine, the ingest route). */
-  full<K extends SnapshotKind>(kind: K, snapshot: SnapshotOf<K>): void {
-    const { hub } = this.options
-    if (this.legacy) hub.publish(hub.channel(kind)!, JSON.stringify(snapshot), CONTENT_TYPE)
-    this.personalise(kind, snapshot)
+    for (const kind of SNAPSHOT_KINDS) options.hub.channel(kind)!.observe((message) => this.published(kind, message.body))
   }
 
   /**
-   * A body POSTed to pub/, already published as is to the legacy channel. One that isn't a valid
-   * snapshot leaves the personalised channels as they were (false); one without the envelope is
-   * stamped here.
+   * A producer's full snapshot (the AMI engine, the ingest route), published on the shared channel;
+   * the channel's observer above personalises it. One the store can't take now is said; the
+   * producer's next snapshot supersedes it (the AMI engine reconciles every 20 s).
    */
-  published(kind: SnapshotKind, text: string): boolean {
+  full<K extends SnapshotKind>(kind: K, snapshot: SnapshotOf<K>): void {
+    const { hub, bus, log = console.error } = this.options
+    bus.publish(hub.channel(kind)!, JSON.stringify(snapshot), CONTENT_TYPE).catch((error) => log(`presence: ${kind} snapshot not published: ${(error as Error).message}`))
+  }
+
+  /**
+   * A body stored on a shared snapshot channel: a producer's, or one POSTed to pub/. One that isn't
+   * a valid snapshot leaves the personalised channels as they were (false); one without the
+   * envelope is stamped here.
+   */
+  private published(kind: SnapshotKind, text: string): boolean {
     const snapshot = this.parsePublished(kind, text)
     if (snapshot) this.personalise(kind, snapshot)
     return snapshot !== null
