@@ -1,8 +1,8 @@
 /**
  * Several nodes (README "Several nodes"): three compiled binaries sharing one real redis-server,
  * behind one real nginx upstream (test/binary/nodes.ts). A logout on one node is refused by the
- * others; twenty parallel refreshes over the nodes rotate once; a throttle storm over the nodes
- * counts as on one; a publish on one node reaches subscribers on the others with the same ids, and
+ * others; twenty parallel refreshes over the nodes rotate once; throttle storms over the nodes,
+ * one guess after another and all at once, count as on one; a publish on one node reaches subscribers on the others with the same ids, and
  * a client resumes on another node; Redis killed with kill -9 mid-traffic gives clean 503s and
  * loses no acknowledged revocation.
  */
@@ -171,6 +171,17 @@ describe('login throttling across nodes', () => {
     expect(answers.map((answer) => answer.status).filter((status) => status !== 401 && status !== 429)).toEqual([])
     // Only the failing address is slowed, on every node.
     for (const node of cluster.nodes) expect((await node.postLogin(USER, PASSWORD, '198.51.100.7')).status).toBe(200)
+  })
+
+  test('sixty wrong passwords at once from one address, spread over A, B and C: about one set of free failures is checked, the rest get 429', async () => {
+    const attacker = '203.0.113.78'
+    const statuses = await Promise.all(Array.from({ length: 60 }, (_, i) => cluster.nodes[i % 3]!.postLogin(USER, 'wrong-password', attacker).then((response) => response.status)))
+    const checked = statuses.filter((status) => status === 401).length
+    expect(checked).toBeGreaterThanOrEqual(FREE_FAILURES)
+    // Attempts in flight are admitted against one shared count: three nodes counting apart would
+    // check at least FREE_FAILURES + 1 each.
+    expect(checked).toBeLessThan(2 * FREE_FAILURES)
+    expect(statuses.filter((status) => status === 429)).toHaveLength(60 - checked)
   })
 })
 
