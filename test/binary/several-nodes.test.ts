@@ -2,9 +2,9 @@
  * Several nodes (README "Several nodes"): three compiled binaries sharing one real redis-server,
  * behind one real nginx upstream (test/binary/nodes.ts). A logout on one node is refused by the
  * others; twenty parallel refreshes over the nodes rotate once; throttle storms over the nodes,
- * one guess after another and all at once, count as on one; a publish on one node reaches subscribers on the others with the same ids, and
- * a client resumes on another node; Redis killed with kill -9 mid-traffic gives clean 503s and
- * loses no acknowledged revocation.
+ * one guess after another and all at once, count as on one; a publish on one node reaches
+ * subscribers on the others with the same ids, and a client resumes on another node; Redis killed
+ * with kill -9 mid-traffic gives clean 503s and loses no acknowledged revocation.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { existsSync, readFileSync } from 'node:fs'
