@@ -37,6 +37,9 @@ import { watchDatabaseChanges } from './store/change-watch'
 import { openStore } from './store/database'
 import { createServices } from './services'
 import { SqliteStateStore } from './store/sqlite-state-store'
+import { RedisStateStore } from './store/redis/redis-state-store'
+import { isRedisUrlError, parseRedisUrl, type RedisTarget } from './store/redis/redis-url'
+import { producerSink } from './presence/producer-sink'
 import type { StateStore } from './store/state-store'
 import type { ThrottleSettings } from './throttle/throttle-rule'
 import { SpaceService } from './spaces/spaces'
@@ -103,16 +106,25 @@ export function recordingsAccessLine(mode: Config['recordings_access'], cdrPath:
     : 'recordings: no call-history source, so only admins open recordings (recordings_access = "owner")'
 }
 
+/** Where sessions and revocations live; Redis named by its label, which leaves the password out (README "Several nodes"). */
+export function storeDescription(config: Config): string {
+  if (config.store === 'sqlite') return 'sqlite'
+  const target = parseRedisUrl(config.redis_url)
+  return isRedisUrlError(target) ? 'redis' : `redis at ${target.label}`
+}
+
 /**
  * With `ami = "on"`, the AMI client and the state engine that publishes `users-state` and
  * `active-calls` from it (README "Live PBX state"); null otherwise. Connecting starts at once and
- * never delays the start: AMI may come up later.
+ * never delays the start: AMI may come up later. With several nodes on one PBX only the holder of
+ * its producer lock publishes (README "Several nodes").
  */
-function startPbxState(config: Config, directory: Directory, feed: PersonalFeed, clock: Clock, listUsers: (() => DirectoryUser[]) | null) {
+function startPbxState(config: Config, directory: Directory, feed: PersonalFeed, store: StateStore, clock: Clock, listUsers: (() => DirectoryUser[]) | null) {
   const settings = amiSettings(config)
   if (!settings) return null
   const log = (line: string) => console.log(line)
   const link = new AmiClient({ ...settings, log })
+  const producer = store.leadership(`${config.ami_host}:${config.ami_port}`)
   const engine = new StateEngine({
     link,
     clock,
@@ -123,10 +135,11 @@ function startPbxState(config: Config, directory: Directory, feed: PersonalFeed,
     },
     userOfMobile: listUsers ? mobileOwners(listUsers, clock) : () => null,
     // Only the source that owns presence feeds the channels (README "Personalised presence").
-    sink: config.presence_source === 'ami' ? feed : { full: () => {} },
+    sink: config.presence_source === 'ami' ? producerSink(feed, producer) : { full: () => {} },
   })
   engine.start()
   link.start()
+  producer.start()
   return {
     engine,
     stop(): void {
@@ -163,12 +176,19 @@ export function throttleSettings(config: Config): ThrottleSettings {
   }
 }
 
+/** Where sessions, revocations, throttle counters and the presence bus live (README "Several nodes"). */
+function openStateStore(config: Config, db: Database, clock: Clock): StateStore {
+  const throttle = throttleSettings(config)
+  if (config.store === 'sqlite') return new SqliteStateStore(db, clock, throttle)
+  // The configuration was validated: a redis_url that doesn't parse never gets here.
+  const target = parseRedisUrl(config.redis_url) as RedisTarget
+  return new RedisStateStore({ target, staleSeconds: config.redis_stale_seconds, throttle }, clock, (line) => console.log(line))
+}
+
 /** The hourly purge of what can no longer matter; a store that fails now is purged next time. */
 async function purgeState(store: StateStore, now: number): Promise<void> {
   try {
-    store.revocations.purgeExpired()
-    await store.sessions.purgeExpired(now)
-    await store.throttle.purgeExpired()
+    await store.purgeExpired(now)
   } catch (error) {
     console.error(`state store: purge not done: ${(error as { code?: string }).code ?? (error as Error).message}`)
   }
@@ -204,8 +224,8 @@ export async function serve(config: Config, clock: Clock = systemClock, reloadCo
   if (generated) securityLog.record({ event: 'KEY_GENERATED', reason: `new key at ${config.secret_key_path}` })
   const db = openStore(databasePath(config))
   const directory = users.attach(db)
-  const sqliteStore = new SqliteStateStore(db, clock, throttleSettings(config))
-  const store: StateStore = sqliteStore
+  const store = openStateStore(config, db, clock)
+  const sqliteStore = store instanceof SqliteStateStore ? store : null
   const services = createServices(store, keys, clock, directory, {
     accessTtl: config.access_ttl,
     refreshTtl: config.refresh_ttl,
@@ -247,11 +267,13 @@ export async function serve(config: Config, clock: Clock = systemClock, reloadCo
   )
 
   // The sink of full snapshots from AMI and from the ingest route (README "Personalised presence").
-  const bus = store.bus((name) => hub.channel(name))
+  const bus = store.bus(hub.sharedChannels())
   const feed = new PersonalFeed({ hub, clock, directory, rules: scopeRules(config), legacy: config.presence_legacy_channels === 'on', bus })
 
   const cdr = new CdrSource(cdrDatabasePath(config.cdr_db))
-  const pbxState = startPbxState(config, directory, feed, clock, users.embedded ? () => users.embedded!.list() : null)
+  const pbxState = startPbxState(config, directory, feed, store, clock, users.embedded ? () => users.embedded!.list() : null)
+  // Every part registered its reconnect hooks: connect now (README "Several nodes").
+  store.start()
   // README "Metrics": counted only with metrics = "on"; served on the main listener or on metrics_port.
   const eventLoopLag = config.metrics === 'on' ? new EventLoopLag().start() : null
   const metrics = eventLoopLag
@@ -290,6 +312,7 @@ export async function serve(config: Config, clock: Clock = systemClock, reloadCo
     presence: { longPollHoldMs: config.longpoll_hold_seconds * 1000, heartbeatMs: config.sse_heartbeat_seconds * 1000 },
     presenceSource: config.presence_source,
     snapshotSink: feed,
+    storeHealth: () => store.health(),
   })
   try {
     // reusePort off: a second instance must fail loudly rather than share the port (README "Command line").
@@ -300,6 +323,7 @@ export async function serve(config: Config, clock: Clock = systemClock, reloadCo
     if (app.server) void app.stop(true)
     eventLoopLag?.stop()
     pbxState?.stop()
+    void store.close()
     cdr.close()
     users.close()
     db.close()
@@ -327,6 +351,7 @@ export async function serve(config: Config, clock: Clock = systemClock, reloadCo
       // In-flight requests get a grace period; stop(true) then cuts whatever is still open.
       await Promise.race([app.server?.stop(false), Bun.sleep(SHUTDOWN_GRACE_MS)])
       await app.stop(true)
+      await store.close()
       flushApiKeyUses()
       securityLog.record({ event: 'SHUTDOWN', reason: signal })
       securityLog.close()
@@ -358,6 +383,7 @@ export async function serve(config: Config, clock: Clock = systemClock, reloadCo
     console.log(`softphone-backend ${VERSION} listening on http://${host}:${port}${config.base_path}`)
     console.log(cdr.path ? `call history from ${cdr.path}` : 'no call-history source (cdr_db unset, no MikoPBX settings)')
     console.log(recordingsAccessLine(config.recordings_access, cdr.path))
+    console.log(`state store: ${storeDescription(config)}${store.kind === 'redis' ? ` (stale after ${config.redis_stale_seconds} s unreachable)` : ''}`)
     console.log(pbxState ? `AMI: connecting to ${config.ami_host}:${config.ami_port}; users-state and active-calls come from it` : 'AMI: off (ami = "off")')
     if (config.presence_source !== 'ami') console.log(presenceSourceLine(config.presence_source))
     if (metricsListener) console.log(`metrics: http://${METRICS_HOST}:${metricsListener.server!.port}/metrics (metrics_port)`)

@@ -177,7 +177,7 @@ export async function createHarness({
     guard,
     clock,
   )
-  const bus = store.bus((name) => hub.channel(name))
+  const bus = store.bus(hub.sharedChannels())
   const feed = new PersonalFeed({ hub, clock, directory: served, rules: scopeRules, legacy: legacyChannels === 'on', bus })
   const cdr = new CdrSource(cdrPath ?? null)
   const eventLoopLag = { seconds: 0 }

@@ -3,8 +3,7 @@ import { readKeysAtStart } from '../auth/external-jwt'
 import { externalJwtSettings, type LoadedConfig } from '../config/load'
 import { CONFIG_KEYS, type Config, type KeySpec } from '../config/schema'
 import { openAtStart } from '../directory/mikopbx-file'
-import { isRedisUrlError, parseRedisUrl } from '../store/redis/redis-url'
-import { directoryDescription } from '../serve'
+import { directoryDescription, storeDescription } from '../serve'
 import { readRingFile, ringPathFor } from '../tokens/key-ring'
 import { readSecretKey } from '../tokens/secret-key'
 
@@ -48,13 +47,6 @@ function externalJwtDescription(config: Config): string {
   if (!settings) return 'off'
   const keys = readKeysAtStart(settings)
   return `${settings.keyFile} ok, ${keys.length} key(s) (${[...new Set(keys.map((key) => key.algorithm))].join(', ')})`
-}
-
-/** Where sessions and revocations live; Redis named by its label, which leaves the password out (README "Several nodes"). */
-function storeDescription(config: Config): string {
-  if (config.store === 'sqlite') return 'sqlite'
-  const target = parseRedisUrl(config.redis_url)
-  return isRedisUrlError(target) ? 'redis' : `redis at ${target.label}`
 }
 
 /** Every key whose spec is marked `secret` is replaced, so a new credential key is covered by its marker alone. */

@@ -109,6 +109,11 @@ export class PresenceHub {
     this.families.push(family)
   }
 
+  /** The channels every node shares (presence/bus.ts): the standard ones and extra_channels. */
+  sharedChannels(): Channel[] {
+    return [...this.channels.values()]
+  }
+
   channel(name: string): Channel | undefined {
     return this.channels.get(name)
   }

@@ -6,7 +6,7 @@ import { SqliteSessionRecords } from '../sessions/sqlite-session-records'
 import { SqliteLoginThrottle } from '../throttle/sqlite-login-throttle'
 import type { ThrottleSettings } from '../throttle/throttle-rule'
 import { SqliteRevocations, type IdLoading } from '../tokens/sqlite-revocations'
-import type { StateStore } from './state-store'
+import { SOLE_PRODUCER, type Leadership, type StateStore } from './state-store'
 
 export class SqliteStateStore implements StateStore {
   readonly kind = 'sqlite'
@@ -32,6 +32,18 @@ export class SqliteStateStore implements StateStore {
 
   bus(): LocalBus {
     return new LocalBus(this.clock)
+  }
+
+  leadership(): Leadership {
+    return SOLE_PRODUCER
+  }
+
+  start(): void {}
+
+  async purgeExpired(now: number): Promise<void> {
+    this.revocations.purgeExpired()
+    await this.sessions.purgeExpired(now)
+    await this.throttle.purgeExpired()
   }
 
   async close(): Promise<void> {}
