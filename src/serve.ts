@@ -239,7 +239,8 @@ export async function serve(config: Config, clock: Clock = systemClock, reloadCo
     writeApiKeys('dead keys not purged', () => apiKeys.purge())
     void purgeState(store, unixSeconds(clock))
   }
-  purge()
+  // Redis isn't connected yet: its first purge is the hourly one.
+  if (store.kind === 'sqlite') purge()
   const purgeTimer = setInterval(purge, PURGE_INTERVAL_MS)
   purgeTimer.unref()
   const flushApiKeyUses = () => writeApiKeys('last uses not written', () => apiKeys.flushLastUses())

@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs'
 import { unixSeconds, type Clock } from '../clock'
 import type { Config } from '../config/schema'
 import { databasePath } from '../serve'
-import { sqliteSessionRecords } from '../sessions/sqlite-session-records'
+import { openSessionRecords, type OpenedSessionRecords } from './redis-once'
 import { openStore } from '../store/database'
 import { CLOCK_TOLERANCE_SECONDS } from '../tokens/tokens'
 import { readRingFile, ringPathFor, rotated, serializeRing, writeFileAtomically } from '../tokens/key-ring'
@@ -59,12 +59,14 @@ async function endEverySession(config: Config, clock: Clock): Promise<number> {
   const path = databasePath(config)
   if (!existsSync(path)) return 0
   const db = openStore(path)
+  let opened: OpenedSessionRecords | null = null
   try {
-    const records = sqliteSessionRecords(db, clock)
+    opened = await openSessionRecords(config, clock, db)
     let ended = 0
-    for (const username of await records.activeUsernames(now)) ended += (await records.endAll(username, 'revoke-all', now)).length
+    for (const username of await opened.records.activeUsernames(now)) ended += (await opened.records.endAll(username, 'revoke-all', now)).length
     return ended
   } finally {
+    opened?.close()
     db.close()
   }
 }

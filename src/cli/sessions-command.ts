@@ -1,6 +1,6 @@
 /** `softphone-backend sessions list|revoke --user <ext>`: what an operator does for a lost phone. */
 import { unixSeconds } from '../clock'
-import { sqliteSessionRecords } from '../sessions/sqlite-session-records'
+import { openSessionRecords } from './redis-once'
 import { UsageError, type ParsedArgs } from './args'
 import { existingUser, type CommandContext, type StoreCommand } from './store-command'
 
@@ -28,16 +28,28 @@ export function parseSessionsCommand(args: ParsedArgs): StoreCommand {
 async function listSessions(context: CommandContext, username: string): Promise<void> {
   existingUser(context, username)
   const time = (seconds: number) => new Date(seconds * 1000).toISOString()
-  for (const session of await sqliteSessionRecords(context.db, context.clock).activeForUser(username, unixSeconds(context.clock))) {
-    console.log([session.id, time(session.created_at), time(session.last_used_at), session.ip, session.user_agent].join('\t'))
+  const { records, close } = await openSessionRecords(context.config, context.clock, context.db)
+  try {
+    for (const session of await records.activeForUser(username, unixSeconds(context.clock))) {
+      console.log([session.id, time(session.created_at), time(session.last_used_at), session.ip, session.user_agent].join('\t'))
+    }
+  } finally {
+    close()
   }
 }
 
 async function revokeSessions(context: CommandContext, username: string): Promise<void> {
   existingUser(context, username)
-  const { db, clock } = context
-  // The server's in-memory copy reloads when it sees this commit (store/change-watch.ts).
-  const ended = (await sqliteSessionRecords(db, clock).endAll(username, 'revoked by operator', unixSeconds(clock))).length
+  const { config, db, clock } = context
+  // A running server's in-memory copy reloads when it sees this commit (store/change-watch.ts), or,
+  // with Redis, notes the announcement.
+  const { records, close } = await openSessionRecords(config, clock, db)
+  let ended: number
+  try {
+    ended = (await records.endAll(username, 'revoked by operator', unixSeconds(clock))).length
+  } finally {
+    close()
+  }
   context.audit('SESSION_REVOKED', username, `operator revoke: ${ended} sessions`)
   console.log(`ended ${ended} sessions of ${username}`)
 }

@@ -13,12 +13,12 @@ import type { Database } from 'bun:sqlite'
 import { unixSeconds } from '../clock'
 import { importSessions } from '../sessions/redis-session-records'
 import type { SessionRow } from '../sessions/session-records'
-import { StoreUnavailableError } from '../store/outage'
-import { RedisLink, RedisScript } from '../store/redis/redis-link'
+import { RedisScript, type RedisLink } from '../store/redis/redis-link'
 import { FORGET_AFTER_SECONDS, type FailureCount } from '../throttle/throttle-rule'
 import { importRevocations } from '../tokens/redis-revocations'
 import { SESSION_REVOCATION_MARGIN } from '../tokens/revocations'
-import { CommandError, UsageError, type ParsedArgs } from './args'
+import { UsageError, type ParsedArgs } from './args'
+import { connectOnce } from './redis-once'
 import type { CommandContext, StoreCommand } from './store-command'
 
 export const STORE_OPTIONS = ['to'] as const
@@ -46,43 +46,13 @@ export function parseStoreCommand(args: ParsedArgs): StoreCommand {
 }
 
 async function migrateCommand(context: CommandContext): Promise<void> {
-  const url = redisUrlOf(context)
-  const link = await connect(url, context)
+  // redis_url as configured; the store setting itself may still say sqlite while migrating.
+  const link = await connectOnce(context.config, context.clock, 'store migrate --to redis')
   try {
     const counts = await migrateToRedis(context.db, link, unixSeconds(context.clock))
     console.log(describeCounts(counts))
   } finally {
     link.close()
-  }
-}
-
-/** redis_url as configured; the store setting itself may still say sqlite while migrating. */
-function redisUrlOf({ config }: CommandContext): string {
-  const url = (config as { redis_url?: string }).redis_url
-  if (!url) throw new CommandError('store migrate --to redis needs redis_url (config file, SOFTPHONE_REDIS_URL or --redis-url)')
-  return url
-}
-
-/** One attempt: a command run by hand should say at once that Redis is unreachable (exit 75). */
-async function connect(url: string, { clock }: CommandContext): Promise<RedisLink> {
-  const label = labelOf(url)
-  const link = new RedisLink({ url, clock, label, log: () => {} })
-  link.start()
-  while (link.state === 'connecting') await Bun.sleep(10)
-  if (link.state === 'up') return link
-  link.close()
-  throw new StoreUnavailableError(`redis at ${label} is unreachable; nothing was copied`)
-}
-
-/** The URL without its password, for messages. */
-function labelOf(url: string): string {
-  try {
-    const parsed = new URL(url)
-    parsed.password = ''
-    parsed.username = ''
-    return parsed.toString()
-  } catch {
-    return 'redis_url'
   }
 }
 

@@ -6,6 +6,7 @@ import { SpaceStore } from '../spaces/space-store'
 import { CommandError, UsageError, type ParsedArgs } from './args'
 import { unixSeconds } from '../clock'
 import { sqliteSessionRecords } from '../sessions/sqlite-session-records'
+import { openSessionRecords } from './redis-once'
 import { readPassword } from './password-input'
 import { directoryOf, existingUser, type CommandContext, type OperatorEventName, type StoreCommand } from './store-command'
 
@@ -127,20 +128,32 @@ function moveUser(context: CommandContext, username: string, domain: string): vo
 
 /**
  * The user and its sessions go in one transaction: someone added later under the same name must
- * not inherit the removed user's logins (README "Command line").
+ * not inherit the removed user's logins (README "Command line"). With Redis
+ * (README "Several nodes") the sessions end right after the removal; should that fail (exit 75),
+ * `sessions revoke` ends them.
  */
-function removeUser(context: CommandContext, username: string): void {
-  const { db, clock } = context
-  db.transaction(() => {
+async function removeUser(context: CommandContext, username: string): Promise<void> {
+  const { config, db, clock } = context
+  if (config.store === 'sqlite') {
+    db.transaction(() => {
+      directoryOf(context).remove(username)
+      sqliteSessionRecords(db, clock).endAllNow(username, 'user removed', unixSeconds(clock))
+    }).immediate()
+    return
+  }
+  const { records, close } = await openSessionRecords(config, clock, db)
+  try {
     directoryOf(context).remove(username)
-    sqliteSessionRecords(db, clock).endAllNow(username, 'user removed', unixSeconds(clock))
-  }).immediate()
+    await records.endAll(username, 'user removed', unixSeconds(clock))
+  } finally {
+    close()
+  }
 }
 
-function changeAccount(context: CommandContext, change: AccountChange, username: string): void {
+async function changeAccount(context: CommandContext, change: AccountChange, username: string): Promise<void> {
   existingUser(context, username)
   const directory = directoryOf(context)
-  if (change === 'remove') removeUser(context, username)
+  if (change === 'remove') await removeUser(context, username)
   else directory.setDisabled(username, change === 'disable')
   context.audit(ACCOUNT_CHANGES[change].event, username)
   console.log(`${ACCOUNT_CHANGES[change].done} ${username}`)

@@ -11,6 +11,7 @@ import type { Catalogue } from '../i18n/en'
 import { localizeEnvelope } from '../i18n/localize'
 import { DEFAULT_LANGUAGE, NegotiationMemory } from '../i18n/negotiate'
 import { storeOutageOf, type StoreOutage } from '../store/database'
+import { StoreUnavailableError } from '../store/outage'
 import { ERRORS, errorBody, fieldErrors, HttpError, type StandardIssue } from './errors'
 
 const JSON_CONTENT_TYPE = 'application/json; charset=utf-8'
@@ -91,7 +92,9 @@ export function httpPlugin({ clock, routes, observer }: { clock: Clock; routes: 
           observer?.storeOutage(outage)
           set.status = 503
           set.headers['retry-after'] = RETRY_AFTER[outage]
-          console.error(JSON.stringify({ level: 'warn', path, error: `database ${outage}: ${(error as { code: string }).code}` }))
+          // A SQLite result code, or the shared store's own message (store/outage.ts); neither holds a secret.
+          const cause = error instanceof StoreUnavailableError ? error.message : (error as { code: string }).code
+          console.error(JSON.stringify({ level: 'warn', path, error: `store ${outage}: ${cause}` }))
           return errorBody(outage === 'busy' ? ERRORS.storeBusy : ERRORS.storeUnavailable, now)
         }
         const requestId = randomUUID()

@@ -67,6 +67,7 @@ export class PersonalFeed implements SnapshotSink, ChannelFamily {
   private readonly last = new Map<SnapshotKind, Prepared>()
   private readonly personal = new Map<string, PersonalChannel>()
   private readonly stamper: SnapshotStamper
+  private publishFailing = false
 
   constructor(private readonly options: PersonalFeedOptions) {
     this.legacy = options.legacy
@@ -83,7 +84,14 @@ export class PersonalFeed implements SnapshotSink, ChannelFamily {
    */
   full<K extends SnapshotKind>(kind: K, snapshot: SnapshotOf<K>): void {
     const { hub, bus, log = console.error } = this.options
-    bus.publish(hub.channel(kind)!, JSON.stringify(snapshot), CONTENT_TYPE).catch((error) => log(`presence: ${kind} snapshot not published: ${(error as Error).message}`))
+    bus.publish(hub.channel(kind)!, JSON.stringify(snapshot), CONTENT_TYPE).then(
+      () => (this.publishFailing = false),
+      (error: Error) => {
+        // One line per outage, not one per snapshot.
+        if (!this.publishFailing) log(`presence: snapshots not published until the store is back: ${error.message}`)
+        this.publishFailing = true
+      },
+    )
   }
 
   /**
