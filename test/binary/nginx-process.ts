@@ -26,7 +26,8 @@ export function freePort(): number {
 }
 
 export interface NginxOptions {
-  backendPort: number
+  /** One backend, or several: the shipped `upstream` then lists each, balanced round-robin (test/binary/nodes.ts). */
+  backendPort: number | readonly number[]
   /**
    * Where /pbxcore/softphone/ws goes in place of Asterisk's 127.0.0.1:8088: a test's stand-in, or by
    * default a free port with nothing on it, so no test ever reaches a real Asterisk on the machine.
@@ -96,12 +97,13 @@ export class NginxProcess {
     rmSync(this.prefix, { recursive: true, force: true })
   }
 
-  private writeConfig(backendPort: number, asteriskPort: number, serverConfig: string): string {
+  private writeConfig(backendPort: number | readonly number[], asteriskPort: number, serverConfig: string): string {
     const { prefix } = this
+    const servers = [backendPort].flat().map((port) => `server 127.0.0.1:${port};`)
     const http = substitute(
       readFileSync(join(SYSTEMD, 'nginx-softphone-backend-http.conf'), 'utf8'),
-      '127.0.0.1:8080',
-      `127.0.0.1:${backendPort}`,
+      'server 127.0.0.1:8080;',
+      servers.join('\n    '),
       'nginx-softphone-backend-http.conf',
     )
     let snippet = readFileSync(join(SYSTEMD, 'nginx-softphone-backend.conf'), 'utf8')
