@@ -14,6 +14,9 @@ import { RedisServer } from '../redis-server'
 import { freePort, NginxProcess } from './nginx-process'
 import { BASE, ServerProcess } from './server-process'
 
+
+/** Redis's password in the cluster's redis_url (README "Several nodes": log lines name the server without it). */
+export const REDIS_PASSWORD = 'cluster redis secret'
 export const NODE_NAMES = ['A', 'B', 'C'] as const
 const SHARED_STORE_WAIT_MS = 10_000
 export type NodeName = (typeof NODE_NAMES)[number]
@@ -154,7 +157,8 @@ export class Cluster {
 
   /** redis-server, the key file, the users on every node, the three nodes, then nginx; all undone if any step fails. */
   static async start({ users, store = 'redis', args = [], nginx = true }: ClusterOptions): Promise<Cluster> {
-    const redis = await RedisServer.start()
+    // With a password, so the tests can check that none of the nodes' lines ever shows it.
+    const redis = await RedisServer.start({ password: REDIS_PASSWORD })
     const keyDir = mkdtempSync(join(tmpdir(), 'softphone-nodes-key-'))
     const keyPath = join(keyDir, 'secret.key')
     writeFileSync(keyPath, randomBytes(32).toString('hex'), { mode: 0o600 })

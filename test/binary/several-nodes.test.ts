@@ -9,7 +9,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { bearer, Cluster, pollUntil, type Node, type Tokens } from './nodes'
+import { bearer, Cluster, pollUntil, REDIS_PASSWORD, type Node, type Tokens } from './nodes'
 import { BINARY, followStream } from './server-process'
 
 const USER = '201'
@@ -344,6 +344,9 @@ describe('Redis killed with kill -9 mid-traffic', () => {
     // On failure, inRedis tells a revocation Redis lost from one a node failed to load.
     expect(stillAccepted).toEqual([])
     expect(cluster.output()).not.toContain(PASSWORD)
+    expect(cluster.output()).not.toContain(REDIS_PASSWORD)
+    expect(cluster.output()).not.toContain(encodeURIComponent(REDIS_PASSWORD))
+    expect(cluster.output()).toContain('redis: connection to redis://127.0.0.1:')
   }, 90_000)
 
   /** Whether Redis holds the token's revoked id and its session's revocation (keys of src/tokens/redis-revocations.ts). */
