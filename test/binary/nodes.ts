@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { RedisServer } from '../redis-server'
 import { freePort, NginxProcess } from './nginx-process'
-import { BASE, ServerProcess } from './server-process'
+import { BASE, runCli, ServerProcess, type RunResult } from './server-process'
 
 
 /** Redis's password in the cluster's redis_url (README "Several nodes": log lines name the server without it). */
@@ -56,6 +56,11 @@ export class Node {
     private readonly serveArgs: readonly string[],
   ) {
     this.server = new ServerProcess()
+  }
+
+  /** A command on this node, with the configuration it serves with (its store, redis_url, key). */
+  cli(args: readonly string[]): Promise<RunResult> {
+    return runCli([...args, '--data-dir', this.server.dataDir, ...this.serveArgs])
   }
 
   get baseUrl(): string {

@@ -95,6 +95,24 @@ describe('revocation fan-out', () => {
   })
 })
 
+describe('the sessions command with store = "redis"', () => {
+  test('lists the sessions every node started, and revoke on B\'s command line ends them on every node', async () => {
+    const [onA, onC] = [await cluster.a.login(USER, PASSWORD), await cluster.c.login(USER, PASSWORD)]
+    const sid = (tokens: Tokens) => (JSON.parse(Buffer.from(tokens.access_token.split('.')[1]!, 'base64url').toString()) as { sid: string }).sid
+    const listed = await cluster.b.cli(['sessions', 'list', '--user', USER])
+    expect(listed.exitCode).toBe(0)
+    for (const tokens of [onA, onC]) expect(listed.stdout).toContain(sid(tokens))
+    const revoked = await cluster.b.cli(['sessions', 'revoke', '--user', USER])
+    expect({ exitCode: revoked.exitCode, stdout: revoked.stdout }).toMatchObject({ exitCode: 0, stdout: expect.stringMatching(/^ended [1-9]\d* sessions of 201/) })
+    for (const node of cluster.nodes) {
+      for (const tokens of [onA, onC]) {
+        expect({ node: node.name, media: await statusWithin(() => node.checkMediaAccess(tokens.access_token), 401) }).toEqual({ node: node.name, media: 401 })
+      }
+    }
+    expect((await cluster.b.cli(['sessions', 'list', '--user', USER])).stdout).toBe('')
+  })
+})
+
 /** Twenty refreshes of one refresh token at once, the i-th on node i mod 3. */
 function refreshStorm(nodes: readonly Node[], refreshToken: string): Promise<Array<{ status: number; body: Record<string, unknown> }>> {
   return Promise.all(
