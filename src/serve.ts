@@ -168,7 +168,7 @@ function writeApiKeys(what: string, write: () => void): void {
   }
 }
 
-export function throttleSettings(config: Config): ThrottleSettings {
+function throttleSettings(config: Config): ThrottleSettings {
   return {
     accountFreeFailures: config.throttle_account_failures,
     ipFreeFailures: config.throttle_ip_failures,
@@ -233,7 +233,7 @@ export async function serve(config: Config, clock: Clock = systemClock, reloadCo
     rotation: config.refresh_rotation,
     passwordConcurrency: config.password_hash_concurrency,
   })
-  const { revocations, tokens, sessions, logins } = services
+  const { tokens, sessions, logins } = services
   const apiKeys = new ApiKeyService(new ApiKeyStore(db), directory, clock, { idleMinutes: config.api_key_idle_minutes })
   const purge = () => {
     writeApiKeys('dead keys not purged', () => apiKeys.purge())
