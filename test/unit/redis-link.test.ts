@@ -345,6 +345,25 @@ describe('Redis killed with kill -9 and started again', () => {
     ])
   })
 
+  test('a server that stops answering while nothing is sent: the heartbeat takes the link down, so the revocation copy goes stale', async () => {
+    const timer = new ManualRetryTimer()
+    const { link, lines } = await connected(target(`redis://:${ENCODED}@127.0.0.1:${server.port}`), { retryTimer: timer, commandTimeoutMs: 100, heartbeatMs: 50 })
+    const received: string[] = []
+    link.subscribe('softphone:test:heartbeat', (message) => received.push(message))
+    server.pause()
+    try {
+      await until(() => link.state === 'down', 'the heartbeat to miss its reply')
+      expect(link.downSince()).not.toBeNull()
+      expect(lines.at(-1)).toBe(`redis: connection to redis://127.0.0.1:${server.port} lost (redis: no reply within 100 ms); reconnecting`)
+    } finally {
+      server.resume()
+    }
+    timer.fire()
+    await until(() => link.state === 'up', 'the reconnect')
+    server.cli('PUBLISH', 'softphone:test:heartbeat', 'after')
+    await until(() => received.length === 1, 'a message on the new subscriber connection')
+  })
+
   test('a hook that throws makes the link reconnect instead of coming up', async () => {
     const timer = new ManualRetryTimer()
     const { link } = linkTo(target(`redis://:${ENCODED}@127.0.0.1:${server.port}`), { retryTimer: timer })

@@ -18,6 +18,12 @@ const BACKOFF_FIRST_MS = 100
 const BACKOFF_MAX_MS = 5000
 const CONNECT_TIMEOUT_MS = 3000
 const COMMAND_TIMEOUT_MS = 3000
+/**
+ * Both connections are pinged this often while up. A peer gone without a reset (a cut cable, a
+ * paused server) is otherwise noticed only by the next command, and the subscriber sends none: a
+ * node would go on trusting a revocation copy that no longer hears announcements.
+ */
+const HEARTBEAT_MS = 2000
 /** Replies that mean "not now" rather than "wrong": retried by clients like an unreachable server. */
 const TRANSIENT_REPLY = /^(LOADING|BUSY|MASTERDOWN|READONLY|TRYAGAIN|CLUSTERDOWN)\b/
 
@@ -45,6 +51,8 @@ export interface RedisLinkOptions {
   retryTimer?: RetryTimer
   /** How long a reply may take before the server counts as gone; 3 s unless a test shortens it. */
   commandTimeoutMs?: number
+  /** How often both connections are pinged while up; 2 s unless a test shortens it. */
+  heartbeatMs?: number
 }
 
 /** Holds at most one pending attempt. */
@@ -77,6 +85,7 @@ class Generation {
   /** The DB is selected: commands may run (the up hooks run on a ready generation). */
   ready = false
   readonly subscribed = new Set<string>()
+  heartbeat: ReturnType<typeof setInterval> | null = null
 
   constructor(
     readonly commands: RedisClient,
@@ -84,6 +93,7 @@ class Generation {
   ) {}
 
   close(): void {
+    if (this.heartbeat) clearInterval(this.heartbeat)
     for (const client of [this.commands, this.subscriber]) {
       client.onclose = null
       client.close()
@@ -225,7 +235,13 @@ export class RedisLink {
       return this.failed(generation, error)
     }
     // close() or a failure replaced the generation while the hooks ran.
-    if (this.current === generation) this.up()
+    if (this.current === generation) this.up(generation)
+  }
+
+  /** PING on both connections, each reply within the command deadline; a miss drops the generation. */
+  private beat(generation: Generation): void {
+    const pings = Promise.all([generation.commands.send('PING', []), generation.subscriber.ping()])
+    this.withinDeadline(generation, pings).catch((error) => this.failed(generation, error))
   }
 
   private open(): Generation {
@@ -254,7 +270,9 @@ export class RedisLink {
     }
   }
 
-  private up(): void {
+  private up(generation: Generation): void {
+    generation.heartbeat = setInterval(() => this.beat(generation), this.options.heartbeatMs ?? HEARTBEAT_MS)
+    generation.heartbeat.unref?.()
     this.attempt = 0
     this.lostAt = null
     this.outageLogged = false
