@@ -13,5 +13,4 @@ export interface PresenceBus {
    * store can't take it, and then nothing was published.
    */
   publish(channel: Channel, body: string, contentType: string): Promise<Message>
-  close(): void
 }

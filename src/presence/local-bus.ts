@@ -9,6 +9,4 @@ export class LocalBus implements PresenceBus {
   publish(channel: Channel, body: string, contentType: string): Promise<Message> {
     return Promise.resolve(channel.publish(body, contentType, unixSeconds(this.clock)))
   }
-
-  close(): void {}
 }

@@ -106,8 +106,6 @@ export class RedisBus implements PresenceBus {
     return messageOf({ time, tag }, contentType, body)
   }
 
-  close(): void {}
-
   private arrived(text: string): void {
     const message = this.parse(text)
     if (!message) return

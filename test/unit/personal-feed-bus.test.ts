@@ -22,7 +22,6 @@ test('a snapshot reaches the feed only through its channel; a bus that fails is 
       channel.accept(message)
       return message
     },
-    close() {},
   }
   const logs: string[] = []
   const directory = { findByUsername: (name: string) => ({ id: 1, username: name, displayName: name, role: 'user' as const, disabled: false, mobile: '' }) }
